@@ -1,0 +1,148 @@
+"""One checkpoint file = weights + model configuration + preprocessing + clinical vocabulary + versions.
+
+Saved as plain data and tensors only, and loaded with `torch.load(weights_only=True)`, so a file
+from an unknown source can never run code. Everything needed to rebuild the model and repeat its
+preprocessing comes from the file, not from the code's defaults.
+"""
+
+import os
+import pickle
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from .clinical import ClinicalVocabulary
+from .model import CSFNet, ModelConfig
+from .preprocessing import Preprocessing
+from .version import __version__
+
+FORMAT = "csfnet-checkpoint"
+FORMAT_VERSION = 1
+_REQUIRED = ("format", "format_version", "model_config", "preprocessing", "vocabulary", "state_dict")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file, typed."""
+
+    model_config: ModelConfig
+    preprocessing: Preprocessing
+    vocabulary: ClinicalVocabulary
+    state_dict: Dict[str, torch.Tensor]
+    versions: Dict[str, str] = field(default_factory=dict)
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    path: Optional[Path] = None
+
+    def build_model(self, device: Union[str, torch.device] = "cpu") -> CSFNet:
+        """The network with these weights, in eval mode, on `device`."""
+        model = CSFNet(self.model_config, self.vocabulary.size)
+        try:
+            model.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(
+                f"{self.path or 'checkpoint'}: weights do not fit configuration {self.model_config.name!r}: {exc}"
+            ) from exc
+        return model.to(device).eval()
+
+
+def runtime_versions() -> Dict[str, str]:
+    """Versions of what produced a result, recorded in checkpoints and results."""
+    return {
+        "csfnet": __version__,
+        "torch": str(torch.__version__),  # TorchVersion would not load with weights_only
+        "numpy": np.__version__,
+        "SimpleITK": sitk.Version.VersionString(),
+        "python": platform.python_version(),
+    }
+
+
+def save_checkpoint(
+    path: Union[str, Path],
+    model: CSFNet,
+    preprocessing: Preprocessing,
+    vocabulary: ClinicalVocabulary,
+    metadata: Optional[Dict[str, Any]] = None,
+) -> Path:
+    """Write a checkpoint atomically (a temporary file renamed into place); returns its path."""
+    if vocabulary.size != model.vocabulary_size:
+        raise ValueError(f"vocabulary has {vocabulary.size} rows but the model's embedding has {model.vocabulary_size}")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": model.config.to_dict(),
+        "preprocessing": preprocessing.to_dict(),
+        "vocabulary": vocabulary.to_dict(),
+        "versions": runtime_versions(),
+        "metadata": dict(metadata or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Checkpoint:
+    """Read and validate a checkpoint; never unpickles anything but tensors and plain data."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(str(path), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused, it holds Python objects other than weights and plain data "
+            f"(loading it could run code): {_unpickler_reason(exc)}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file): {exc}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a CSF-net checkpoint (no '{FORMAT}' marker)")
+    missing = [key for key in _REQUIRED if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    if payload["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {payload['format_version']} is newer than this version reads ({FORMAT_VERSION})"
+        )
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+        preprocessing = Preprocessing.from_dict(payload["preprocessing"])
+        vocabulary = ClinicalVocabulary(payload["vocabulary"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: invalid settings in checkpoint: {exc}") from exc
+    return Checkpoint(
+        model_config=config,
+        preprocessing=preprocessing,
+        vocabulary=vocabulary,
+        state_dict=payload["state_dict"],
+        versions=dict(payload.get("versions", {})),
+        metadata=dict(payload.get("metadata", {})),
+        path=path,
+    )
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The line of torch's long weights_only message that says what was found."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please")[0]
+    return lines[0] if lines else type(exc).__name__

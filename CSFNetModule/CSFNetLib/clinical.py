@@ -1,0 +1,114 @@
+"""The six NLST clinical fields and their encoding as rows of one embedding table.
+
+Every field is a category. The table has two shared special rows, then one block of rows per field:
+row 0 = missing (no value given), row 1 = unknown (a value the vocabulary never saw), then each
+field's known codes in order. The vocabulary is data: it is fitted on training data and saved in the
+checkpoint, so a model always encodes clinical data the way it was trained.
+"""
+
+import math
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+FIELDS = ("race", "cigsmok", "gender", "age", "scr_res0", "scr_iso0")
+MISSING_INDEX = 0
+UNKNOWN_INDEX = 1
+N_SPECIAL_ROWS = 2
+
+#: NLST participant-file codes, used by models that were not fitted on data (an untrained network).
+DEFAULT_CODES: Dict[str, List[str]] = {
+    "race": ["1", "2", "3", "4", "5", "6", "7"],  # white, black, asian, AI/AN, NH/PI, more than one, refused
+    "cigsmok": ["0", "1"],  # former, current smoker at baseline
+    "gender": ["1", "2"],  # male, female
+    "age": [str(a) for a in range(55, 75)],  # age at randomisation, years
+    "scr_res0": ["1", "2", "3", "4", "5", "6"],  # result of the T0 screen
+    "scr_iso0": ["0", "1"],
+}
+
+
+def normalize_code(value: Any) -> Optional[str]:
+    """One field value as its canonical code string, or None when missing.
+
+    1, 1.0, "1" and " 1.0 " all give "1"; None, NaN and empty strings are missing.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value).strip()
+    if text == "" or text.lower() in ("nan", "na", "none", "null"):
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return normalize_code(number)
+
+
+class ClinicalVocabulary:
+    """Category code -> embedding row, per field."""
+
+    def __init__(self, codes: Mapping[str, Sequence[Any]]):
+        missing = [f for f in FIELDS if f not in codes]
+        if missing:
+            raise ValueError(f"clinical vocabulary lacks fields {missing}; it needs {list(FIELDS)}")
+        self.codes: Dict[str, List[str]] = {}
+        self._rows: Dict[str, Dict[str, int]] = {}
+        next_row = N_SPECIAL_ROWS
+        for field in FIELDS:
+            field_codes = []
+            for value in codes[field]:
+                code = normalize_code(value)
+                if code is not None and code not in field_codes:
+                    field_codes.append(code)
+            self.codes[field] = field_codes
+            self._rows[field] = {code: next_row + i for i, code in enumerate(field_codes)}
+            next_row += len(field_codes)
+        self.size = next_row
+
+    @classmethod
+    def default(cls) -> "ClinicalVocabulary":
+        return cls(DEFAULT_CODES)
+
+    @classmethod
+    def fit(cls, records: Iterable[Mapping[str, Any]]) -> "ClinicalVocabulary":
+        """The codes seen in `records` (e.g. the training patients' clinical rows), sorted."""
+        seen: Dict[str, set] = {f: set() for f in FIELDS}
+        for record in records:
+            for field in FIELDS:
+                code = normalize_code(record.get(field))
+                if code is not None:
+                    seen[field].add(code)
+        return cls({f: sorted(seen[f], key=_code_sort_key) for f in FIELDS})
+
+    def encode(self, record: Optional[Mapping[str, Any]]) -> List[int]:
+        """Embedding rows for one patient's fields; missing keys / values and unseen codes allowed."""
+        record = record or {}
+        rows = []
+        for field in FIELDS:
+            code = normalize_code(record.get(field))
+            if code is None:
+                rows.append(MISSING_INDEX)
+            else:
+                rows.append(self._rows[field].get(code, UNKNOWN_INDEX))
+        return rows
+
+    def to_dict(self) -> Dict[str, List[str]]:
+        return {f: list(self.codes[f]) for f in FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClinicalVocabulary) and self.codes == other.codes
+
+    def __repr__(self) -> str:
+        return f"ClinicalVocabulary({self.size} rows)"
+
+
+def _code_sort_key(code: str):
+    """Numbers in numeric order, before any text codes."""
+    try:
+        return (0, float(code), code)
+    except ValueError:
+        return (1, 0.0, code)

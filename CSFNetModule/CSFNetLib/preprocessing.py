@@ -1,0 +1,158 @@
+"""From a CT scan in HU and a nodule point to the network's input: a 16 x 64 x 64 ROI in [0, 1].
+
+The intensity transform follows the DSB2017 preprocessing the paper used: HU clipped to
+[-1200, 600] and mapped linearly to [0, 1]; optionally the value 170/255 outside a dilated lung mask.
+Which of these a model was trained with is a `Preprocessing` saved in its checkpoint.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from .geometry import RoiGrid, as_lps_point
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything that turns a scan and a point into a network input; travels with the weights."""
+
+    roi_size_zyx: Tuple[int, int, int] = (16, 64, 64)
+    spacing_mm: float = 1.0
+    hu_min: float = -1200.0
+    hu_max: float = 600.0
+    fill_hu: float = -1000.0  # where the ROI leaves the scan: air
+    lung_mask: bool = False
+    outside_lung_value: float = 170.0 / 255.0
+    lung_threshold_hu: float = -400.0
+    lung_dilation_mm: float = 10.0
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["roi_size_zyx"] = list(self.roi_size_zyx)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Preprocessing":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown preprocessing settings {unknown}; was this made by a newer version?")
+        if "roi_size_zyx" in known:
+            known["roi_size_zyx"] = tuple(int(s) for s in known["roi_size_zyx"])
+        return cls(**known)
+
+
+def hu_to_unit(hu: np.ndarray, hu_min: float = -1200.0, hu_max: float = 600.0) -> np.ndarray:
+    """DSB2017 window: HU clipped to [hu_min, hu_max], mapped linearly to [0, 1] (float32)."""
+    unit = (np.asarray(hu, dtype=np.float32) - np.float32(hu_min)) / np.float32(hu_max - hu_min)
+    return np.clip(unit, 0.0, 1.0)
+
+
+def apply_lung_mask(roi_unit: np.ndarray, mask: np.ndarray, outside_value: float = 170.0 / 255.0) -> np.ndarray:
+    """Write `outside_value` wherever `mask` is zero (DSB2017 writes 170 of 255 outside the lungs)."""
+    roi_unit = np.asarray(roi_unit, dtype=np.float32)
+    if np.shape(mask) != roi_unit.shape:
+        raise ValueError(f"lung mask shape {np.shape(mask)} does not match ROI shape {roi_unit.shape}")
+    return np.where(np.asarray(mask) != 0, roi_unit, np.float32(outside_value)).astype(np.float32)
+
+
+def lung_mask(image: sitk.Image, threshold_hu: float = -400.0, dilation_mm: float = 10.0) -> sitk.Image:
+    """A dilated mask of the lungs: air-like regions inside the body, grown by `dilation_mm`.
+
+    Air below `threshold_hu` that touches the in-plane border of the scan is outside the body and
+    dropped; of what remains the two largest regions are kept (left and right lung, or one region
+    when they touch), and components smaller than 1 % of the largest are ignored.
+    """
+    check_ct_image(image)
+    components = sitk.ConnectedComponent(image < threshold_hu)
+    labels = sitk.GetArrayViewFromImage(components)  # (k, j, i)
+    slice_axis = _axis_closest_to_superior(image)  # array axis that runs head-foot
+    in_plane = [a for a in range(3) if a != slice_axis]
+    border = set()
+    for axis in in_plane:
+        border.update(np.unique(np.take(labels, [0, labels.shape[axis] - 1], axis=axis)).tolist())
+    counts = np.bincount(labels.reshape(-1))
+    candidates = [lab for lab in np.argsort(counts)[::-1] if lab != 0 and lab not in border]
+    keep = [lab for lab in candidates[:2] if counts[lab] >= 0.01 * counts[candidates[0]]]
+    mask = sitk.GetImageFromArray(np.isin(labels, keep).astype(np.uint8))
+    mask.CopyInformation(image)
+    radius = [max(1, int(round(dilation_mm / s))) for s in image.GetSpacing()]
+    return sitk.BinaryDilate(mask, radius, sitk.sitkBall)
+
+
+def _axis_closest_to_superior(image: sitk.Image) -> int:
+    """The numpy array axis (0 = k, 1 = j, 2 = i) whose direction is closest to LPS z."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    itk_axis = int(np.argmax(np.abs(direction[2, :])))  # column = image axis i, j, k
+    return 2 - itk_axis
+
+
+def check_ct_image(image: Any, what: str = "image") -> None:
+    """Refuse anything that is not a single-component 3-D SimpleITK image, with a reason."""
+    if not isinstance(image, sitk.Image):
+        raise TypeError(f"{what} must be a SimpleITK.Image, got {type(image).__name__}")
+    if image.GetDimension() != 3:
+        raise ValueError(f"{what} must be 3-D, got a {image.GetDimension()}-D image of size {image.GetSize()}")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"{what} must have one value per voxel, got {image.GetNumberOfComponentsPerPixel()}")
+
+
+def roi_grid(center_lps: Sequence[float], preprocessing: Preprocessing = Preprocessing()) -> RoiGrid:
+    """The ROI's grid in physical space, as `extract_roi` samples it."""
+    return RoiGrid.centred(center_lps, preprocessing.roi_size_zyx, preprocessing.spacing_mm)
+
+
+def resample_to_grid(image: sitk.Image, grid: RoiGrid, interpolator: int, default_value: float) -> np.ndarray:
+    """Sample `image` on `grid` only (never the whole scan); returns a float32 (z, y, x) array."""
+    resampled = sitk.Resample(
+        image,
+        grid.size_xyz,
+        sitk.Transform(),
+        interpolator,
+        grid.origin_lps,
+        (grid.spacing_mm,) * 3,
+        grid.direction,
+        float(default_value),
+        sitk.sitkFloat32,
+    )
+    return sitk.GetArrayFromImage(resampled)
+
+
+def extract_roi(
+    image: sitk.Image,
+    center_lps: Sequence[float],
+    preprocessing: Preprocessing = Preprocessing(),
+    mask: Optional[sitk.Image] = None,
+) -> np.ndarray:
+    """The network input for one nodule at one time point: float32 (16, 64, 64) in [0, 1].
+
+    `image` is a CT in HU with any geometry; `center_lps` the nodule centre in LPS mm. The ROI is
+    sampled with linear interpolation on the patient-aligned 1 mm grid centred on the point; voxels
+    outside the scan are air. When the preprocessing uses the lung mask, pass `mask` (from
+    `lung_mask`, computed once per scan) or it is computed here.
+    """
+    check_ct_image(image)
+    center = as_lps_point(center_lps)
+    _check_inside(image, center)
+    grid = roi_grid(center, preprocessing)
+    hu = resample_to_grid(image, grid, sitk.sitkLinear, preprocessing.fill_hu)
+    roi = hu_to_unit(hu, preprocessing.hu_min, preprocessing.hu_max)
+    if preprocessing.lung_mask:
+        if mask is None:
+            mask = lung_mask(image, preprocessing.lung_threshold_hu, preprocessing.lung_dilation_mm)
+        roi = apply_lung_mask(roi, resample_to_grid(mask, grid, sitk.sitkNearestNeighbor, 0.0),
+                              preprocessing.outside_lung_value)
+    return roi
+
+
+def _check_inside(image: sitk.Image, center_lps: np.ndarray) -> None:
+    """A nodule centre must lie within the scan (up to half a voxel beyond its outer voxel centres)."""
+    index = np.asarray(image.TransformPhysicalPointToContinuousIndex(center_lps.tolist()))
+    size = np.asarray(image.GetSize(), dtype=float)
+    if np.any(index < -0.5) or np.any(index > size - 0.5):
+        raise ValueError(
+            f"nodule centre {tuple(np.round(center_lps, 2).tolist())} (LPS mm) lies outside the scan "
+            f"(voxel index {tuple(np.round(index, 1).tolist())} of size {tuple(int(s) for s in size)})"
+        )

@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from CSFNetLib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from CSFNetLib.clinical import FIELDS, ClinicalVocabulary
+from CSFNetLib.model import build_model
+from CSFNetLib.preprocessing import Preprocessing
+
+
+@pytest.fixture
+def saved(tmp_path):
+    vocabulary = ClinicalVocabulary.fit([{"race": 1, "age": 61, "gender": 2}, {"race": 2, "age": 70, "gender": 1}])
+    torch.manual_seed(0)
+    model = build_model("small", vocabulary).eval()
+    preprocessing = Preprocessing(lung_mask=True)
+    path = save_checkpoint(tmp_path / "model.pt", model, preprocessing, vocabulary, metadata={"trained_on": "test"})
+    return path, model, preprocessing, vocabulary
+
+
+def test_round_trip_restores_weights_settings_and_vocabulary(saved):
+    path, model, preprocessing, vocabulary = saved
+    ckpt = load_checkpoint(path)
+    assert ckpt.model_config == model.config
+    assert ckpt.preprocessing == preprocessing
+    assert ckpt.vocabulary == vocabulary
+    assert ckpt.metadata == {"trained_on": "test"}
+    assert {"csfnet", "torch", "numpy", "SimpleITK", "python"} <= set(ckpt.versions)
+    restored = ckpt.build_model()
+    assert not restored.training
+    t0, t1 = torch.rand(2, 2, 1, 16, 64, 64)
+    clinical = torch.tensor([vocabulary.encode({"race": 2, "age": 61}), vocabulary.encode({})])
+    with torch.inference_mode():
+        assert torch.equal(restored(t0, t1, clinical), model(t0, t1, clinical))
+
+
+def test_save_leaves_no_temporary_files(saved):
+    path = saved[0]
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"]
+
+
+def test_truncated_file_is_refused(saved, tmp_path):
+    data = saved[0].read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated.pt: not a readable checkpoint"):
+        load_checkpoint(truncated)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+class _CreatesAFile:
+    """Unpickling this would run open(path, 'w'): the classic pickle payload."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"format": "csfnet-checkpoint", "payload": _CreatesAFile(marker)}, hostile)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(hostile)
+    assert not marker.exists()
+
+
+def test_weights_from_another_configuration_are_refused(saved, tmp_path):
+    path, _, preprocessing, vocabulary = saved
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"] = build_model("full", vocabulary).config.to_dict()
+    mixed = tmp_path / "mixed.pt"
+    torch.save(payload, mixed)
+    with pytest.raises(CheckpointError, match="do not fit configuration 'full'"):
+        load_checkpoint(mixed).build_model()
+
+
+def test_plain_state_dict_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save(build_model("small").state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a CSF-net checkpoint"):
+        load_checkpoint(path)
+
+
+def test_vocabulary_must_fit_the_model(tmp_path):
+    model = build_model("small")
+    small_vocabulary = ClinicalVocabulary({f: [] for f in FIELDS})
+    with pytest.raises(ValueError, match="vocabulary has 2 rows"):
+        save_checkpoint(tmp_path / "x.pt", model, Preprocessing(), small_vocabulary)

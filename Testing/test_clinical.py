@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from CSFNetLib.clinical import FIELDS, MISSING_INDEX, UNKNOWN_INDEX, ClinicalVocabulary, normalize_code
+
+
+@pytest.mark.parametrize("value,code", [(1, "1"), (1.0, "1"), ("1", "1"), (" 1.0 ", "1"), ("F", "F"), (True, "1")])
+def test_codes_are_normalised(value, code):
+    assert normalize_code(value) == code
+
+
+@pytest.mark.parametrize("value", [None, "", "  ", float("nan"), np.nan, "NA"])
+def test_empty_values_are_missing(value):
+    assert normalize_code(value) is None
+
+
+def test_encoding_uses_one_block_of_rows_per_field_after_two_special_rows():
+    vocab = ClinicalVocabulary({f: ["1", "2"] for f in FIELDS})
+    assert vocab.size == 2 + 2 * len(FIELDS)
+    rows = vocab.encode({f: 2 for f in FIELDS})
+    assert rows == [2 + 2 * i + 1 for i in range(len(FIELDS))]
+    assert len(set(rows)) == len(FIELDS)
+
+
+def test_missing_and_unseen_values_get_their_own_rows():
+    vocab = ClinicalVocabulary.default()
+    rows = vocab.encode({"race": 1, "age": 99, "gender": ""})
+    assert rows[FIELDS.index("race")] not in (MISSING_INDEX, UNKNOWN_INDEX)
+    assert rows[FIELDS.index("age")] == UNKNOWN_INDEX
+    assert rows[FIELDS.index("gender")] == MISSING_INDEX
+    assert rows[FIELDS.index("cigsmok")] == MISSING_INDEX  # key absent
+    assert vocab.encode(None) == [MISSING_INDEX] * len(FIELDS)
+
+
+def test_fit_collects_the_codes_seen_and_round_trips_through_its_dict():
+    records = [{"race": "2", "age": 70, "gender": 1}, {"race": 1, "age": "58", "gender": None}]
+    vocab = ClinicalVocabulary.fit(records)
+    assert vocab.codes["race"] == ["1", "2"]
+    assert vocab.codes["age"] == ["58", "70"]
+    assert vocab.codes["cigsmok"] == []
+    assert ClinicalVocabulary(vocab.to_dict()) == vocab
+
+
+def test_vocabulary_without_all_fields_is_refused():
+    with pytest.raises(ValueError, match="lacks fields"):
+        ClinicalVocabulary({"race": ["1"]})

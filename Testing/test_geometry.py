@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from CSFNetLib.geometry import RoiGrid, as_lps_point, lps_to_ras, ras_to_lps
+
+
+def test_ras_lps_flip_signs_of_x_and_y_only():
+    assert np.allclose(ras_to_lps([10.0, -20.0, 30.0]), [-10.0, 20.0, 30.0])
+    points = np.array([[1.0, 2.0, 3.0], [-4.0, 5.0, -6.0]])
+    assert np.allclose(lps_to_ras(ras_to_lps(points)), points)
+
+
+def test_centred_grid_has_its_centre_between_the_middle_voxels():
+    grid = RoiGrid.centred([10.0, -5.0, 100.0], (16, 64, 64), 1.0)
+    assert np.allclose(grid.center_lps, [10.0, -5.0, 100.0])
+    assert np.allclose(grid.origin_lps, [10.0 - 31.5, -5.0 - 31.5, 100.0 - 7.5])
+    assert grid.size_xyz == (64, 64, 16)
+
+
+def test_grid_index_and_physical_points_round_trip():
+    grid = RoiGrid.centred([1.0, 2.0, 3.0], (16, 64, 64), 1.0)
+    index = np.array([[0.0, 0.0, 0.0], [7.5, 31.5, 31.5], [15.0, 2.0, 63.0]])
+    assert np.allclose(grid.lps_to_index_zyx(grid.index_zyx_to_lps(index)), index)
+    # array axis x (last) runs to the patient's left: +1 voxel = +1 mm in L
+    step = grid.index_zyx_to_lps([0, 0, 1]) - grid.index_zyx_to_lps([0, 0, 0])
+    assert np.allclose(step, [1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("bad", [[1.0, 2.0], [np.nan, 0.0, 0.0], [0.0, np.inf, 1.0], "abc"])
+def test_bad_points_are_refused_with_a_reason(bad):
+    with pytest.raises(ValueError, match="nodule centre"):
+        as_lps_point(bad)
