@@ -37,9 +37,9 @@ class Phantom:
     """A CT volume in HU with given geometry; spheres are painted at physical (LPS) points."""
 
     def __init__(self, size_xyz=(60, 60, 30), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
-                 direction=np.eye(3), background_hu=-800.0):
+                 direction=None, background_hu=-800.0):
         self.size_xyz, self.spacing, self.origin = tuple(size_xyz), tuple(spacing), tuple(origin)
-        self.direction = np.asarray(direction, dtype=float)
+        self.direction = np.eye(3) if direction is None else np.asarray(direction, dtype=float)
         self.points = voxel_centres_lps(self.size_xyz, self.spacing, self.origin, self.direction)
         self.hu = np.full(self.points.shape[:3], background_hu, dtype=np.float32)
 

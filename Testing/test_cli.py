@@ -13,7 +13,6 @@ from CSFNetLib.model import build_model
 from CSFNetLib.preprocessing import Preprocessing
 from CSFNetLib.version import __version__
 
-
 CSFNET = shutil.which("csfnet", path=str(Path(sys.executable).parent)) or shutil.which("csfnet")
 
 

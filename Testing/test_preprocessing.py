@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import Phantom, bright_centroid, rotation
 
+from conftest import Phantom, bright_centroid, rotation
 from CSFNetLib.preprocessing import (
     Preprocessing,
     apply_lung_mask,

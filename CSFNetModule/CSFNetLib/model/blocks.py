@@ -34,7 +34,9 @@ class ChannelAttention(nn.Module):
         super().__init__()
         hidden = max(1, channels // reduction)
         self.mlp = nn.Sequential(
-            nn.Conv3d(channels, hidden, 1, bias=False), nn.ReLU(inplace=True), nn.Conv3d(hidden, channels, 1, bias=False)
+            nn.Conv3d(channels, hidden, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(hidden, channels, 1, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -62,16 +62,18 @@ class CSFNet(nn.Module):
             if not isinstance(roi, torch.Tensor) or not roi.is_floating_point():
                 raise TypeError(f"{name} must be a floating-point torch.Tensor, got {_describe(roi)}")
             if roi.dim() != 5 or roi.shape[1] != 1 or tuple(roi.shape[2:]) != expected:
-                raise ValueError(f"{name} must have shape (B, 1, {', '.join(map(str, expected))}), got {tuple(roi.shape)}")
+                shape = ", ".join(map(str, expected))
+                raise ValueError(f"{name} must have shape (B, 1, {shape}), got {tuple(roi.shape)}")
         if t0.shape[0] != t1.shape[0]:
             raise ValueError(f"t0 and t1 must hold the same number of cases, got {t0.shape[0]} and {t1.shape[0]}")
         if not isinstance(clinical, torch.Tensor) or clinical.dtype != torch.int64:
             raise TypeError(f"clinical must be an int64 torch.Tensor of embedding rows, got {_describe(clinical)}")
         if tuple(clinical.shape) != (t0.shape[0], len(FIELDS)):
             raise ValueError(f"clinical must have shape ({t0.shape[0]}, {len(FIELDS)}), got {tuple(clinical.shape)}")
-        if clinical.numel() and (int(clinical.min()) < 0 or int(clinical.max()) >= self.vocabulary_size):
+        low, high = (int(clinical.min()), int(clinical.max())) if clinical.numel() else (0, 0)
+        if low < 0 or high >= self.vocabulary_size:
             raise ValueError(
-                f"clinical rows must lie in [0, {self.vocabulary_size}), got {int(clinical.min())}..{int(clinical.max())};"
+                f"clinical rows must lie in [0, {self.vocabulary_size}), got {low}..{high};"
                 " encode fields with the model's ClinicalVocabulary"
             )
 
