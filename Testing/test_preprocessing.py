@@ -80,6 +80,14 @@ def test_roi_near_the_scan_edge_is_filled_with_air():
     assert np.allclose(roi[:, rows, :25], AIR)  # beyond the edge: air
 
 
+def test_sphere_near_the_scan_edge_still_lands_at_the_roi_centre(oblique_phantom):
+    corner = oblique_phantom.points[2, 3, 4]  # a few voxels inside the scan's corner
+    image = oblique_phantom.paint_sphere(corner, radius_mm=2.0, hu=400.0).image()
+    roi = extract_roi(image, corner)
+    assert np.allclose(bright_centroid(roi, hu_to_unit(0.0)), ROI_CENTRE, atol=0.5)
+    assert np.isclose(roi, AIR).mean() > 0.3  # much of the ROI lies outside the scan
+
+
 def test_lung_mask_covers_the_lungs_and_dilates_into_the_wall():
     phantom = Phantom(size_xyz=(80, 60, 20), background_hu=-1000.0)
     phantom.paint_box([5, 5, -100], [74, 54, 100], 40.0)  # body
