@@ -24,7 +24,7 @@ _EXPORTS = {
     "lung_mask": "preprocessing",
     "apply_lung_mask": "preprocessing",
     "roi_grid": "preprocessing",
-    "RoiGrid": "geometry",
+    "VoxelGrid": "geometry",
     "lps_to_ras": "geometry",
     "ras_to_lps": "geometry",
     "Checkpoint": "checkpoint",

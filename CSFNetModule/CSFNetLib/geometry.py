@@ -10,9 +10,10 @@ Conventions
 """
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 
 #: Diagonal that flips LPS <-> RAS (its own inverse).
 _LPS_RAS_FLIP = np.array([-1.0, -1.0, 1.0])
@@ -42,23 +43,42 @@ def as_lps_point(point: Sequence[float], what: str = "nodule centre") -> np.ndar
 
 
 @dataclass(frozen=True)
-class RoiGrid:
-    """A patient-aligned voxel grid in LPS millimetres (identity direction).
+class VoxelGrid:
+    """A voxel grid in LPS millimetres: ITK's geometry (origin, spacing, direction) plus a size.
 
-    `size_zyx` is the array shape; `origin_lps` is the physical position of voxel (0, 0, 0).
+    `size_zyx` is the numpy array shape; `direction` holds the row-major 3x3 direction cosines whose
+    columns are the i, j, k axes (x, y, z array order reversed). ROI grids use the identity.
     """
 
     origin_lps: Tuple[float, float, float]
-    spacing_mm: float
+    spacing_xyz: Tuple[float, float, float]
     size_zyx: Tuple[int, int, int]
+    direction: Tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
     @classmethod
-    def centred(cls, center_lps: Sequence[float], size_zyx: Sequence[int], spacing_mm: float) -> "RoiGrid":
+    def centred(
+        cls,
+        center_lps: Sequence[float],
+        size_zyx: Sequence[int],
+        spacing_xyz: Sequence[float],
+        direction: Optional[np.ndarray] = None,
+    ) -> "VoxelGrid":
         """The grid of `size_zyx` voxels whose physical centre is `center_lps`."""
         center = as_lps_point(center_lps)
-        size_xyz = np.asarray(size_zyx[::-1], dtype=float)
-        origin = center - (size_xyz - 1.0) / 2.0 * spacing_mm
-        return cls(tuple(origin.tolist()), float(spacing_mm), tuple(int(s) for s in size_zyx))
+        matrix = np.eye(3) if direction is None else np.asarray(direction, dtype=float).reshape(3, 3)
+        half_extent = (np.asarray(size_zyx[::-1], dtype=float) - 1.0) / 2.0 * np.asarray(spacing_xyz, dtype=float)
+        origin = center - matrix @ half_extent
+        return cls(
+            tuple(origin.tolist()),
+            tuple(float(s) for s in spacing_xyz),
+            tuple(int(s) for s in size_zyx),
+            tuple(matrix.reshape(-1).tolist()),
+        )
+
+    @classmethod
+    def of_image(cls, image: sitk.Image) -> "VoxelGrid":
+        """The grid a SimpleITK image lies on."""
+        return cls(image.GetOrigin(), image.GetSpacing(), tuple(reversed(image.GetSize())), image.GetDirection())
 
     @property
     def size_xyz(self) -> Tuple[int, int, int]:
@@ -66,9 +86,8 @@ class RoiGrid:
         return tuple(reversed(self.size_zyx))
 
     @property
-    def direction(self) -> Tuple[float, ...]:
-        """Row-major 3x3 direction cosines: the identity (patient axes)."""
-        return (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.direction, dtype=float).reshape(3, 3)
 
     @property
     def center_lps(self) -> np.ndarray:
@@ -76,11 +95,63 @@ class RoiGrid:
         return self.index_zyx_to_lps((np.asarray(self.size_zyx, dtype=float) - 1.0) / 2.0)
 
     def index_zyx_to_lps(self, index_zyx: Sequence[float]) -> np.ndarray:
-        """Continuous array index (z, y, x), or an (N, 3) array of them, to LPS millimetres."""
-        index_xyz = np.asarray(index_zyx, dtype=float)[..., ::-1]
-        return np.asarray(self.origin_lps) + index_xyz * self.spacing_mm
+        """Continuous array index (z, y, x), or an (..., 3) array of them, to LPS millimetres."""
+        scaled = np.asarray(index_zyx, dtype=float)[..., ::-1] * np.asarray(self.spacing_xyz)
+        return np.asarray(self.origin_lps) + scaled @ self.matrix.T
 
     def lps_to_index_zyx(self, point_lps: Sequence[float]) -> np.ndarray:
-        """LPS millimetres, or an (N, 3) array of points, to continuous array index (z, y, x)."""
-        index_xyz = (np.asarray(point_lps, dtype=float) - np.asarray(self.origin_lps)) / self.spacing_mm
+        """LPS millimetres, or an (..., 3) array of points, to continuous array index (z, y, x)."""
+        offset = np.asarray(point_lps, dtype=float) - np.asarray(self.origin_lps)
+        index_xyz = (offset @ np.linalg.inv(self.matrix).T) / np.asarray(self.spacing_xyz)
         return index_xyz[..., ::-1]
+
+    def image(self, array_zyx: np.ndarray) -> sitk.Image:
+        """A SimpleITK image of `array_zyx` placed on this grid."""
+        if tuple(array_zyx.shape) != self.size_zyx:
+            raise ValueError(f"array shape {array_zyx.shape} does not match the grid {self.size_zyx}")
+        image = sitk.GetImageFromArray(array_zyx)
+        image.SetOrigin(self.origin_lps)
+        image.SetSpacing(self.spacing_xyz)
+        image.SetDirection(self.direction)
+        return image
+
+
+def rotation_matrix(degrees_xyz: Sequence[float]) -> np.ndarray:
+    """Rotation about x, then y, then z (angles in degrees), as a 3x3 matrix."""
+    ax, ay, az = np.radians(np.asarray(degrees_xyz, dtype=float))
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+@dataclass(frozen=True)
+class RigidTransform:
+    """p = R q + t: from one physical frame (q) to another (p), e.g. a patient's body to a scanner."""
+
+    rotation: Tuple[float, ...]  # row-major 3x3
+    translation: Tuple[float, float, float]
+
+    @classmethod
+    def from_degrees(cls, degrees_xyz: Sequence[float], translation: Sequence[float]) -> "RigidTransform":
+        return cls(tuple(rotation_matrix(degrees_xyz).reshape(-1).tolist()), tuple(float(t) for t in translation))
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.rotation, dtype=float).reshape(3, 3)
+
+    def apply(self, points: Sequence[float]) -> np.ndarray:
+        """Map a point, or an (N, 3) array of points, forward."""
+        return np.asarray(points, dtype=float) @ self.matrix.T + np.asarray(self.translation)
+
+    def apply_inverse(self, points: Sequence[float]) -> np.ndarray:
+        """Map a point, or an (N, 3) array of points, back: q = R^T (p - t)."""
+        return (np.asarray(points, dtype=float) - np.asarray(self.translation)) @ self.matrix
+
+    def inverse_for_resampling(self) -> sitk.Transform:
+        """The SimpleITK transform Resample wants: output (p) points back to input (q) points."""
+        inverse = sitk.AffineTransform(3)
+        inverse.SetMatrix(self.matrix.T.reshape(-1).tolist())
+        inverse.SetTranslation((-self.matrix.T @ np.asarray(self.translation)).tolist())
+        return inverse
+

@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import RoiGrid, as_lps_point
+from .geometry import VoxelGrid, as_lps_point
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,12 @@ def check_ct_image(image: Any, what: str = "image") -> None:
         raise ValueError(f"{what} must have one value per voxel, got {image.GetNumberOfComponentsPerPixel()}")
 
 
-def roi_grid(center_lps: Sequence[float], preprocessing: Preprocessing = Preprocessing()) -> RoiGrid:
+def roi_grid(center_lps: Sequence[float], preprocessing: Preprocessing = Preprocessing()) -> VoxelGrid:
     """The ROI's grid in physical space, as `extract_roi` samples it."""
-    return RoiGrid.centred(center_lps, preprocessing.roi_size_zyx, preprocessing.spacing_mm)
+    return VoxelGrid.centred(center_lps, preprocessing.roi_size_zyx, (preprocessing.spacing_mm,) * 3)
 
 
-def resample_to_grid(image: sitk.Image, grid: RoiGrid, interpolator: int, default_value: float) -> np.ndarray:
+def resample_to_grid(image: sitk.Image, grid: VoxelGrid, interpolator: int, default_value: float) -> np.ndarray:
     """Sample `image` on `grid` only (never the whole scan); returns a float32 (z, y, x) array."""
     resampled = sitk.Resample(
         image,
@@ -112,7 +112,7 @@ def resample_to_grid(image: sitk.Image, grid: RoiGrid, interpolator: int, defaul
         sitk.Transform(),
         interpolator,
         grid.origin_lps,
-        (grid.spacing_mm,) * 3,
+        grid.spacing_xyz,
         grid.direction,
         float(default_value),
         sitk.sitkFloat32,
