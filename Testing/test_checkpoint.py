@@ -33,9 +33,16 @@ def test_round_trip_restores_weights_settings_and_vocabulary(saved):
         assert torch.equal(restored(t0, t1, clinical), model(t0, t1, clinical))
 
 
-def test_save_leaves_no_temporary_files(saved):
+def test_save_leaves_no_temporary_files_and_a_shareable_file(saved):
     path = saved[0]
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]
+    assert path.stat().st_mode & 0o044  # readable by others, as the umask allows (mkstemp alone gives 0600)
+
+
+def test_preprocessing_that_does_not_fit_the_model_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="ROIs but the model takes"):
+        save_checkpoint(tmp_path / "x.pt", build_model("small"), Preprocessing(roi_size_zyx=(8, 32, 32)),
+                        ClinicalVocabulary.default())
 
 
 def test_truncated_file_is_refused(saved, tmp_path):

@@ -26,7 +26,7 @@ def test_installed_command_answers_version_and_help():
 
 def test_module_entry_point_without_a_command_prints_help_and_fails():
     result = subprocess.run([sys.executable, "-m", "CSFNetLib.cli"], capture_output=True, text=True,
-                            cwd="CSFNetModule")
+                            cwd=Path(__file__).resolve().parents[1] / "CSFNetModule")
     assert result.returncode == 2
     assert "usage: csfnet" in result.stdout
 

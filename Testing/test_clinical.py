@@ -4,7 +4,8 @@ import pytest
 from CSFNetLib.clinical import FIELDS, MISSING_INDEX, UNKNOWN_INDEX, ClinicalVocabulary, normalize_code
 
 
-@pytest.mark.parametrize("value,code", [(1, "1"), (1.0, "1"), ("1", "1"), (" 1.0 ", "1"), ("F", "F"), (True, "1")])
+@pytest.mark.parametrize("value,code", [(1, "1"), (1.0, "1"), ("1", "1"), (" 1.0 ", "1"), ("F", "F"), (True, "1"),
+                                        (np.bool_(True), "1"), (np.int64(2), "2"), (np.float32(3.0), "3")])
 def test_codes_are_normalised(value, code):
     assert normalize_code(value) == code
 

@@ -109,7 +109,7 @@ def test_outputs_depend_on_each_input(small_model):
             assert not torch.allclose(changed, reference)
 
 
-def test_temporal_gates_start_at_the_papers_values(small_model):
+def test_temporal_gates_start_at_the_papers_values():
     fresh = build_model("small")
     assert fresh.temporal_fusion.gate_fused.item() == pytest.approx(0.3)
     assert fresh.temporal_fusion.gate_followup.item() == pytest.approx(0.7)
@@ -121,6 +121,7 @@ def test_temporal_gates_start_at_the_papers_values(small_model):
         (lambda t0, t1, c: (t0[:, :, :8], t1, c), r"t0 must have shape \(B, 1, 16, 64, 64\)"),
         (lambda t0, t1, c: (t0, t1[0], c), "t1 must have shape"),
         (lambda t0, t1, c: (t0, t1.to(torch.int16), c), "t1 must be a floating-point"),
+        (lambda t0, t1, c: (t0.double(), t1, c), r"t0 is torch.float64 on cpu but the model is torch.float32"),
         (lambda t0, t1, c: (t0, t1[:1], c), "same number of cases"),
         (lambda t0, t1, c: (t0, t1, c.float()), "int64"),
         (lambda t0, t1, c: (t0, t1, c[:, :5]), r"clinical must have shape \(2, 6\)"),
@@ -132,6 +133,9 @@ def test_bad_inputs_are_refused_with_a_reason(small_model, change, message):
         small_model(*change(*inputs(2)))
 
 
-def test_unknown_configuration_is_refused():
-    with pytest.raises(ValueError, match="unknown model configuration 'huge'"):
-        build_model("huge")
+@pytest.mark.parametrize("config,message", [("huge", "unknown model configuration 'huge'"),
+                                            (["full"], "unknown model configuration"),
+                                            ({"name": "x"}, r"lack \['stage_widths'\]")])
+def test_unknown_configuration_is_refused(config, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(config)

@@ -56,18 +56,19 @@ def test_a_marker_10mm_to_the_patients_left_is_10_voxels_further_along_x(oblique
     assert np.allclose(bright_centroid(roi, hu_to_unit(0.0)), ROI_CENTRE + [0.0, 0.0, 10.0], atol=0.35)
 
 
-def test_posterior_and_superior_run_along_y_and_z():
-    phantom = Phantom(size_xyz=(80, 80, 40))
+def test_posterior_and_superior_run_along_y_and_z(oblique_phantom):
+    phantom = oblique_phantom
     centre = phantom.centre_lps
     image = (
         phantom.paint_sphere(centre + [0.0, 12.0, 0.0], 2.5, 500.0)  # posterior
-        .paint_sphere(centre + [0.0, 0.0, 5.0], 1.5, 500.0)  # superior
+        .paint_sphere(centre + [0.0, 0.0, 6.0], 2.5, 500.0)  # superior
         .image()
     )
     roi = extract_roi(image, centre)
     bright = roi > hu_to_unit(0.0)
     assert bright[7:9, 43:45, 31:33].any()  # y index 31.5 + 12
-    assert bright[12:14, 31:33, 31:33].any()  # z index 7.5 + 5
+    assert bright[13:15, 31:33, 31:33].any()  # z index 7.5 + 6
+    assert not bright[:, 31:33, 31:33][[0, 1, 2]].any()  # nothing inferior
 
 
 def test_roi_near_the_scan_edge_is_filled_with_air():
@@ -100,6 +101,32 @@ def test_lung_mask_covers_the_lungs_and_dilates_into_the_wall():
     assert not mask[10, 2, 2]  # outside air
 
 
+def test_lung_mask_keeps_a_large_nodule_inside_the_lung():
+    phantom = Phantom(size_xyz=(80, 60, 40), background_hu=-1000.0)
+    phantom.paint_box([5, 5, -100], [74, 54, 100], 40.0)
+    phantom.paint_box([12, 12, -100], [35, 47, 100], -850.0)
+    phantom.paint_box([44, 12, -100], [67, 47, 100], -850.0)
+    phantom.paint_sphere([24.0, 30.0, 20.0], 9.0, 40.0)  # an 18 mm solid nodule in the right lung
+    mask = sitk.GetArrayFromImage(lung_mask(phantom.image(), dilation_mm=2.0))
+    assert mask[20, 30, 24]
+
+
+def test_scan_without_lungs_is_refused_by_the_lung_mask():
+    soft_tissue = Phantom(size_xyz=(30, 30, 10), background_hu=40.0).image()
+    with pytest.raises(ValueError, match="no lung found"):
+        lung_mask(soft_tissue)
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [(dict(spacing_mm=0.0), "spacing"), (dict(roi_size_zyx=(16, 0, 64)), "ROI size"),
+     (dict(hu_min=600.0, hu_max=-1200.0), "HU window")],
+)
+def test_invalid_preprocessing_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        Preprocessing(**settings)
+
+
 def test_masked_preprocessing_puts_170_outside_the_lung():
     phantom = Phantom(size_xyz=(80, 60, 20), background_hu=-1000.0)
     phantom.paint_box([5, 5, -100], [74, 54, 100], 40.0)
@@ -117,6 +144,7 @@ def test_masked_preprocessing_puts_170_outside_the_lung():
         ("not an image", [0, 0, 0], "SimpleITK.Image"),
         (sitk.Image(10, 10, sitk.sitkInt16), [0, 0, 0], "3-D"),
         (sitk.Image([10, 10, 10], sitk.sitkVectorFloat32, 3), [0, 0, 0], "one value per voxel"),
+        (sitk.Image([10, 10, 10], sitk.sitkComplexFloat32), [0, 0, 0], "real HU values"),
         (sitk.Image(10, 10, 10, sitk.sitkInt16), [np.nan, 0, 0], "finite"),
         (sitk.Image(10, 10, 10, sitk.sitkInt16), [50.0, 0, 0], "outside the scan"),
     ],

@@ -48,7 +48,7 @@ class Checkpoint:
         model = CSFNet(self.model_config, self.vocabulary.size)
         try:
             model.load_state_dict(self.state_dict, strict=True)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, AttributeError) as exc:
             raise CheckpointError(
                 f"{self.path or 'checkpoint'}: weights do not fit configuration {self.model_config.name!r}: {exc}"
             ) from exc
@@ -76,6 +76,9 @@ def save_checkpoint(
     """Write a checkpoint atomically (a temporary file renamed into place); returns its path."""
     if vocabulary.size != model.vocabulary_size:
         raise ValueError(f"vocabulary has {vocabulary.size} rows but the model's embedding has {model.vocabulary_size}")
+    if tuple(preprocessing.roi_size_zyx) != tuple(model.config.input_size_zyx):
+        raise ValueError(f"preprocessing makes {preprocessing.roi_size_zyx} ROIs but the model takes "
+                         f"{model.config.input_size_zyx}")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -92,6 +95,7 @@ def save_checkpoint(
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -118,6 +122,8 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     missing = [key for key in _REQUIRED if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    if not isinstance(payload["format_version"], int) or not isinstance(payload["state_dict"], dict):
+        raise CheckpointError(f"{path}: malformed checkpoint (format_version or state_dict of the wrong type)")
     if payload["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format {payload['format_version']} is newer than this version reads ({FORMAT_VERSION})"
@@ -128,6 +134,10 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         vocabulary = ClinicalVocabulary(payload["vocabulary"])
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: invalid settings in checkpoint: {exc}") from exc
+    if tuple(preprocessing.roi_size_zyx) != tuple(config.input_size_zyx):
+        raise CheckpointError(
+            f"{path}: preprocessing makes {preprocessing.roi_size_zyx} ROIs but the model takes {config.input_size_zyx}"
+        )
     return Checkpoint(
         model_config=config,
         preprocessing=preprocessing,
@@ -146,3 +156,10 @@ def _unpickler_reason(exc: Exception) -> str:
         if "WeightsUnpickler error" in line:
             return line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please")[0]
     return lines[0] if lines else type(exc).__name__
+
+
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -9,6 +9,8 @@ checkpoint, so a model always encodes clinical data the way it was trained.
 import math
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+import numpy as np
+
 FIELDS = ("race", "cigsmok", "gender", "age", "scr_res0", "scr_iso0")
 MISSING_INDEX = 0
 UNKNOWN_INDEX = 1
@@ -32,8 +34,10 @@ def normalize_code(value: Any) -> Optional[str]:
     """
     if value is None:
         return None
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return str(int(value))
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, (int, float)):
         if isinstance(value, float) and math.isnan(value):
             return None

@@ -28,6 +28,14 @@ class Preprocessing:
     lung_threshold_hu: float = -400.0
     lung_dilation_mm: float = 10.0
 
+    def __post_init__(self) -> None:
+        if len(self.roi_size_zyx) != 3 or any(int(s) < 1 for s in self.roi_size_zyx):
+            raise ValueError(f"ROI size must be three positive voxel counts (z, y, x), got {self.roi_size_zyx}")
+        if not self.spacing_mm > 0:
+            raise ValueError(f"ROI spacing must be positive, got {self.spacing_mm} mm")
+        if not self.hu_max > self.hu_min:
+            raise ValueError(f"HU window must have hu_max > hu_min, got [{self.hu_min}, {self.hu_max}]")
+
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["roi_size_zyx"] = list(self.roi_size_zyx)
@@ -63,7 +71,9 @@ def lung_mask(image: sitk.Image, threshold_hu: float = -400.0, dilation_mm: floa
 
     Air below `threshold_hu` that touches the in-plane border of the scan is outside the body and
     dropped; of what remains the two largest regions are kept (left and right lung, or one region
-    when they touch), and components smaller than 1 % of the largest are ignored.
+    when they touch), and components smaller than 1 % of the largest are ignored. Holes (vessels,
+    nodules inside the lung) are filled and a closing takes in nodules at the lung's edge, so that a
+    nodule is never masked out. A scan with no lung-like region is refused.
     """
     check_ct_image(image)
     components = sitk.ConnectedComponent(image < threshold_hu)
@@ -75,10 +85,16 @@ def lung_mask(image: sitk.Image, threshold_hu: float = -400.0, dilation_mm: floa
         border.update(np.unique(np.take(labels, [0, labels.shape[axis] - 1], axis=axis)).tolist())
     counts = np.bincount(labels.reshape(-1))
     candidates = [lab for lab in np.argsort(counts)[::-1] if lab != 0 and lab not in border]
+    if not candidates:
+        raise ValueError(
+            f"no lung found in the scan (no region below {threshold_hu} HU inside the body); "
+            "is it a chest CT in HU, and does the field of view hold the whole chest cross-section?"
+        )
     keep = [lab for lab in candidates[:2] if counts[lab] >= 0.01 * counts[candidates[0]]]
     mask = sitk.GetImageFromArray(np.isin(labels, keep).astype(np.uint8))
     mask.CopyInformation(image)
     radius = [max(1, int(round(dilation_mm / s))) for s in image.GetSpacing()]
+    mask = sitk.BinaryFillhole(sitk.BinaryMorphologicalClosing(mask, radius, sitk.sitkBall))
     return sitk.BinaryDilate(mask, radius, sitk.sitkBall)
 
 
@@ -97,6 +113,8 @@ def check_ct_image(image: Any, what: str = "image") -> None:
         raise ValueError(f"{what} must be 3-D, got a {image.GetDimension()}-D image of size {image.GetSize()}")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(f"{what} must have one value per voxel, got {image.GetNumberOfComponentsPerPixel()}")
+    if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
+        raise ValueError(f"{what} must hold real HU values, got {image.GetPixelIDTypeAsString()}")
 
 
 def roi_grid(center_lps: Sequence[float], preprocessing: Preprocessing = Preprocessing()) -> VoxelGrid:

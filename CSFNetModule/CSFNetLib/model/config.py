@@ -40,6 +40,9 @@ class ModelConfig:
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown model settings {unknown}; was this made by a newer version?")
+        missing = [key for key in ("name", "stage_widths") if key not in d]
+        if missing:
+            raise ValueError(f"model settings lack {missing}")
         d = dict(d)
         d["stage_widths"] = tuple(tuple(int(w) for w in s) for s in d["stage_widths"])
         for key in ("input_size_zyx", "fusion_gate_init"):
@@ -69,6 +72,6 @@ def get_config(config: Union[str, ModelConfig, Dict[str, Any]]) -> ModelConfig:
         return config
     if isinstance(config, dict):
         return ModelConfig.from_dict(config)
-    if config not in CONFIGS:
+    if not isinstance(config, str) or config not in CONFIGS:
         raise ValueError(f"unknown model configuration {config!r}; choose one of {sorted(CONFIGS)}")
     return replace(CONFIGS[config])

@@ -58,9 +58,15 @@ class CSFNet(nn.Module):
 
     def _check_inputs(self, t0: torch.Tensor, t1: torch.Tensor, clinical: torch.Tensor) -> None:
         expected = tuple(self.config.input_size_zyx)
+        weight = next(self.parameters())
         for name, roi in (("t0", t0), ("t1", t1)):
             if not isinstance(roi, torch.Tensor) or not roi.is_floating_point():
                 raise TypeError(f"{name} must be a floating-point torch.Tensor, got {_describe(roi)}")
+            if roi.dtype != weight.dtype or roi.device != weight.device:
+                raise TypeError(
+                    f"{name} is {roi.dtype} on {roi.device} but the model is {weight.dtype} on {weight.device};"
+                    f" convert it with .to(device, dtype)"
+                )
             if roi.dim() != 5 or roi.shape[1] != 1 or tuple(roi.shape[2:]) != expected:
                 shape = ", ".join(map(str, expected))
                 raise ValueError(f"{name} must have shape (B, 1, {shape}), got {tuple(roi.shape)}")
@@ -68,6 +74,8 @@ class CSFNet(nn.Module):
             raise ValueError(f"t0 and t1 must hold the same number of cases, got {t0.shape[0]} and {t1.shape[0]}")
         if not isinstance(clinical, torch.Tensor) or clinical.dtype != torch.int64:
             raise TypeError(f"clinical must be an int64 torch.Tensor of embedding rows, got {_describe(clinical)}")
+        if clinical.device != weight.device:
+            raise TypeError(f"clinical is on {clinical.device} but the model is on {weight.device}")
         if tuple(clinical.shape) != (t0.shape[0], len(FIELDS)):
             raise ValueError(f"clinical must have shape ({t0.shape[0]}, {len(FIELDS)}), got {tuple(clinical.shape)}")
         low, high = (int(clinical.min()), int(clinical.max())) if clinical.numel() else (0, 0)
