@@ -32,6 +32,13 @@ def test_every_library_file_is_listed_for_installation():
     assert listed - on_disk - {"CSFNet.py"} == set(), "listed but missing"
 
 
+def test_every_subpackage_is_installed_by_pip():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    listed = set(re.search(r"packages = \[(.*?)\]", pyproject).group(1).replace('"', "").replace(" ", "").split(","))
+    on_disk = {".".join(p.parent.relative_to(MODULE).parts) for p in (MODULE / "CSFNetLib").rglob("__init__.py")}
+    assert on_disk == listed
+
+
 def test_listed_resources_exist():
     for resource in listed_in_cmake(MODULE / "CMakeLists.txt", "MODULE_PYTHON_RESOURCES"):
         assert (MODULE / resource).is_file(), resource

@@ -100,9 +100,12 @@ class VoxelGrid:
         return np.asarray(self.origin_lps) + scaled @ self.matrix.T
 
     def lps_to_index_zyx(self, point_lps: Sequence[float]) -> np.ndarray:
-        """LPS millimetres, or an (..., 3) array of points, to continuous array index (z, y, x)."""
+        """LPS millimetres, or an (..., 3) array of points, to continuous array index (z, y, x).
+
+        Direction cosines are orthonormal (as ITK requires), so the inverse is the transpose.
+        """
         offset = np.asarray(point_lps, dtype=float) - np.asarray(self.origin_lps)
-        index_xyz = (offset @ np.linalg.inv(self.matrix).T) / np.asarray(self.spacing_xyz)
+        index_xyz = (offset @ self.matrix) / np.asarray(self.spacing_xyz)
         return index_xyz[..., ::-1]
 
     def image(self, array_zyx: np.ndarray) -> sitk.Image:

@@ -1,0 +1,113 @@
+"""Writing a synthetic cohort in the files a real user brings (shared/docs/data-formats.md).
+
+    DIR/images/{pid}_T0.nrrd, {pid}_T1.nrrd   CT in HU, int16, compressed NRRD
+    DIR/cases.csv      pid, nodule, timepoint, image, x, y, z (LPS mm), label, days, then the nodule
+                       facts the clinical models need: diameter_mm, nodule_type, spiculation,
+                       upper_lobe, nodule_count (and margin, attachment, course for analysis)
+    DIR/clinical.csv   pid and the six NLST fields (empty = missing), then family_history,
+                       emphysema, prior_cancer (extrathoracic cancer > 5 years ago, for Mayo)
+    DIR/cohort.json    how it was made: seed, size, counts, version
+"""
+
+import csv
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import SimpleITK as sitk
+
+from ..clinical import FIELDS
+from ..version import __version__
+from .patient import TIMEPOINTS, synthesize_patient
+
+CASES_COLUMNS = ("pid", "nodule", "timepoint", "image", "x", "y", "z", "label", "days", "diameter_mm",
+                 "nodule_type", "spiculation", "upper_lobe", "nodule_count", "margin", "attachment", "course")
+CLINICAL_COLUMNS = ("pid", *FIELDS, "family_history", "emphysema", "prior_cancer")
+
+
+def _patient_rows(seed: int, index: int, size: str, out: Path) -> Tuple[List[Dict], Dict]:
+    """Generate patient `index`, write its two scans, return its cases.csv rows and clinical.csv row."""
+    patient = synthesize_patient(seed, index, size)
+    spec = patient.spec
+    for timepoint in TIMEPOINTS:
+        sitk.WriteImage(patient.images[timepoint], str(out / "images" / f"{spec.pid}_{timepoint}.nrrd"),
+                        useCompression=True)
+    rows = []
+    for nodule in patient.nodules:
+        for timepoint in TIMEPOINTS:
+            x, y, z = patient.nodule_center_lps(nodule, timepoint)
+            rows.append({
+                "pid": spec.pid, "nodule": nodule.nodule_id, "timepoint": timepoint,
+                "image": f"images/{spec.pid}_{timepoint}.nrrd", "x": f"{x:.2f}", "y": f"{y:.2f}", "z": f"{z:.2f}",
+                "label": nodule.label, "days": 0 if timepoint == "T0" else spec.interval_days,
+                "diameter_mm": f"{nodule.diameter(timepoint):.1f}", "nodule_type": nodule.kind_at(timepoint),
+                "spiculation": int(nodule.margin == "spiculated"), "upper_lobe": int(bool(nodule.upper_lobe)),
+                "nodule_count": len(patient.nodules), "margin": nodule.margin, "attachment": nodule.attachment,
+                "course": nodule.course,
+            })
+    clinical = {"pid": spec.pid, **{f: "" if spec.clinical[f] is None else spec.clinical[f] for f in FIELDS},
+                "family_history": int(spec.family_history), "emphysema": int(spec.emphysema),
+                "prior_cancer": int(spec.prior_cancer)}
+    return rows, clinical
+
+
+def _work(job):
+    return _patient_rows(*job)
+
+
+def write_cohort(
+    out: Path,
+    cases: int,
+    seed: int,
+    size: str = "small",
+    workers: int = 1,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Dict:
+    """Generate `cases` patients into `out` (which must not exist or be empty); returns the summary."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; choose a new folder (nothing is overwritten)")
+    if cases < 1:
+        raise ValueError(f"--cases must be at least 1, got {cases}")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    jobs = [(seed, index, size, out) for index in range(cases)]
+    results = []
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for done, result in enumerate(pool.imap(_work, jobs), start=1):
+                results.append(result)
+                if progress:
+                    progress(done, cases)
+    else:
+        for done, job in enumerate(jobs, start=1):
+            results.append(_work(job))
+            if progress:
+                progress(done, cases)
+    case_rows = [row for rows, _ in results for row in rows]
+    _write_csv(out / "cases.csv", CASES_COLUMNS, case_rows)
+    _write_csv(out / "clinical.csv", CLINICAL_COLUMNS, [clinical for _, clinical in results])
+    nodules = [row for row in case_rows if row["timepoint"] == "T0"]
+    summary = {
+        "generator": f"csfnet {__version__} synth",
+        "note": "synthetic phantoms, not patient data",
+        "seed": seed, "size": size, "patients": cases, "nodules": len(nodules),
+        "malignant": sum(int(row["label"]) for row in nodules),
+        "seconds": round(time.perf_counter() - started, 1), "workers": workers,
+    }
+    (out / "cohort.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _write_csv(path: Path, columns, rows) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def print_progress(done: int, total: int) -> None:
+    print(f"\rsynth: {done}/{total} patients", end="\n" if done == total else "", file=sys.stderr, flush=True)

@@ -1,0 +1,95 @@
+"""The CT scanner: where the patient lies, which grid is acquired, and the image it produces.
+
+A scan is the patient's body-frame volume seen through a rigid pose (the patient lies a little
+differently at each visit) and resampled onto the scan's own grid: in-plane spacing 0.6-0.9 mm,
+slice thickness 1-2.5 mm, mostly axial, sometimes tilted (gantry tilt) or stored bottom-up. Then
+a little blur (the scanner's point spread) and Gaussian noise of 20-40 HU SD.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..geometry import RigidTransform, VoxelGrid, rotation_matrix
+
+SIZES = {"small": (100, 160, 160), "full": (None, 512, 512)}  # voxels (z, y, x); full: z follows the lungs
+SLICE_THICKNESSES = (1.0, 1.25, 1.5, 2.0, 2.5)
+HU_RANGE = (-1024, 3071)
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One scan's settings: where the patient lies (pose), the grid, blur and noise."""
+
+    pose: RigidTransform  # body frame -> scanner LPS
+    grid: VoxelGrid  # scanner LPS
+    blur_mm: float
+    noise_sd: float
+
+
+def sample_pose(rng: np.random.Generator, previous: Optional[RigidTransform] = None) -> RigidTransform:
+    """The patient's position on the table; a follow-up moves by a few mm and degrees from the last."""
+    if previous is None:
+        return RigidTransform.from_degrees(rng.uniform(-1.0, 1.0, 3), (rng.uniform(-10, 10), rng.uniform(-10, 10),
+                                                                         rng.uniform(-250.0, -100.0)))
+    delta = rotation_matrix(rng.uniform(-3.0, 3.0, 3))
+    shift = rng.uniform(-6.0, 6.0, 3) + np.array([0.0, 0.0, rng.uniform(-30.0, 30.0)])
+    rotation = delta @ previous.matrix
+    translation = np.asarray(previous.translation) + shift
+    return RigidTransform(tuple(rotation.reshape(-1).tolist()), tuple(translation.tolist()))
+
+
+def sample_acquisition(
+    rng: np.random.Generator, size: str, pose: RigidTransform, center_body: np.ndarray, z_extent_mm: float
+) -> Acquisition:
+    """A scan grid centred (within a few mm) on `center_body` as the patient lies in `pose`."""
+    in_plane = round(float(rng.uniform(0.6, 0.9)), 3)
+    thickness = float(rng.choice(SLICE_THICKNESSES))
+    nz, ny, nx = SIZES[size]
+    if nz is None:
+        nz = int(np.ceil(z_extent_mm / thickness))
+    kind = rng.choice(["axial", "tilted", "bottom-up"], p=[0.7, 0.2, 0.1])
+    if kind == "tilted":
+        direction = rotation_matrix((rng.choice([-1, 1]) * rng.uniform(5.0, 15.0), 0.0, 0.0))
+    elif kind == "bottom-up":
+        direction = np.diag([1.0, 1.0, -1.0])
+    else:
+        direction = np.eye(3)
+    center = pose.apply(center_body) + rng.normal(0.0, 4.0, 3)
+    grid = VoxelGrid.centred(center, (nz, ny, nx), (in_plane, in_plane, thickness), direction)
+    return Acquisition(pose, grid, blur_mm=float(rng.uniform(0.4, 0.8)), noise_sd=float(rng.uniform(20.0, 40.0)))
+
+
+def body_box(acquisitions, margin_mm: float = 3.0):
+    """The body-frame box (low, high) that holds every voxel of the given scans."""
+    corners = []
+    for acq in acquisitions:
+        nz, ny, nx = acq.grid.size_zyx
+        index = np.array([[z, y, x] for z in (0, nz - 1) for y in (0, ny - 1) for x in (0, nx - 1)], dtype=float)
+        scanner = acq.grid.index_zyx_to_lps(index)
+        corners.append(acq.pose.apply_inverse(scanner))
+    corners = np.concatenate(corners)
+    return corners.min(axis=0) - margin_mm, corners.max(axis=0) + margin_mm
+
+
+def in_view(acquisition: Acquisition, points_body: np.ndarray, margin_mm: float) -> np.ndarray:
+    """Which body-frame points the scan sees at least `margin_mm` inside its edges."""
+    grid = acquisition.grid
+    index = grid.lps_to_index_zyx(acquisition.pose.apply(points_body))
+    margin = margin_mm / np.asarray(grid.spacing_xyz[::-1])
+    return np.all((index >= margin) & (index <= np.asarray(grid.size_zyx) - 1 - margin), axis=-1)
+
+
+def acquire(body: sitk.Image, acquisition: Acquisition, rng: np.random.Generator) -> sitk.Image:
+    """The scan as the scanner writes it: resampled through the pose, blurred, noisy, int16 HU."""
+    grid = acquisition.grid
+    reference = grid.image(np.zeros(grid.size_zyx, dtype=np.float32))
+    seen = sitk.Resample(body, reference, acquisition.pose.inverse_for_resampling(), sitk.sitkLinear, -1000.0,
+                         sitk.sitkFloat32)
+    seen = sitk.SmoothingRecursiveGaussian(seen, acquisition.blur_mm)
+    values = sitk.GetArrayFromImage(seen)
+    values += rng.normal(0.0, acquisition.noise_sd, values.shape).astype(np.float32)
+    image = grid.image(np.clip(np.round(values), *HU_RANGE).astype(np.int16))
+    return image
