@@ -5,7 +5,7 @@ with partial-volume edges. Solid nodules replace the lung; ground-glass (non-sol
 density to about -600 HU and leave vessels visible; part-solid ones are ground glass around a solid core.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
@@ -67,7 +67,6 @@ class Nodule:
     wanted_upper_lobe: bool
     center_body: Optional[Tuple[float, float, float]] = None
     upper_lobe: Optional[bool] = None
-    extra: dict = field(default_factory=dict)
 
     def diameter(self, timepoint: str) -> float:
         return self.diameter_t0 if timepoint == "T0" else self.diameter_t1
