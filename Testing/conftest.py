@@ -72,6 +72,19 @@ def bright_centroid(roi: np.ndarray, level: float) -> np.ndarray:
     return (grid * weights.reshape(-1)).sum(axis=1) / weights.sum()
 
 
+SYNTH_SEED, SYNTH_PATIENTS = 3, 6
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort(tmp_path_factory):
+    """A small synthetic cohort on disk (cases.csv, clinical.csv, images/), shared by the test modules."""
+    from CSFNetLib.synth import write_cohort
+
+    out = tmp_path_factory.mktemp("synth") / "cohort"
+    write_cohort(out, SYNTH_PATIENTS, SYNTH_SEED, "small", workers=2)
+    return out
+
+
 @pytest.fixture
 def oblique_phantom() -> Phantom:
     """An anisotropic, rotated scan: in-plane 0.7 x 0.8 mm, 2 mm slices, rotated about all axes."""

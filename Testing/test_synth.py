@@ -6,25 +6,23 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import SYNTH_PATIENTS, SYNTH_SEED
 from CSFNetLib.baselines import brock_probability
 from CSFNetLib.cli import main
 from CSFNetLib.clinical import DEFAULT_CODES, FIELDS
 from CSFNetLib.cohort import Cohort, iter_samples, read_image
 from CSFNetLib.preprocessing import extract_roi, hu_to_unit
-from CSFNetLib.synth import synthesize_patient, write_cohort
+from CSFNetLib.synth import synthesize_patient
 from CSFNetLib.synth.anatomy import Anatomy
 from CSFNetLib.synth.population import sample_patient
 from CSFNetLib.synth.scanner import sample_acquisition, sample_pose
 
-SEED = 3
-PATIENTS = 3
+SEED, PATIENTS = SYNTH_SEED, SYNTH_PATIENTS
 
 
 @pytest.fixture(scope="module")
-def cohort_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth") / "cohort"
-    write_cohort(out, PATIENTS, SEED, "small", workers=1)
-    return out
+def cohort_dir(synthetic_cohort):
+    return synthetic_cohort
 
 
 @pytest.fixture(scope="module")

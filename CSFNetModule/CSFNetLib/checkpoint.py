@@ -72,8 +72,12 @@ def save_checkpoint(
     preprocessing: Preprocessing,
     vocabulary: ClinicalVocabulary,
     metadata: Optional[Dict[str, Any]] = None,
+    storage_dtype: Optional[torch.dtype] = None,
 ) -> Path:
-    """Write a checkpoint atomically (a temporary file renamed into place); returns its path."""
+    """Write a checkpoint atomically (a temporary file renamed into place); returns its path.
+
+    `storage_dtype=torch.float16` halves the file (shipped weights); loading restores float32.
+    """
     if vocabulary.size != model.vocabulary_size:
         raise ValueError(f"vocabulary has {vocabulary.size} rows but the model's embedding has {model.vocabulary_size}")
     if tuple(preprocessing.roi_size_zyx) != tuple(model.config.input_size_zyx):
@@ -87,7 +91,7 @@ def save_checkpoint(
         "vocabulary": vocabulary.to_dict(),
         "versions": runtime_versions(),
         "metadata": dict(metadata or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: _stored(v.detach().cpu(), storage_dtype) for k, v in model.state_dict().items()},
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +160,10 @@ def _unpickler_reason(exc: Exception) -> str:
         if "WeightsUnpickler error" in line:
             return line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please")[0]
     return lines[0] if lines else type(exc).__name__
+
+
+def _stored(tensor: torch.Tensor, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
 
 
 def _umask() -> int:

@@ -1,4 +1,4 @@
-"""The `csfnet` command. Subcommands: synth, info (more arrive with training, evaluation and prediction)."""
+"""The `csfnet` command: synth, train, evaluate, predict, info."""
 
 import argparse
 import json
@@ -7,6 +7,9 @@ import sys
 from typing import List, Optional
 
 from .version import __version__
+
+CONFIG_NAMES = ("full", "small")  # as CSFNetLib.model.CONFIGS; listed here so that --help needs no torch
+VARIANT_NAMES = ("csf-net", "t1-only", "no-clinical", "concat")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -45,6 +48,74 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+class ProgressBar:
+    """One line on stderr that redraws itself: what is being done, how far, and the latest figures."""
+
+    def __init__(self, width: int = 30):
+        self.width = width
+
+    def training(self, status: dict) -> None:
+        filled = int(self.width * status["step"] / status["steps"])
+        bar = "#" * filled + "." * (self.width - filled)
+        best = f" best val AUC {status['best_auc']:.3f}" if status.get("best_auc", -1) >= 0 else ""
+        val = f" val AUC {status['val_auc']:.3f}" if "val_auc" in status else ""
+        end = "\n" if status.get("done") else ""
+        print(f"\repoch {status['epoch'] + 1}/{status['epochs']} [{bar}] loss {status['loss']:.4f}{val}{best}",
+              end=end, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def message(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .training import TrainSettings, train
+
+    settings = TrainSettings(config=args.config, variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
+                             seed=args.seed, patience=args.patience)
+    summary = train(Path(args.cases), Path(args.clinical) if args.clinical else None, Path(args.out), settings,
+                    folds=args.folds, device=args.device, roi_cache=Path(args.roi_cache) if args.roi_cache else None,
+                    report=ProgressBar().training)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .cohort import Cohort
+    from .evaluation import evaluate, table_with_intervals
+
+    checkpoints = {"CSF-net": Path(args.checkpoint) if args.checkpoint else None}
+    for spec in args.compare or []:
+        name, _, path = spec.partition("=")
+        checkpoints[name] = Path(path)
+    cohort = Cohort.from_csv(Path(args.cases), Path(args.clinical) if args.clinical else None)
+    report = evaluate(cohort, checkpoints, Path(args.out) if args.out else None, args.device, args.resamples,
+                      ProgressBar.message)
+    print(f"{report['nodules']} nodules of {report['patients']} patients ({report['malignant']} malignant); "
+          "95 % bootstrap intervals over patients\n")
+    print(table_with_intervals(report))
+    for problem in report["skipped_cases"]:
+        print(f"skipped: {problem}", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .prediction import predict_cohort
+
+    done, failed = predict_cohort(
+        Path(args.cases), Path(args.out), Path(args.clinical) if args.clinical else None,
+        Path(args.checkpoint) if args.checkpoint else None, args.device, args.batch_size,
+        Path(args.nlst_cmst) if args.nlst_cmst else None, args.overwrite)
+    print(f"csfnet predict: {done} nodules predicted, {failed} failed -> {args.out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csfnet",
@@ -66,6 +137,44 @@ def build_parser() -> argparse.ArgumentParser:
                        help="small: 160 x 160 x 100 chest crops (tests, demo); full: 512 x 512 whole-chest scans")
     synth.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes to use")
     synth.set_defaults(run=_synth)
+
+    devices = ["auto", "cpu", "cuda", "mps"]
+    train = commands.add_parser("train", help="train CSF-net (or an ablation) on a cohort")
+    train.add_argument("--cases", required=True, help="cases.csv")
+    train.add_argument("--clinical", help="clinical.csv")
+    train.add_argument("--out", required=True, help="run folder: checkpoint, history, splits (rerun to resume)")
+    train.add_argument("--config", choices=sorted(CONFIG_NAMES), default="small")
+    train.add_argument("--variant", choices=list(VARIANT_NAMES), default="csf-net",
+                       help="csf-net, or an ablation: t1-only, no-clinical, concat")
+    train.add_argument("--folds", type=int, default=1, help="1: train / validation / test split; K: K-fold CV")
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val AUC")
+    train.add_argument("--device", choices=devices, default="auto")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--roi-cache", help="an .npz keeping the cohort's ROIs for later runs")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics with 95 %% intervals beside the clinical models")
+    evaluate.add_argument("--cases", required=True)
+    evaluate.add_argument("--clinical")
+    evaluate.add_argument("--checkpoint", help="default: the shipped demo model")
+    evaluate.add_argument("--compare", nargs="*", metavar="NAME=CHECKPOINT", help="more networks for the table")
+    evaluate.add_argument("--out", help="report folder: metrics.json, predictions.csv, roc.png")
+    evaluate.add_argument("--device", choices=devices, default="auto")
+    evaluate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="p_malignant for every nodule -> results.csv")
+    predict.add_argument("--cases", required=True, help="cases.csv, or the NLST-cmst CSV with --nlst-cmst")
+    predict.add_argument("--clinical")
+    predict.add_argument("--checkpoint", help="default: the shipped demo model")
+    predict.add_argument("--out", required=True, help="results.csv to write")
+    predict.add_argument("--device", choices=devices, default="auto")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--nlst-cmst", metavar="ROI_DIR", help="read the authors' pre-cut {pid}_T0/T1.npy ROIs")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    predict.set_defaults(run=_predict)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Named CSF-net configurations, as data: the paper's widths (`full`) and a narrow CPU variant (`small`)."""
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,19 @@ class ModelConfig:
     head_hidden: int = 128
     num_classes: int = 2
     fusion_gate_init: Tuple[float, float] = (0.3, 0.7)  # a (fused conv), b (T1 features)
+    variant: str = "csf-net"  # or one of the ablations the paper's argument rests on (VARIANTS)
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown model variant {self.variant!r}; choose one of {list(VARIANTS)}")
+
+    @property
+    def uses_baseline(self) -> bool:
+        return self.variant != "t1-only"
+
+    @property
+    def uses_clinical(self) -> bool:
+        return self.variant in ("csf-net", "concat")
 
     @property
     def backbone_channels(self) -> int:
@@ -51,6 +64,15 @@ class ModelConfig:
         return cls(**d)
 
 
+#: CSF-net and its ablations: T1 image only; both images, no clinical branch; image + clinical
+#: concatenated instead of fused by CMAF.
+VARIANTS = {
+    "csf-net": "CSF-net",
+    "t1-only": "T1 image only",
+    "no-clinical": "T0 + T1 images, no clinical branch",
+    "concat": "Images + clinical, concatenation instead of CMAF",
+}
+
 CONFIGS: Dict[str, ModelConfig] = {
     # The paper: feature maps 4x16x64x64 -> 64x8x32x32 -> 256x4x16x16 -> 512x2x8x8.
     "full": ModelConfig(name="full", stage_widths=((64, 64, 64), (128, 128, 256), (256, 256, 256, 512))),
@@ -66,12 +88,12 @@ CONFIGS: Dict[str, ModelConfig] = {
 }
 
 
-def get_config(config: Union[str, ModelConfig, Dict[str, Any]]) -> ModelConfig:
-    """A ModelConfig from a name, a ModelConfig, or its dict form."""
-    if isinstance(config, ModelConfig):
-        return config
+def get_config(config: Union[str, ModelConfig, Dict[str, Any]], variant: Optional[str] = None) -> ModelConfig:
+    """A ModelConfig from a name, a ModelConfig, or its dict form; optionally as an ablation `variant`."""
     if isinstance(config, dict):
-        return ModelConfig.from_dict(config)
-    if not isinstance(config, str) or config not in CONFIGS:
-        raise ValueError(f"unknown model configuration {config!r}; choose one of {sorted(CONFIGS)}")
-    return replace(CONFIGS[config])
+        config = ModelConfig.from_dict(config)
+    elif not isinstance(config, ModelConfig):
+        if not isinstance(config, str) or config not in CONFIGS:
+            raise ValueError(f"unknown model configuration {config!r}; choose one of {sorted(CONFIGS)}")
+        config = CONFIGS[config]
+    return config if variant is None else replace(config, variant=variant)

@@ -1,4 +1,8 @@
-"""CSF-net assembled: shared backbone on T0 and T1, temporal fusion, clinical branch, CMAF, head."""
+"""CSF-net assembled: shared backbone on T0 and T1, temporal fusion, clinical branch, CMAF, head.
+
+The ablation variants build only what they use: `t1-only` has no temporal fusion and no clinical
+branch, `no-clinical` no clinical branch, `concat` concatenates the two vectors instead of CMAF.
+"""
 
 from typing import Optional, Union
 
@@ -27,12 +31,16 @@ class CSFNet(nn.Module):
         self.backbone = SpatialFeatureExtractor(
             config.stem_width, config.stage_widths, config.cbam_reduction, config.cbam_kernel
         )
-        self.temporal_fusion = TemporalResidualFusion(config.backbone_channels, config.fusion_gate_init)
+        if config.uses_baseline:
+            self.temporal_fusion = TemporalResidualFusion(config.backbone_channels, config.fusion_gate_init)
         self.image_vector = ImageVector(config.backbone_channels, config.image_hidden, config.feature_dim)
-        self.clinical_encoder = ClinicalEncoder(vocabulary_size, config.embedding_dim, config.feature_dim)
-        self.cmaf = CrossModalAttentionFusion(config.feature_dim, config.attention_heads, config.attention_dropout)
+        if config.uses_clinical:
+            self.clinical_encoder = ClinicalEncoder(vocabulary_size, config.embedding_dim, config.feature_dim)
+        if config.variant == "csf-net":
+            self.cmaf = CrossModalAttentionFusion(config.feature_dim, config.attention_heads, config.attention_dropout)
+        joint = 2 * config.feature_dim if config.uses_clinical else config.feature_dim
         self.head = nn.Sequential(
-            nn.Linear(2 * config.feature_dim, config.head_hidden),
+            nn.Linear(joint, config.head_hidden),
             nn.ReLU(inplace=True),
             nn.Linear(config.head_hidden, config.num_classes),
         )
@@ -48,12 +56,20 @@ class CSFNet(nn.Module):
 
     def forward(self, t0: torch.Tensor, t1: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:
         self._check_inputs(t0, t1, clinical)
-        batch = t0.shape[0]
-        # One backbone pass over both time points: same weights, one larger batch.
-        features = self.backbone(torch.cat([t0, t1], dim=0))
-        fused = self.temporal_fusion(features[:batch], features[batch:])
-        image_vector, image_tokens = self.image_vector(fused)
+        variant = self.config.variant
+        if self.config.uses_baseline:
+            batch = t0.shape[0]
+            # One backbone pass over both time points: same weights, one larger batch.
+            features = self.backbone(torch.cat([t0, t1], dim=0))
+            fused = self.temporal_fusion(features[:batch], features[batch:])
+        else:
+            fused = self.backbone(t1)
+        image_vector, image_tokens = self.image_vector(fused, with_tokens=variant == "csf-net")
+        if not self.config.uses_clinical:
+            return self.head(image_vector)
         clinical_vector, clinical_tokens = self.clinical_encoder(clinical)
+        if variant == "concat":
+            return self.head(torch.cat([image_vector, clinical_vector], dim=1))
         return self.head(self.cmaf(image_vector, image_tokens, clinical_vector, clinical_tokens))
 
     def _check_inputs(self, t0: torch.Tensor, t1: torch.Tensor, clinical: torch.Tensor) -> None:
@@ -93,11 +109,13 @@ def _describe(value: object) -> str:
 
 
 def build_model(
-    config: Union[str, ModelConfig, dict] = "full", vocabulary: Optional[ClinicalVocabulary] = None
+    config: Union[str, ModelConfig, dict] = "full",
+    vocabulary: Optional[ClinicalVocabulary] = None,
+    variant: Optional[str] = None,
 ) -> CSFNet:
-    """A freshly initialised CSF-net of a named configuration ("full" or "small")."""
+    """A freshly initialised CSF-net of a named configuration ("full" or "small"), or one of its ablations."""
     vocabulary = vocabulary or ClinicalVocabulary.default()
-    return CSFNet(get_config(config), vocabulary.size)
+    return CSFNet(get_config(config, variant), vocabulary.size)
 
 
 def count_parameters(model: nn.Module, include_embedding: bool = False) -> int:

@@ -1,6 +1,6 @@
 """Temporal residual fusion of the T0 and T1 feature maps, and the image vector read from it."""
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +41,8 @@ class ImageVector(nn.Module):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_features))
 
-    def forward(self, fused: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, D, H, W) -> vector (B, out), tokens (B, D*H*W, out)."""
+    def forward(self, fused: torch.Tensor, with_tokens: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(B, C, D, H, W) -> vector (B, out), tokens (B, D*H*W, out) or None when not asked for."""
         vector = self.mlp(torch.mean(fused, dim=(2, 3, 4)))
-        tokens = self.mlp(fused.flatten(2).transpose(1, 2))
+        tokens = self.mlp(fused.flatten(2).transpose(1, 2)) if with_tokens else None
         return vector, tokens

@@ -1,0 +1,95 @@
+"""ROIs of a cohort held in memory for training and evaluation, and the training augmentation."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .cohort import CaseProblem, Sample
+
+
+@dataclass
+class RoiSet:
+    """N nodules: T0 and T1 ROIs (N, 16, 64, 64) float32, clinical rows (N, 6), labels (N,), ids."""
+
+    pids: List[str]
+    nodules: List[str]
+    t0: np.ndarray
+    t1: np.ndarray
+    clinical: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pids)
+
+    @classmethod
+    def collect(
+        cls, items: Iterable[Union[Sample, CaseProblem]], progress: Optional[Callable[[int], None]] = None
+    ) -> Tuple["RoiSet", List[CaseProblem]]:
+        """Gather samples (labels -1 when unknown); problems are returned, not dropped."""
+        samples, problems = [], []
+        for item in items:
+            (problems if isinstance(item, CaseProblem) else samples).append(item)
+            if progress:
+                progress(len(samples) + len(problems))
+        roi_shape = samples[0].t0.shape if samples else (16, 64, 64)
+        return cls(
+            pids=[s.pid for s in samples],
+            nodules=[s.nodule for s in samples],
+            t0=np.stack([s.t0 for s in samples]) if samples else np.zeros((0, *roi_shape), np.float32),
+            t1=np.stack([s.t1 for s in samples]) if samples else np.zeros((0, *roi_shape), np.float32),
+            clinical=np.array([s.clinical for s in samples], dtype=np.int64).reshape(len(samples), -1),
+            labels=np.array([-1 if s.label is None else s.label for s in samples], dtype=np.int64),
+        ), problems
+
+    def subset(self, indices: Sequence[int]) -> "RoiSet":
+        index = np.asarray(indices, dtype=int)
+        return RoiSet([self.pids[i] for i in index], [self.nodules[i] for i in index], self.t0[index],
+                      self.t1[index], self.clinical[index], self.labels[index])
+
+    def of_patients(self, pids: Iterable[str]) -> "RoiSet":
+        wanted = set(pids)
+        return self.subset([i for i, pid in enumerate(self.pids) if pid in wanted])
+
+    def save(self, path: Path, key: str = "") -> None:
+        """An .npz (ROIs as float16) with `key` saying what it was made from."""
+        partial = Path(path).with_suffix(".partial.npz")
+        np.savez(partial, pids=np.array(self.pids), nodules=np.array(self.nodules), t0=self.t0.astype(np.float16),
+                 t1=self.t1.astype(np.float16), clinical=self.clinical, labels=self.labels, key=np.array(key))
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Tuple["RoiSet", str]:
+        with np.load(path, allow_pickle=False) as data:
+            rois = cls(data["pids"].tolist(), data["nodules"].tolist(), data["t0"].astype(np.float32),
+                       data["t1"].astype(np.float32), data["clinical"], data["labels"])
+            return rois, str(data["key"])
+
+    def batch(self, index: Sequence[int], device: torch.device, augment: Optional[np.random.Generator] = None):
+        """Tensors (t0, t1, clinical, labels) of the given cases, augmented when a generator is given."""
+        t0, t1 = self.t0[index], self.t1[index]
+        if augment is not None:
+            t0, t1 = augment_pairs(t0, t1, augment)
+        as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
+        return (as_tensor(t0[:, None]), as_tensor(t1[:, None]), as_tensor(self.clinical[index]),
+                as_tensor(self.labels[index]))
+
+
+def augment_pairs(t0: np.ndarray, t1: np.ndarray, rng: np.random.Generator, noise_sd: float = 0.02):
+    """Random flips (each axis), 90-degree in-plane rotations and a little Gaussian noise.
+
+    A case's two time points get the same flips and rotation, so they stay aligned; noise is drawn
+    for each. Applied in training only.
+    """
+    t0, t1 = t0.copy(), t1.copy()
+    for i in range(len(t0)):
+        for axis in (0, 1, 2):
+            if rng.random() < 0.5:
+                t0[i], t1[i] = np.flip(t0[i], axis), np.flip(t1[i], axis)
+        turns = int(rng.integers(4))
+        t0[i], t1[i] = np.rot90(t0[i], turns, axes=(1, 2)), np.rot90(t1[i], turns, axes=(1, 2))
+    t0 = np.clip(t0 + rng.normal(0.0, noise_sd, t0.shape).astype(np.float32), 0.0, 1.0)
+    t1 = np.clip(t1 + rng.normal(0.0, noise_sd, t1.shape).astype(np.float32), 0.0, 1.0)
+    return t0, t1

@@ -1,0 +1,162 @@
+"""Evaluating CSF-net beside its ablations and the clinical models, in the paper's table form.
+
+Network rows use p_malignant >= 0.5. The Brock and Mayo rows are computed from the cohort's nodule
+facts at baseline (T0: the models' intended use) and threshold at 10 % (the British Thoracic Society's
+cut-off for further work-up); their AUC does not depend on the threshold. Intervals are 95 %
+percentile bootstrap over patients (a patient's nodules are resampled together).
+"""
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from .baselines import brock_probability, mayo_probability
+from .clinical import normalize_code
+from .cohort import Cohort, NoduleCase, iter_samples
+from .dataset import RoiSet
+from .inference import Predictor
+from .metrics import METRICS, bootstrap_intervals, classification_metrics, roc_curve
+from .paper import format_table
+
+CLINICAL_THRESHOLD = 0.10
+ROC_COLOURS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189), (255, 127, 14), (127, 127, 127)]
+
+
+def _number(value: Optional[str], default: float) -> float:
+    code = normalize_code(value)
+    try:
+        return float(code) if code is not None else default
+    except ValueError:
+        return default
+
+
+def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str]) -> Dict[str, float]:
+    """Brock and Mayo probabilities from a nodule's T0 facts; NaN when its size is not recorded.
+
+    Missing patient facts take neutral values: age 62 (Brock's centre), male, no family history,
+    no emphysema, no prior cancer, ever smoker (as everyone in a screening cohort).
+    """
+    facts = case.t0.extra
+    diameter = _number(facts.get("diameter_mm"), float("nan"))
+    if not diameter > 0:
+        return {"Brock (PanCan)": float("nan"), "Mayo": float("nan")}
+    age = _number(clinical.get("age"), 62.0)
+    upper = bool(_number(facts.get("upper_lobe"), 0.0))
+    spiculated = bool(_number(facts.get("spiculation"), 0.0))
+    kind = facts.get("nodule_type") or "solid"
+    return {
+        "Brock (PanCan)": brock_probability(
+            age=age, female=_number(clinical.get("gender"), 1.0) == 2.0,
+            family_history=bool(_number(clinical.get("family_history"), 0.0)),
+            emphysema=bool(_number(clinical.get("emphysema"), 0.0)), diameter_mm=diameter,
+            nodule_type=kind if kind in ("solid", "part-solid", "non-solid") else "solid", upper_lobe=upper,
+            nodule_count=int(_number(facts.get("nodule_count"), 1.0)), spiculation=spiculated),
+        "Mayo": mayo_probability(
+            age=age, ever_smoker=True, extrathoracic_cancer=bool(_number(clinical.get("prior_cancer"), 0.0)),
+            diameter_mm=diameter, spiculation=spiculated, upper_lobe=upper),
+    }
+
+
+def evaluate(
+    cohort: Cohort,
+    checkpoints: Dict[str, Optional[Path]],
+    out_dir: Optional[Path] = None,
+    device: str = "auto",
+    resamples: int = 1000,
+    progress: Optional[Callable[[str], None]] = None,
+) -> Dict:
+    """Score every labelled nodule with each network and clinical model; metrics with intervals.
+
+    `checkpoints` maps a row name to a checkpoint (None = the shipped default model).
+    """
+    say = progress or (lambda message: None)
+    scores: Dict[str, Dict[Tuple[str, str], float]] = {}
+    problems = []
+    roi_sets: Dict[str, RoiSet] = {}
+    for name, checkpoint in checkpoints.items():
+        predictor = Predictor(checkpoint, device)
+        key = json.dumps([predictor.preprocessing.to_dict(), predictor.vocabulary.to_dict()], sort_keys=True)
+        if key not in roi_sets:
+            say(f"reading ROIs for {name}")
+            roi_sets[key], found = RoiSet.collect(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary))
+            problems += [str(p) for p in found]
+        rois = roi_sets[key]
+        say(f"scoring {len(rois)} nodules with {name}")
+        scores[name] = dict(zip(zip(rois.pids, rois.nodules), predictor.predict(rois).tolist()))
+    cases = {(c.pid, c.nodule): c for c in cohort.cases if c.label is not None}
+    keys = [k for k in cases if all(k in s for s in scores.values())]
+    for key in keys:
+        for name, value in clinical_model_scores(cases[key], cohort.clinical.get(key[0], {})).items():
+            scores.setdefault(name, {})[key] = value
+    labels = np.array([cases[k].label for k in keys])
+    groups = [k[0] for k in keys]
+    rows = {}
+    for name, by_case in scores.items():
+        values = np.array([by_case[k] for k in keys])
+        if np.isnan(values).any():
+            rows[name] = {"not_computed": "the cohort does not record every nodule's diameter_mm"}
+            continue
+        threshold = 0.5 if name in checkpoints else CLINICAL_THRESHOLD
+        rows[name] = {
+            "threshold": threshold,
+            **classification_metrics(labels, values, threshold),
+            "ci95": bootstrap_intervals(labels, values, threshold, resamples, groups=groups),
+        }
+    report = {"nodules": len(keys), "patients": len(set(groups)), "malignant": int(labels.sum()),
+              "rows": rows, "skipped_cases": sorted(set(problems))}
+    if out_dir is not None:
+        _write_outputs(Path(out_dir), report, scores, keys, labels)
+    return report
+
+
+def table_with_intervals(report: Dict) -> str:
+    """The paper's table; each cell 'value [low, high]'."""
+    cells = {}
+    for name, row in report["rows"].items():
+        if "not_computed" in row:
+            cells[name] = {m: "n/a" for m in METRICS}
+        else:
+            cells[name] = {m: f"{row[m]:.4f} [{row['ci95'][m][0]:.2f}, {row['ci95'][m][1]:.2f}]" for m in METRICS}
+    return format_table(cells)
+
+
+def _write_outputs(out_dir: Path, report: Dict, scores, keys, labels) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(scores)
+    (out_dir / "metrics.json").write_text(json.dumps(
+        {**report, "roc_colours": dict(zip(names, ROC_COLOURS))}, indent=2), encoding="utf-8")
+    with open(out_dir / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["pid", "nodule", "label", *names])
+        for key, label in zip(keys, labels):
+            writer.writerow([key[0], key[1], int(label), *(f"{scores[n][key]:.6f}" for n in names)])
+    curves = {n: roc_curve(labels, [scores[n][k] for k in keys]) for n in names
+              if "not_computed" not in report["rows"][n]}
+    write_roc_png(out_dir / "roc.png", curves)
+
+
+def write_roc_png(path: Path, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], size: int = 480) -> None:
+    """ROC curves on a white square (false-positive rate right, true-positive rate up), one colour each
+    in the order of ROC_COLOURS (listed in metrics.json), the chance diagonal in grey."""
+    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+    margin = 20
+    span = size - 2 * margin
+
+    def draw(fpr, tpr, colour, width=2):
+        xs = np.interp(np.linspace(0, 1, 4 * span), np.linspace(0, 1, len(fpr)), fpr)
+        ys = np.interp(np.linspace(0, 1, 4 * span), np.linspace(0, 1, len(tpr)), tpr)
+        cols = (margin + xs * span).astype(int)
+        rows = (size - margin - ys * span).astype(int)
+        for d in range(-(width // 2), width - width // 2):
+            canvas[np.clip(rows + d, 0, size - 1), np.clip(cols, 0, size - 1)] = colour
+            canvas[np.clip(rows, 0, size - 1), np.clip(cols + d, 0, size - 1)] = colour
+
+    draw(np.array([0.0, 1.0]), np.array([0.0, 1.0]), (190, 190, 190), 1)
+    draw(np.array([0, 1, 1, 0, 0.0]), np.array([0, 0, 1, 1, 0.0]), (0, 0, 0), 1)  # frame
+    for (fpr, tpr), colour in zip(curves.values(), ROC_COLOURS):
+        draw(np.repeat(fpr, 2)[1:], np.repeat(tpr, 2)[:-1], colour)  # as steps
+    sitk.WriteImage(sitk.GetImageFromArray(canvas, isVector=True), str(path))

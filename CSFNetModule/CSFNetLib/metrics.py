@@ -1,0 +1,84 @@
+"""Binary classification metrics in the paper's terms, with percentile-bootstrap 95 % intervals."""
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+METRICS = ("accuracy", "precision", "f1", "auc", "recall")
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Area under the ROC curve: the chance a random positive outscores a random negative (ties half)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    positive, negative = scores[labels == 1], scores[labels == 0]
+    if len(positive) == 0 or len(negative) == 0:
+        return float("nan")
+    order = np.argsort(np.concatenate([positive, negative]), kind="mergesort")
+    ranks = np.empty(len(order))
+    values = np.concatenate([positive, negative])[order]
+    # average ranks over ties
+    starts = np.r_[0, np.flatnonzero(np.diff(values)) + 1]
+    ends = np.r_[starts[1:], len(values)]
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    rank_sum = ranks[: len(positive)].sum()
+    return float((rank_sum - len(positive) * (len(positive) + 1) / 2.0) / (len(positive) * len(negative)))
+
+
+def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every threshold, from (0, 0) to (1, 1)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind="mergesort")
+    labels, scores = labels[order], scores[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    true_positives = np.cumsum(labels)[last_of_each_score]
+    false_positives = (last_of_each_score + 1) - true_positives
+    tpr = np.r_[0.0, true_positives / max(labels.sum(), 1)]
+    fpr = np.r_[0.0, false_positives / max(len(labels) - labels.sum(), 1)]
+    return fpr, tpr
+
+
+def classification_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> Dict[str, float]:
+    """Accuracy, precision, F1, AUC and recall; predictions are scores >= threshold."""
+    labels = np.asarray(labels).astype(int)
+    predicted = (np.asarray(scores, dtype=float) >= threshold).astype(int)
+    tp = int(np.sum((predicted == 1) & (labels == 1)))
+    fp = int(np.sum((predicted == 1) & (labels == 0)))
+    fn = int(np.sum((predicted == 0) & (labels == 1)))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "accuracy": float(np.mean(predicted == labels)) if len(labels) else float("nan"),
+        "precision": precision,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "auc": roc_auc(labels, scores),
+        "recall": recall,
+    }
+
+
+def bootstrap_intervals(
+    labels: Sequence[int],
+    scores: Sequence[float],
+    threshold: float = 0.5,
+    resamples: int = 1000,
+    seed: int = 0,
+    groups: Optional[Sequence[str]] = None,
+) -> Dict[str, Tuple[float, float]]:
+    """95 % percentile intervals of each metric over bootstrap resamples.
+
+    With `groups` (patient ids) whole patients are resampled, so a patient's nodules stay together.
+    """
+    labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members = [np.array([i]) for i in range(len(labels))]
+    else:
+        groups = np.asarray(groups)
+        members = [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
+    samples = {m: [] for m in METRICS}
+    for _ in range(resamples):
+        picked = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        values = classification_metrics(labels[picked], scores[picked], threshold)
+        for m in METRICS:
+            samples[m].append(values[m])
+    return {m: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for m, v in samples.items()}

@@ -1,0 +1,199 @@
+"""Training CSF-net (or an ablation) on a cohort: the reference recipe, done honestly.
+
+Recipe: Adam (lr 1e-4, betas 0.5 / 0.999), cosine learning-rate schedule, cross-entropy; augmentation
+(flips, 90-degree in-plane rotations, noise) in training only; patient-level stratified splits; the
+best epoch chosen on the validation split by AUC, early stopping, and the test split used once, at
+the end, for the reported figures. A run directory holds `state.pt` after every epoch, so rerunning
+the same command resumes where it stopped.
+"""
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import save_checkpoint
+from .clinical import ClinicalVocabulary
+from .cohort import Cohort, iter_samples
+from .dataset import RoiSet
+from .inference import predict_rois, resolve_device
+from .metrics import classification_metrics, roc_auc
+from .model import build_model
+from .preprocessing import Preprocessing
+from .splits import kfold_patients, patient_labels, split_patients
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a run was asked to do; a resumed run must be asked the same."""
+
+    config: str = "small"
+    variant: str = "csf-net"
+    epochs: int = 60
+    batch_size: int = 16
+    learning_rate: float = 1e-4
+    patience: int = 15
+    seed: int = 0
+    fractions: tuple = (0.7, 0.15, 0.15)
+
+
+def load_rois(cohort: Cohort, preprocessing: Preprocessing, vocabulary: ClinicalVocabulary,
+              cache: Optional[Path] = None, progress: Optional[Callable[[int], None]] = None):
+    """The cohort's ROIs, read once (and kept in `cache`, an .npz, for later runs on the same cohort).
+
+    The cache records the cases file, preprocessing and vocabulary it was made with and is refused
+    for anything else.
+    """
+    key = json.dumps([str(cohort.cases_csv.resolve()), preprocessing.to_dict(), vocabulary.to_dict()], sort_keys=True)
+    if cache is not None and cache.exists():
+        rois, cached_key = RoiSet.load(cache)
+        if cached_key != key:
+            raise ValueError(f"{cache} was made from another cohort or with other settings; delete it or name another")
+        return rois, []
+    rois, problems = RoiSet.collect(iter_samples(cohort, preprocessing, vocabulary), progress)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        rois.save(cache, key)
+    return rois, problems
+
+
+def train_run(
+    rois: RoiSet,
+    parts: Dict[str, List[str]],
+    vocabulary: ClinicalVocabulary,
+    preprocessing: Preprocessing,
+    settings: TrainSettings,
+    run_dir: Path,
+    device: torch.device,
+    report: Optional[Callable[[dict], None]] = None,
+    metadata: Optional[dict] = None,
+) -> dict:
+    """Train on parts['train'], select on parts['validation'], report on parts['test']; resumable."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train, validation, test = (rois.of_patients(parts[k]) for k in ("train", "validation", "test"))
+    torch.manual_seed(settings.seed)
+    model = build_model(settings.config, vocabulary, settings.variant).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, betas=(0.5, 0.999))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    loss_fn = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(settings.seed)
+    state_path = run_dir / "state.pt"
+    history: List[dict] = []
+    best = {"auc": -1.0, "epoch": -1, "weights": None}
+    start_epoch = 0
+    if state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["settings"] != json.loads(json.dumps(asdict(settings))):
+            raise ValueError(f"{run_dir} holds a run with other settings {state['settings']}; use a new --out folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = json.loads(state["rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        history, start_epoch = json.loads(state["history"]), state["epoch"] + 1
+        best = {"auc": state["best_auc"], "epoch": state["best_epoch"], "weights": state["best_weights"]}
+    steps = max(1, int(np.ceil(len(train) / settings.batch_size)))
+    for epoch in range(start_epoch, settings.epochs):
+        if epoch - best["epoch"] > settings.patience and best["epoch"] >= 0:
+            break  # early stopping: no better validation AUC for `patience` epochs
+        model.train()
+        order = rng.permutation(len(train))
+        losses = []
+        started = time.perf_counter()
+        for step in range(steps):
+            index = order[step * settings.batch_size:(step + 1) * settings.batch_size]
+            if len(index) < 2:  # batch norm needs two cases
+                continue
+            t0, t1, clinical, labels = train.batch(index, device, augment=rng)
+            loss = loss_fn(model(t0, t1, clinical), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            if report:
+                report({"epoch": epoch, "epochs": settings.epochs, "step": step + 1, "steps": steps,
+                        "loss": float(np.mean(losses)), "best_auc": best["auc"]})
+        schedule.step()
+        val_auc = roc_auc(validation.labels, predict_rois(model, validation, device))
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_auc": val_auc,
+                        "seconds": round(time.perf_counter() - started, 2)})
+        if best["weights"] is None or val_auc > best["auc"]:  # nan AUC (one class only) keeps the first
+            best = {"auc": val_auc, "epoch": epoch,
+                    "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        partial = state_path.with_suffix(".partial")
+        torch.save({"settings": json.loads(json.dumps(asdict(settings))), "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+                    "history": json.dumps(history), "epoch": epoch, "best_auc": best["auc"],
+                    "best_epoch": best["epoch"], "best_weights": best["weights"]}, partial)
+        os.replace(partial, state_path)  # an interruption never leaves a half-written state
+        if report:
+            report({"epoch": epoch, "epochs": settings.epochs, "step": steps, "steps": steps,
+                    "loss": history[-1]["loss"], "val_auc": val_auc, "best_auc": best["auc"], "done": True})
+    model.load_state_dict(best["weights"])
+    test_scores = predict_rois(model, test, device)
+    summary = {
+        "settings": asdict(settings),
+        "device": str(device),
+        "patients": {k: len(v) for k, v in parts.items()},
+        "nodules": {"train": len(train), "validation": len(validation), "test": len(test)},
+        "malignant_share_train": float(train.labels.mean()) if len(train) else None,
+        "epochs_run": len(history),
+        "best_epoch": best["epoch"],
+        "validation_auc": best["auc"],
+        "test_metrics": classification_metrics(test.labels, test_scores) if len(test) else None,
+        "train_seconds": round(sum(h["seconds"] for h in history), 1),
+    }
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
+    (run_dir / "split.json").write_text(json.dumps(parts, indent=1), encoding="utf-8")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    save_checkpoint(run_dir / "model.pt", model.cpu(), preprocessing, vocabulary,
+                    metadata={**(metadata or {}), "training": summary})
+    return summary
+
+
+def train(
+    cases_csv: Path,
+    clinical_csv: Optional[Path],
+    run_dir: Path,
+    settings: TrainSettings,
+    folds: int = 1,
+    device: str = "auto",
+    preprocessing: Optional[Preprocessing] = None,
+    roi_cache: Optional[Path] = None,
+    report: Optional[Callable[[dict], None]] = None,
+    metadata: Optional[dict] = None,
+) -> dict:
+    """Train on a cohort: one train / validation / test split, or `folds`-fold cross-validation."""
+    preprocessing = preprocessing or Preprocessing()
+    cohort = Cohort.from_csv(cases_csv, clinical_csv)
+    labels = patient_labels(cohort.cases)
+    torch_device = resolve_device(device)
+    if folds > 1:
+        splits = []
+        for k, (rest, test) in enumerate(kfold_patients(labels, folds, settings.seed)):
+            inner = split_patients({p: labels[p] for p in rest}, (0.82, 0.18, 0.0), settings.seed + k)
+            splits.append({"train": inner["train"], "validation": inner["validation"], "test": test})
+    else:
+        splits = [split_patients(labels, settings.fractions, settings.seed)]
+    # the clinical vocabulary comes from training patients only
+    training_patients = set(splits[0]["train"]) if folds == 1 else set(labels)
+    vocabulary = ClinicalVocabulary.fit(r for p, r in cohort.clinical.items() if p in training_patients)
+    rois, problems = load_rois(cohort, preprocessing, vocabulary, roi_cache)
+    cohort_info = {"cases_csv": str(cases_csv), "patients": len(labels), "nodules": len(cohort.cases),
+                   "skipped_cases": [str(p) for p in problems]}
+    meta = {**(metadata or {}), "cohort": cohort_info}
+    if folds == 1:
+        return train_run(rois, splits[0], vocabulary, preprocessing, settings, run_dir, torch_device, report, meta)
+    results = [train_run(rois, parts, vocabulary, preprocessing, settings, run_dir / f"fold_{k + 1}",
+                         torch_device, report, meta) for k, parts in enumerate(splits)]
+    aucs = [r["test_metrics"]["auc"] for r in results]
+    summary = {"folds": results, "test_auc_mean": float(np.mean(aucs)), "test_auc_sd": float(np.std(aucs))}
+    (run_dir / "cv_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary

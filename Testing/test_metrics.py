@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from CSFNetLib.metrics import bootstrap_intervals, classification_metrics, roc_auc, roc_curve
+
+
+def test_metrics_match_hand_computed_values():
+    labels = [1, 1, 1, 0, 0, 0, 0, 1]
+    scores = [0.9, 0.6, 0.4, 0.7, 0.2, 0.1, 0.55, 0.8]
+    m = classification_metrics(labels, scores, threshold=0.5)
+    # predicted: 1 1 0 1 0 0 1 1 -> tp 3, fp 2, fn 1, tn 2
+    assert m["accuracy"] == pytest.approx(5 / 8)
+    assert m["precision"] == pytest.approx(3 / 5)
+    assert m["recall"] == pytest.approx(3 / 4)
+    assert m["f1"] == pytest.approx(2 * 0.6 * 0.75 / 1.35)
+    # positives 0.9 0.6 0.4 0.8 vs negatives 0.7 0.2 0.1 0.55: pairs won 4+3+2+4 = 13 of 16
+    assert m["auc"] == pytest.approx(13 / 16)
+
+
+def test_auc_counts_ties_as_half_and_is_nan_without_both_classes():
+    assert roc_auc([1, 0], [0.5, 0.5]) == pytest.approx(0.5)
+    assert roc_auc([1, 1, 0], [0.5, 0.7, 0.5]) == pytest.approx(0.75)
+    assert np.isnan(roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_roc_curve_runs_from_origin_to_one_and_its_area_is_the_auc():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    scores = labels * 0.5 + rng.random(200)
+    fpr, tpr = roc_curve(labels, scores)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels, scores))
+
+
+def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_data():
+    rng = np.random.default_rng(1)
+    small_labels = rng.integers(0, 2, 40)
+    large_labels = rng.integers(0, 2, 400)
+    small = bootstrap_intervals(small_labels, small_labels * 0.3 + rng.random(40), resamples=300)
+    large = bootstrap_intervals(large_labels, large_labels * 0.3 + rng.random(400), resamples=300)
+    assert large["auc"][1] - large["auc"][0] < small["auc"][1] - small["auc"][0]
+    assert 0.5 < large["auc"][0] < large["auc"][1] < 1.0
+
+
+def test_bootstrap_can_resample_whole_patients():
+    labels, scores = [1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]
+    intervals = bootstrap_intervals(labels, scores, resamples=200, groups=["a", "a", "b", "b"])
+    assert intervals["accuracy"] == (1.0, 1.0)
