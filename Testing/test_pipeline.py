@@ -162,3 +162,34 @@ def test_predict_reads_the_authors_precut_rois(trained, tmp_path):
 
 def test_cli_choices_match_the_library():
     assert set(CONFIG_NAMES) == set(CONFIGS) and tuple(VARIANT_NAMES) == tuple(VARIANTS)
+
+
+def test_train_command_shows_progress_with_loss_and_validation_auc(synthetic_cohort, tmp_path, capsys):
+    code = main(["train", "--cases", str(synthetic_cohort / "cases.csv"), "--clinical",
+                 str(synthetic_cohort / "clinical.csv"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--batch-size", "4", "--device", "cpu"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "epoch 1/1 [" in err and "loss" in err and "val AUC" in err
+    assert (tmp_path / "run" / "model.pt").exists()
+
+
+def test_k_fold_training_tests_every_patient_once(synthetic_cohort, tmp_path):
+    rows = list(csv.DictReader(open(synthetic_cohort / "cases.csv", newline="")))
+    second = sorted({r["pid"] for r in rows if r["label"] == "0"})[0]
+    for row in rows:  # two malignant patients, so that each of two stratified folds gets one
+        row["image"] = str(synthetic_cohort / row["image"])
+        row["label"] = "1" if row["pid"] == second else row["label"]
+    with open(tmp_path / "cases.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    settings = TrainSettings(epochs=1, batch_size=4)
+    summary = train(tmp_path / "cases.csv", synthetic_cohort / "clinical.csv", tmp_path, settings,
+                    folds=2, device="cpu")
+    tested = [json.loads((tmp_path / f"fold_{k}" / "split.json").read_text())["test"] for k in (1, 2)]
+    assert not set(tested[0]) & set(tested[1]) and len(tested[0]) + len(tested[1]) == 6
+    assert len(summary["folds"]) == 2 and (tmp_path / "cv_summary.json").exists()
+    for k in (1, 2):
+        split = json.loads((tmp_path / f"fold_{k}" / "split.json").read_text())
+        assert not set(split["train"]) & set(split["test"]) and not set(split["validation"]) & set(split["test"])
