@@ -11,6 +11,7 @@ from CSFNetLib.baselines import brock_probability
 from CSFNetLib.cli import main
 from CSFNetLib.clinical import DEFAULT_CODES, FIELDS
 from CSFNetLib.cohort import Cohort, iter_samples, read_image
+from CSFNetLib.metrics import roc_auc
 from CSFNetLib.preprocessing import extract_roi, hu_to_unit
 from CSFNetLib.synth import synthesize_patient
 from CSFNetLib.synth.anatomy import Anatomy
@@ -249,8 +250,8 @@ def test_population_risk_follows_known_factors_and_growth_carries_more():
                                         spiculation=n.margin == "spiculated") for p, n in nodules])
     growth = np.array([n.diameter_t1 / n.diameter_t0 for _, n in nodules])
     assert 0.3 < label.mean() < 0.55
-    assert 0.65 < auc(brock, label) < 0.9  # real but partial signal
-    assert auc(growth, label) > auc(brock, label) + 0.05
+    assert 0.65 < roc_auc(label, brock) < 0.9  # real but partial signal
+    assert roc_auc(label, growth) > roc_auc(label, brock) + 0.05
     assert np.median(growth[label == 1]) > 1.2 and 0.85 < np.median(growth[label == 0]) < 1.1
     doubling = np.array([n.volume_doubling_days for _, n in nodules if n.label])
     assert np.mean((doubling >= 100) & (doubling <= 400)) > 0.6
@@ -278,10 +279,3 @@ def test_clinical_fields_use_nlst_codes_with_some_missing():
     assert 0.01 < missing / (6 * len(patients)) < 0.06
     assert all(55 <= p.age <= 74 for p in patients)
 
-
-def auc(score: np.ndarray, label: np.ndarray) -> float:
-    """Probability that a random positive scores above a random negative (ties count half)."""
-    positive, negative = score[label == 1], score[label == 0]
-    greater = (positive[:, None] > negative[None, :]).mean()
-    ties = (positive[:, None] == negative[None, :]).mean()
-    return float(greater + 0.5 * ties)
