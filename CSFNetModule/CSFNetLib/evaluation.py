@@ -147,8 +147,9 @@ def write_roc_png(path: Path, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], 
     span = size - 2 * margin
 
     def draw(fpr, tpr, colour, width=2):
-        xs = np.interp(np.linspace(0, 1, 4 * span), np.linspace(0, 1, len(fpr)), fpr)
-        ys = np.interp(np.linspace(0, 1, 4 * span), np.linspace(0, 1, len(tpr)), tpr)
+        along = np.r_[0.0, np.cumsum(np.hypot(np.diff(fpr), np.diff(tpr)))]  # sample evenly along the path
+        steps = np.linspace(0.0, along[-1], int(4 * span * max(along[-1], 1.0)))
+        xs, ys = np.interp(steps, along, fpr), np.interp(steps, along, tpr)
         cols = (margin + xs * span).astype(int)
         rows = (size - margin - ys * span).astype(int)
         for d in range(-(width // 2), width - width // 2):
