@@ -111,7 +111,8 @@ def _predict(args: argparse.Namespace) -> int:
     done, failed = predict_cohort(
         Path(args.cases), Path(args.out), Path(args.clinical) if args.clinical else None,
         Path(args.checkpoint) if args.checkpoint else None, args.device, args.batch_size,
-        Path(args.nlst_cmst) if args.nlst_cmst else None, args.overwrite)
+        Path(args.nlst_cmst) if args.nlst_cmst else None, args.overwrite,
+        Path(args.attention_dir) if args.attention_dir else None, args.attention_method)
     print(f"csfnet predict: {done} nodules predicted, {failed} failed -> {args.out}", file=sys.stderr)
     return 1 if failed else 0
 
@@ -174,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=16)
     predict.add_argument("--nlst-cmst", metavar="ROI_DIR", help="read the authors' pre-cut {pid}_T0/T1.npy ROIs")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    predict.add_argument("--attention-dir", help="write each nodule's T0 / T1 attention (heat and label NRRDs) here")
+    predict.add_argument("--attention-method", choices=["cbam", "gradcam"], default="gradcam",
+                         help="cbam: the network's own spatial attention; gradcam: Grad-CAM on the last stage")
     predict.set_defaults(run=_predict)
     return parser
 

@@ -168,7 +168,10 @@ def _sitk_reason(exc: RuntimeError) -> str:
 
 @dataclass
 class Sample:
-    """One nodule ready for the network: the two ROIs (float32, 16 x 64 x 64, [0, 1]), clinical rows, label."""
+    """One nodule ready for the network: the two ROIs (float32, 16 x 64 x 64, [0, 1]), clinical rows, label.
+
+    `centers_lps` are the ROI centres (T0, T1) in each scan's LPS mm, or None for pre-cut ROIs.
+    """
 
     pid: str
     nodule: str
@@ -176,6 +179,7 @@ class Sample:
     t1: np.ndarray
     clinical: List[int]
     label: Optional[int]
+    centers_lps: Optional[Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = None
 
 
 def iter_samples(
@@ -207,7 +211,8 @@ def iter_samples(
                                       str(cohort.cases_csv), row.row)
                     break
             else:
-                yield Sample(case.pid, case.nodule, rois[0], rois[1], list(clinical), case.label)
+                yield Sample(case.pid, case.nodule, rois[0], rois[1], list(clinical), case.label,
+                             (case.t0.center_lps, case.t1.center_lps))
 
 
 class _PatientScans:

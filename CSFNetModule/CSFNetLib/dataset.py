@@ -12,7 +12,8 @@ from .cohort import CaseProblem, Sample
 
 @dataclass
 class RoiSet:
-    """N nodules: T0 and T1 ROIs (N, 16, 64, 64) float32, clinical rows (N, 6), labels (N,), ids."""
+    """N nodules: T0 and T1 ROIs (N, 16, 64, 64) float32, clinical rows (N, 6), labels (N,), ids, and
+    the ROI centres (N, 2, 3) in each scan's LPS mm (NaN for pre-cut ROIs)."""
 
     pids: List[str]
     nodules: List[str]
@@ -20,6 +21,7 @@ class RoiSet:
     t1: np.ndarray
     clinical: np.ndarray
     labels: np.ndarray
+    centers: np.ndarray
 
     def __len__(self) -> int:
         return len(self.pids)
@@ -42,12 +44,14 @@ class RoiSet:
             t1=np.stack([s.t1 for s in samples]) if samples else np.zeros((0, *roi_shape), np.float32),
             clinical=np.array([s.clinical for s in samples], dtype=np.int64).reshape(len(samples), -1),
             labels=np.array([-1 if s.label is None else s.label for s in samples], dtype=np.int64),
+            centers=np.array([s.centers_lps if s.centers_lps is not None else np.full((2, 3), np.nan)
+                              for s in samples], dtype=float).reshape(len(samples), 2, 3),
         ), problems
 
     def subset(self, indices: Sequence[int]) -> "RoiSet":
         index = np.asarray(indices, dtype=int)
         return RoiSet([self.pids[i] for i in index], [self.nodules[i] for i in index], self.t0[index],
-                      self.t1[index], self.clinical[index], self.labels[index])
+                      self.t1[index], self.clinical[index], self.labels[index], self.centers[index])
 
     def of_patients(self, pids: Iterable[str]) -> "RoiSet":
         wanted = set(pids)
@@ -57,14 +61,15 @@ class RoiSet:
         """An .npz (ROIs as float16) with `key` saying what it was made from."""
         partial = Path(path).with_suffix(".partial.npz")
         np.savez(partial, pids=np.array(self.pids), nodules=np.array(self.nodules), t0=self.t0.astype(np.float16),
-                 t1=self.t1.astype(np.float16), clinical=self.clinical, labels=self.labels, key=np.array(key))
+                 t1=self.t1.astype(np.float16), clinical=self.clinical, labels=self.labels, centers=self.centers,
+                 key=np.array(key))
         partial.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> Tuple["RoiSet", str]:
         with np.load(path, allow_pickle=False) as data:
             rois = cls(data["pids"].tolist(), data["nodules"].tolist(), data["t0"].astype(np.float32),
-                       data["t1"].astype(np.float32), data["clinical"], data["labels"])
+                       data["t1"].astype(np.float32), data["clinical"], data["labels"], data["centers"])
             return rois, str(data["key"])
 
     def batch(self, index: Sequence[int], device: torch.device, augment: Optional[np.random.Generator] = None):

@@ -1,7 +1,7 @@
 """Running a trained model: load once, batch the cases, return p_malignant."""
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -63,3 +63,9 @@ class Predictor:
 
     def predict(self, rois: RoiSet) -> np.ndarray:
         return predict_rois(self.model, rois, self.device, self.batch_size)
+
+    def predict_with_attention(self, rois: RoiSet, method: str) -> Tuple[np.ndarray, np.ndarray]:
+        """p_malignant (N,) and attention maps (N, 2, D, H, W) for T0 and T1, from the same forward pass."""
+        from .attention import attention_for_rois
+
+        return attention_for_rois(self.model, rois, self.device, method, self.batch_size)

@@ -10,12 +10,17 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Tuple, Union
 
+import numpy as np
+import SimpleITK as sitk
+
+from .attention import DEFAULT_METHOD, color_table, heat_image, label_image
 from .checkpoint import runtime_versions
 from .clinical import ClinicalVocabulary
 from .cohort import CaseProblem, Cohort, Sample, iter_nlst_cmst, iter_samples
 from .dataset import RoiSet
 from .inference import Predictor
 
+COLOR_TABLE = "attention-labels.ctbl"
 COLUMNS = ("pid", "nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device",
            "csfnet_version", "error")
 
@@ -40,8 +45,14 @@ def predict_cohort(
     batch_size: int = 16,
     nlst_cmst_rois: Optional[Path] = None,
     overwrite: bool = False,
+    attention_dir: Optional[Path] = None,
+    attention_method: str = DEFAULT_METHOD,
 ) -> Tuple[int, int]:
-    """Write results.csv; returns (cases predicted, cases failed). Never overwrites unless asked."""
+    """Write results.csv; returns (cases predicted, cases failed). Never overwrites unless asked.
+
+    With `attention_dir`, each nodule's attention at T0 and T1 is written there as a heat image and
+    a label map (NRRD, on the ROI's grid where it lies in the scan) plus the labels' colour table.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
@@ -55,6 +66,9 @@ def predict_cohort(
               "device": str(predictor.device), "csfnet_version": runtime_versions()["csfnet"]}
     done = failed = 0
     out.parent.mkdir(parents=True, exist_ok=True)
+    if attention_dir is not None:
+        Path(attention_dir).mkdir(parents=True, exist_ok=True)
+        (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
     partial = out.with_name(f".{out.name}.partial")
     with open(partial, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
@@ -66,9 +80,27 @@ def predict_cohort(
                 writer.writerow({"pid": problem.pid, "nodule": problem.nodule, **common, "threshold": "",
                                  "error": str(problem)})
             failed += len(problems)
-            for pid, nodule, p in zip(rois.pids, rois.nodules, predictor.predict(rois) if len(rois) else []):
+            if attention_dir is not None and len(rois):
+                probabilities, maps = predictor.predict_with_attention(rois, attention_method)
+                _write_attention(Path(attention_dir), rois, maps, predictor.preprocessing, attention_method)
+            else:
+                probabilities = predictor.predict(rois) if len(rois) else []
+            for pid, nodule, p in zip(rois.pids, rois.nodules, probabilities):
                 writer.writerow({"pid": pid, "nodule": nodule, "p_malignant": f"{p:.6f}",
                                  "prediction": int(p >= predictor.threshold), **common, "error": ""})
             done += len(rois)
     os.replace(partial, out)
     return done, failed
+
+
+def _write_attention(folder: Path, rois: RoiSet, maps, preprocessing, method: str) -> None:
+    """{pid}_nodule{n}_{T0|T1}_{method}-heat.nrrd and ..._{method}-labels.nrrd for every case with a scan."""
+    for i, (pid, nodule) in enumerate(zip(rois.pids, rois.nodules)):
+        for t, timepoint in enumerate(("T0", "T1")):
+            center = rois.centers[i, t]
+            if not np.all(np.isfinite(center)):  # pre-cut ROIs: no scan to place them in
+                continue
+            stem = folder / f"{pid}_nodule{nodule}_{timepoint}_{method}"
+            sitk.WriteImage(heat_image(maps[i, t], center, preprocessing), f"{stem}-heat.nrrd", useCompression=True)
+            sitk.WriteImage(label_image(maps[i, t], center, preprocessing), f"{stem}-labels.nrrd",
+                            useCompression=True)
