@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
+from CSFNetLib.cli import VARIANT_LABELS  # noqa: E402
 from CSFNetLib.cohort import Cohort  # noqa: E402
 from CSFNetLib.evaluation import evaluate, table_with_intervals  # noqa: E402
 from CSFNetLib.models import model_path, read_manifest  # noqa: E402
@@ -25,12 +26,8 @@ from CSFNetLib.synth.cohort_writer import print_progress  # noqa: E402
 TEST_SEED = 2024  # training used 1001, the quality check 3003
 TEST_PATIENTS = 40
 CACHE = Path(os.environ.get("CSFNET_CACHE", ROOT / "cache"))  # where the test cohort and the report go
-ROWS = {
-    "CSF-net": "csfnet-small-demo",
-    "T1 image only": "csfnet-small-demo-t1-only",
-    "T0+T1, no clinical": "csfnet-small-demo-no-clinical",
-    "Concat fusion": "csfnet-small-demo-concat",
-}
+ROWS = {"CSF-net": "csfnet-small-demo", **{label: f"csfnet-small-demo-{variant}"
+                                          for variant, label in VARIANT_LABELS.items()}}
 
 
 def test_cohort() -> Path:

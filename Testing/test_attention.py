@@ -84,6 +84,16 @@ def test_heat_and_label_images_sit_where_the_roi_was_taken_in_an_oblique_scan():
     assert back[scan > 200].mean() > 3 * back[(scan < 0) & (back > 0)].mean()
 
 
+def test_label_map_of_a_sparse_map_never_labels_its_zeros():
+    attention = np.zeros((16, 64, 64), dtype=np.float32)
+    hot = np.random.default_rng(1).random(attention.shape) < 0.07
+    attention[hot] = np.random.default_rng(2).random(hot.sum()) + 0.1
+    labels = sitk.GetArrayFromImage(label_image(attention, (0.0, 0.0, 0.0), Preprocessing()))
+    assert not labels[~hot].any()
+    assert np.mean(labels >= 2) == pytest.approx(0.07, abs=0.002)  # all hot voxels, fewer than the top 10 %
+    assert np.mean(labels == 3) == pytest.approx(0.05, abs=0.002)
+
+
 def test_label_map_marks_the_top_5_10_and_25_percent():
     attention = np.random.default_rng(0).random((16, 64, 64)).astype(np.float32)
     labels = sitk.GetArrayFromImage(label_image(attention, (0.0, 0.0, 0.0), Preprocessing()))

@@ -44,5 +44,5 @@ def test_info_describes_a_checkpoint(tmp_path, capsys):
 def test_info_on_a_bad_checkpoint_names_it_and_fails(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert main(["info", "--checkpoint", str(bad)]) == 1
+    assert main(["info", "--checkpoint", str(bad)]) == 2
     assert "bad.pt" in capsys.readouterr().err

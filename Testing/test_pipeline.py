@@ -41,6 +41,8 @@ def test_training_writes_a_checkpoint_with_its_recipe_and_data_summary(trained):
     split = json.loads((run / "split.json").read_text())
     assert not set(split["train"]) & set(split["test"]) and not set(split["validation"]) & set(split["test"])
     assert summary["best_epoch"] in (0, 1)
+    # the tiny cohort's validation split holds one class: selection falls back to validation loss, and says so
+    assert summary["selected_by"] == "validation loss (one-class validation split)"
 
 
 def test_training_resumes_from_the_last_finished_epoch(synthetic_cohort, tmp_path, trained):
@@ -61,10 +63,12 @@ def test_training_resumes_from_the_last_finished_epoch(synthetic_cohort, tmp_pat
     assert epochs_seen == [0, 1]  # epoch 0 was not trained again
     history = json.loads((tmp_path / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
-    # the resumed run ends where the uninterrupted one did
-    resumed = load_checkpoint(tmp_path / "model.pt").state_dict
-    straight = load_checkpoint(trained[0] / "model.pt").state_dict
-    assert all(torch.allclose(resumed[k].float(), straight[k].float(), atol=1e-5) for k in straight)
+    # the resumed run ends where the uninterrupted one did: weights after the last epoch, and the chosen ones
+    for name in ("state.pt", "model.pt"):
+        load = (lambda p: torch.load(p, weights_only=True)["model"]) if name == "state.pt" else \
+            (lambda p: load_checkpoint(p).state_dict)
+        resumed, straight = load(tmp_path / name), load(trained[0] / name)
+        assert all(torch.allclose(resumed[k].float(), straight[k].float(), atol=1e-5) for k in straight), name
 
 
 def test_a_resumed_run_must_ask_for_the_same_settings(synthetic_cohort, tmp_path):
@@ -140,8 +144,29 @@ def test_predict_writes_results_and_reports_failed_cases(synthetic_cohort, train
     assert all(0.0 <= float(r["p_malignant"]) <= 1.0 and r["prediction"] in ("0", "1") for r in good)
     assert "missing.nrrd" in capsys.readouterr().err
     before = out.read_bytes()
-    assert main(args) == 1 and out.read_bytes() == before  # an existing results file is never overwritten
+    assert main(args) == 2 and out.read_bytes() == before  # an existing results file is never overwritten
     assert "exists" in capsys.readouterr().err
+
+
+def test_predict_survives_a_last_batch_of_failed_cases(synthetic_cohort, trained, tmp_path, capsys):
+    rows = list(csv.DictReader(open(synthetic_cohort / "cases.csv", newline="")))
+    last_pid = rows[-1]["pid"]
+    for row in rows:
+        row["image"] = str(synthetic_cohort / row["image"])
+        if row["pid"] == last_pid:
+            row["x"] = "1e6"  # far outside the scan
+    with open(tmp_path / "cases.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "results.csv"
+    code = main(["predict", "--cases", str(tmp_path / "cases.csv"), "--checkpoint", str(trained[0] / "model.pt"),
+                 "--out", str(out), "--device", "cpu", "--batch-size", "1"])
+    assert code == 1
+    results = list(csv.DictReader(open(out, newline="")))
+    assert [r["pid"] for r in results if r["error"]] == [last_pid]
+    assert "outside the scan" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*partial"))
 
 
 def test_predict_reads_the_authors_precut_rois(trained, tmp_path):

@@ -86,7 +86,7 @@ def test_generation_is_deterministic_for_a_seed(cohort_dir, patient0):
 
 def test_existing_files_are_never_overwritten(cohort_dir, capsys):
     before = (cohort_dir / "cases.csv").read_bytes()
-    assert main(["synth", "--out", str(cohort_dir), "--cases", "1"]) == 1
+    assert main(["synth", "--out", str(cohort_dir), "--cases", "1"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (cohort_dir / "cases.csv").read_bytes() == before
 

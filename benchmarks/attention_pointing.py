@@ -4,9 +4,9 @@
                                             [--figure docs/attention_overlay.png]
 
 For every nodule and time point where the nodule exists, a method scores a hit when its map's
-maximum lies inside the nodule or within 5 mm of its edge (nodule radius from cases.csv's
-diameter_mm). A random voxel of the ROI is the chance baseline; note that the ROI is centred on the
-nodule, so any map peaking near the ROI centre scores well.
+maximum (the centroid of the voxels tied at it) lies inside the nodule or within 5 mm of its edge
+(nodule radius from cases.csv's diameter_mm). A random voxel of the ROI is the chance baseline;
+note that the ROI is centred on the nodule, so any map peaking near the ROI centre scores well.
 """
 
 import argparse
@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
-from CSFNetLib.attention import METHODS, attention_for_rois  # noqa: E402
+from CSFNetLib.attention import METHODS, attention_for_rois, peak_index  # noqa: E402
 from CSFNetLib.cohort import Cohort, iter_samples  # noqa: E402
 from CSFNetLib.dataset import RoiSet  # noqa: E402
 from CSFNetLib.inference import Predictor  # noqa: E402
@@ -58,8 +58,8 @@ def main() -> int:
                 if radius <= 0:
                     continue
                 shape = predictor.preprocessing.roi_size_zyx
-                peak = (np.unravel_index(np.argmax(maps[method][i, t]), shape) if method in METHODS
-                        else tuple(rng.integers(0, n) for n in shape))
+                peak = (peak_index(maps[method][i, t]) if method in METHODS
+                        else np.array([rng.integers(0, n) for n in shape], dtype=float))
                 grid = roi_grid(rois.centers[i, t], predictor.preprocessing)
                 distance = np.linalg.norm(grid.index_zyx_to_lps(np.asarray(peak, float)) - rois.centers[i, t])
                 hit = bool(distance <= radius + 5.0)

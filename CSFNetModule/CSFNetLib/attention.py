@@ -93,20 +93,32 @@ def attention_for_rois(model: CSFNet, rois: RoiSet, device: torch.device, method
     return np.concatenate(probabilities), np.concatenate(maps)
 
 
+def peak_index(attention: np.ndarray) -> np.ndarray:
+    """Continuous ROI index (z, y, x) of the map's maximum: the centroid of the voxels tied at it
+    (an upsampled coarse map has plateaus; the first voxel of one would be its corner)."""
+    attention = np.asarray(attention)
+    return np.argwhere(attention >= attention.max() - 1e-6).mean(axis=0)
+
+
 def heat_image(attention: np.ndarray, center_lps: Sequence[float], preprocessing: Preprocessing) -> sitk.Image:
     """The map as a float image on the ROI's own grid, placed where the ROI was taken in the scan."""
     return roi_grid(center_lps, preprocessing).image(np.asarray(attention, dtype=np.float32))
 
 
 def label_image(attention: np.ndarray, center_lps: Sequence[float], preprocessing: Preprocessing) -> sitk.Image:
-    """Attention levels as labels: 3 = top 5 % of the ROI's voxels, 2 = top 10 %, 1 = top 25 %, else 0."""
+    """Attention levels as labels: 3 = top 5 % of the ROI's voxels, 2 = top 10 %, 1 = top 25 %, else 0.
+
+    Voxels are ranked (ties in order), so each level holds at most its share; voxels at the map's
+    minimum (e.g. Grad-CAM's rectified zeros) are never labelled.
+    """
     attention = np.asarray(attention, dtype=np.float32)
-    labels = np.zeros(attention.shape, dtype=np.uint8)
+    flat = attention.reshape(-1)
+    order = np.argsort(-flat, kind="stable")
+    labels = np.zeros(flat.shape, dtype=np.uint8)
     for label, share, _, _ in LEVELS:
-        labels[attention >= np.quantile(attention, 1.0 - share)] = label
-    if attention.max() <= attention.min():  # no information: no label
-        labels[:] = 0
-    return roi_grid(center_lps, preprocessing).image(labels)
+        labels[order[: int(round(share * flat.size))]] = label
+    labels[flat <= flat.min()] = 0
+    return roi_grid(center_lps, preprocessing).image(labels.reshape(attention.shape))
 
 
 def color_table() -> str:

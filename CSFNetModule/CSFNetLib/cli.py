@@ -10,6 +10,7 @@ from .version import __version__
 
 CONFIG_NAMES = ("full", "small")  # as CSFNetLib.model.CONFIGS; listed here so that --help needs no torch
 VARIANT_NAMES = ("csf-net", "t1-only", "no-clinical", "concat")
+VARIANT_LABELS = {"t1-only": "T1 image only", "no-clinical": "T0+T1, no clinical", "concat": "Concat fusion"}
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -89,6 +90,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, table_with_intervals
 
     checkpoints = {"CSF-net": Path(args.checkpoint) if args.checkpoint else None}
+    if not args.checkpoint and args.compare is None:  # the shipped demo model: with its shipped ablations
+        from .models import model_entries, model_path
+
+        for entry in model_entries():
+            if entry.get("variant", "csf-net") != "csf-net":
+                checkpoints[VARIANT_LABELS[entry["variant"]]] = model_path(entry["name"])
     for spec in args.compare or []:
         name, _, path = spec.partition("=")
         checkpoints[name] = Path(path)
@@ -108,7 +115,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .prediction import predict_cohort
 
-    done, failed = predict_cohort(
+    done, failed = predict_cohort(  # exit status: 0 all predicted, 1 some cases failed, 2 the run could not proceed
         Path(args.cases), Path(args.out), Path(args.clinical) if args.clinical else None,
         Path(args.checkpoint) if args.checkpoint else None, args.device, args.batch_size,
         Path(args.nlst_cmst) if args.nlst_cmst else None, args.overwrite,
@@ -160,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--cases", required=True)
     evaluate.add_argument("--clinical")
     evaluate.add_argument("--checkpoint", help="default: the shipped demo model")
-    evaluate.add_argument("--compare", nargs="*", metavar="NAME=CHECKPOINT", help="more networks for the table")
+    evaluate.add_argument("--compare", nargs="*", metavar="NAME=CHECKPOINT",
+                          help="more networks for the table (default with the shipped model: its ablations)")
     evaluate.add_argument("--out", help="report folder: metrics.json, predictions.csv, roc.png")
     evaluate.add_argument("--device", choices=devices, default="auto")
     evaluate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -190,9 +198,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # the run cannot proceed: exit status 2
         print(f"csfnet {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
 
 if __name__ == "__main__":

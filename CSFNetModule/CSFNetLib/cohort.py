@@ -399,7 +399,7 @@ def _parse_case_row(
 ) -> Union[TimepointRow, CaseProblem]:
     """One cases.csv row as a `TimepointRow`, or the problem with it."""
     cells = dict(zip(header, (v.strip() for v in values)))
-    pid = cells["pid"]
+    pid = cells.get("pid", "")  # a short row may lack it: reported below as a problem
     nodule = cells.get("nodule") or "1"
 
     def problem(reason: str) -> CaseProblem:

@@ -1,12 +1,13 @@
 """ROIs of a cohort held in memory for training and evaluation, and the training augmentation."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+from .clinical import FIELDS, ClinicalVocabulary
 from .cohort import CaseProblem, Sample
 
 
@@ -42,7 +43,7 @@ class RoiSet:
             nodules=[s.nodule for s in samples],
             t0=np.stack([s.t0 for s in samples]) if samples else np.zeros((0, *roi_shape), np.float32),
             t1=np.stack([s.t1 for s in samples]) if samples else np.zeros((0, *roi_shape), np.float32),
-            clinical=np.array([s.clinical for s in samples], dtype=np.int64).reshape(len(samples), -1),
+            clinical=np.array([s.clinical for s in samples], dtype=np.int64).reshape(len(samples), len(FIELDS)),
             labels=np.array([-1 if s.label is None else s.label for s in samples], dtype=np.int64),
             centers=np.array([s.centers_lps if s.centers_lps is not None else np.full((2, 3), np.nan)
                               for s in samples], dtype=float).reshape(len(samples), 2, 3),
@@ -52,6 +53,11 @@ class RoiSet:
         index = np.asarray(indices, dtype=int)
         return RoiSet([self.pids[i] for i in index], [self.nodules[i] for i in index], self.t0[index],
                       self.t1[index], self.clinical[index], self.labels[index], self.centers[index])
+
+    def with_clinical(self, records: Dict[str, Dict[str, str]], vocabulary: ClinicalVocabulary) -> "RoiSet":
+        """The same ROIs with clinical rows encoded by `vocabulary` (e.g. one fitted on a fold's training patients)."""
+        rows = np.array([vocabulary.encode(records.get(pid)) for pid in self.pids], dtype=np.int64)
+        return replace(self, clinical=rows.reshape(len(self), len(FIELDS)))
 
     def of_patients(self, pids: Iterable[str]) -> "RoiSet":
         wanted = set(pids)

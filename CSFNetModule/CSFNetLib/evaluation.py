@@ -128,7 +128,8 @@ def _write_outputs(out_dir: Path, report: Dict, scores, keys, labels) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(scores)
     (out_dir / "metrics.json").write_text(json.dumps(
-        {**report, "roc_colours": dict(zip(names, ROC_COLOURS))}, indent=2), encoding="utf-8")
+        {**report, "roc_colours": {n: ROC_COLOURS[i % len(ROC_COLOURS)] for i, n in enumerate(names)}}, indent=2),
+        encoding="utf-8")
     with open(out_dir / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["pid", "nodule", "label", *names])
@@ -158,6 +159,7 @@ def write_roc_png(path: Path, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], 
 
     draw(np.array([0.0, 1.0]), np.array([0.0, 1.0]), (190, 190, 190), 1)
     draw(np.array([0, 1, 1, 0, 0.0]), np.array([0, 0, 1, 1, 0.0]), (0, 0, 0), 1)  # frame
-    for (fpr, tpr), colour in zip(curves.values(), ROC_COLOURS):
+    for i, (fpr, tpr) in enumerate(curves.values()):
+        colour = ROC_COLOURS[i % len(ROC_COLOURS)]
         draw(np.repeat(fpr, 2)[1:], np.repeat(tpr, 2)[:-1], colour)  # as steps
     sitk.WriteImage(sitk.GetImageFromArray(canvas, isVector=True), str(path))

@@ -10,6 +10,7 @@ the same command resumes where it stopped.
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -25,6 +26,7 @@ from .dataset import RoiSet
 from .inference import predict_rois, resolve_device
 from .metrics import classification_metrics, roc_auc
 from .model import build_model
+from .models import sha256_of
 from .preprocessing import Preprocessing
 from .splits import kfold_patients, patient_labels, split_patients
 
@@ -47,19 +49,22 @@ def load_rois(cohort: Cohort, preprocessing: Preprocessing, vocabulary: Clinical
               cache: Optional[Path] = None, progress: Optional[Callable[[int], None]] = None):
     """The cohort's ROIs, read once (and kept in `cache`, an .npz, for later runs on the same cohort).
 
-    The cache records the cases file, preprocessing and vocabulary it was made with and is refused
-    for anything else.
+    The cache records the SHA-256 of cases.csv and the preprocessing it was made with and is refused
+    for anything else; clinical rows are always encoded afresh from the cohort with `vocabulary`.
     """
-    key = json.dumps([str(cohort.cases_csv.resolve()), preprocessing.to_dict(), vocabulary.to_dict()], sort_keys=True)
+    key = json.dumps([sha256_of(cohort.cases_csv), preprocessing.to_dict()], sort_keys=True)
     if cache is not None and cache.exists():
-        rois, cached_key = RoiSet.load(cache)
-        if cached_key != key:
-            raise ValueError(f"{cache} was made from another cohort or with other settings; delete it or name another")
-        return rois, []
+        rois, cached = RoiSet.load(cache)
+        cached = json.loads(cached) if cached.startswith("{") else {}
+        if cached.get("key") != key:
+            raise ValueError(f"{cache} was made from another cases.csv or with other settings; "
+                             "delete it or name another")
+        return rois.with_clinical(cohort.clinical, vocabulary), cached.get("problems", [])
     rois, problems = RoiSet.collect(iter_samples(cohort, preprocessing, vocabulary), progress)
+    problems = [str(p) for p in problems]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        rois.save(cache, key)
+        rois.save(cache, json.dumps({"key": key, "problems": problems}))
     return rois, problems
 
 
@@ -85,7 +90,7 @@ def train_run(
     rng = np.random.default_rng(settings.seed)
     state_path = run_dir / "state.pt"
     history: List[dict] = []
-    best = {"auc": -1.0, "epoch": -1, "weights": None}
+    best = {"auc": -1.0, "score": -float("inf"), "epoch": -1, "weights": None}
     start_epoch = 0
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
@@ -97,8 +102,13 @@ def train_run(
         rng.bit_generator.state = json.loads(state["rng"])
         torch.set_rng_state(state["torch_rng"].cpu())
         history, start_epoch = json.loads(state["history"]), state["epoch"] + 1
-        best = {"auc": state["best_auc"], "epoch": state["best_epoch"], "weights": state["best_weights"]}
+        best = {"auc": state["best_auc"], "score": state["best_score"], "epoch": state["best_epoch"],
+                "weights": state["best_weights"]}
     steps = max(1, int(np.ceil(len(train) / settings.batch_size)))
+    by_loss = len(set(validation.labels.tolist())) < 2
+    if by_loss:
+        warnings.warn(f"{run_dir}: the validation split holds one class only, so the best epoch is chosen by "
+                      "validation loss, not AUC; use more patients for a meaningful selection", stacklevel=2)
     for epoch in range(start_epoch, settings.epochs):
         if epoch - best["epoch"] > settings.patience and best["epoch"] >= 0:
             break  # early stopping: no better validation AUC for `patience` epochs
@@ -120,18 +130,21 @@ def train_run(
                 report({"epoch": epoch, "epochs": settings.epochs, "step": step + 1, "steps": steps,
                         "loss": float(np.mean(losses)), "best_auc": best["auc"]})
         schedule.step()
-        val_auc = roc_auc(validation.labels, predict_rois(model, validation, device))
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_auc": val_auc,
+        val_p = predict_rois(model, validation, device)
+        val_auc = roc_auc(validation.labels, val_p)
+        val_loss = float(-np.mean(np.log(np.clip(np.where(validation.labels == 1, val_p, 1 - val_p), 1e-7, 1))))
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_auc": val_auc, "val_loss": val_loss,
                         "seconds": round(time.perf_counter() - started, 2)})
-        if best["weights"] is None or val_auc > best["auc"]:  # nan AUC (one class only) keeps the first
-            best = {"auc": val_auc, "epoch": epoch,
+        score = -val_loss if by_loss else val_auc
+        if best["weights"] is None or score > best["score"]:
+            best = {"auc": val_auc, "score": score, "epoch": epoch,
                     "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         partial = state_path.with_suffix(".partial")
         torch.save({"settings": json.loads(json.dumps(asdict(settings))), "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
                     "history": json.dumps(history), "epoch": epoch, "best_auc": best["auc"],
-                    "best_epoch": best["epoch"], "best_weights": best["weights"]}, partial)
+                    "best_score": best["score"], "best_epoch": best["epoch"], "best_weights": best["weights"]}, partial)
         os.replace(partial, state_path)  # an interruption never leaves a half-written state
         if report:
             report({"epoch": epoch, "epochs": settings.epochs, "step": steps, "steps": steps,
@@ -147,6 +160,7 @@ def train_run(
         "epochs_run": len(history),
         "best_epoch": best["epoch"],
         "validation_auc": best["auc"],
+        "selected_by": "validation loss (one-class validation split)" if by_loss else "validation AUC",
         "test_metrics": classification_metrics(test.labels, test_scores) if len(test) else None,
         "train_seconds": round(sum(h["seconds"] for h in history), 1),
     }
@@ -182,17 +196,22 @@ def train(
             splits.append({"train": inner["train"], "validation": inner["validation"], "test": test})
     else:
         splits = [split_patients(labels, settings.fractions, settings.seed)]
-    # the clinical vocabulary comes from training patients only
-    training_patients = set(splits[0]["train"]) if folds == 1 else set(labels)
-    vocabulary = ClinicalVocabulary.fit(r for p, r in cohort.clinical.items() if p in training_patients)
-    rois, problems = load_rois(cohort, preprocessing, vocabulary, roi_cache)
+    rois, problems = load_rois(cohort, preprocessing, ClinicalVocabulary.default(), roi_cache)
+    for problem in problems:
+        warnings.warn(f"skipped: {problem}", stacklevel=2)
     cohort_info = {"cases_csv": str(cases_csv), "patients": len(labels), "nodules": len(cohort.cases),
-                   "skipped_cases": [str(p) for p in problems]}
+                   "skipped_cases": problems}
     meta = {**(metadata or {}), "cohort": cohort_info}
+
+    def run(parts: Dict[str, List[str]], folder: Path) -> dict:
+        # the clinical vocabulary comes from the run's training patients only
+        vocabulary = ClinicalVocabulary.fit(cohort.clinical[p] for p in parts["train"] if p in cohort.clinical)
+        return train_run(rois.with_clinical(cohort.clinical, vocabulary), parts, vocabulary, preprocessing,
+                         settings, folder, torch_device, report, meta)
+
     if folds == 1:
-        return train_run(rois, splits[0], vocabulary, preprocessing, settings, run_dir, torch_device, report, meta)
-    results = [train_run(rois, parts, vocabulary, preprocessing, settings, run_dir / f"fold_{k + 1}",
-                         torch_device, report, meta) for k, parts in enumerate(splits)]
+        return run(splits[0], run_dir)
+    results = [run(parts, run_dir / f"fold_{k + 1}") for k, parts in enumerate(splits)]
     aucs = [r["test_metrics"]["auc"] for r in results]
     summary = {"folds": results, "test_auc_mean": float(np.mean(aucs)), "test_auc_sd": float(np.std(aucs))}
     (run_dir / "cv_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
