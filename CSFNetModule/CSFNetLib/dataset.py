@@ -64,11 +64,10 @@ class RoiSet:
         return self.subset([i for i, pid in enumerate(self.pids) if pid in wanted])
 
     def save(self, path: Path, key: str = "") -> None:
-        """An .npz (ROIs as float16) with `key` saying what it was made from."""
+        """An .npz (ROIs exactly as extracted, float32) with `key` saying what it was made from."""
         partial = Path(path).with_suffix(".partial.npz")
-        np.savez(partial, pids=np.array(self.pids), nodules=np.array(self.nodules), t0=self.t0.astype(np.float16),
-                 t1=self.t1.astype(np.float16), clinical=self.clinical, labels=self.labels, centers=self.centers,
-                 key=np.array(key))
+        np.savez(partial, pids=np.array(self.pids), nodules=np.array(self.nodules), t0=self.t0, t1=self.t1,
+                 clinical=self.clinical, labels=self.labels, centers=self.centers, key=np.array(key))
         partial.replace(path)
 
     @classmethod

@@ -108,7 +108,8 @@ def main() -> int:
         entries.append({"name": name, "file": path.name, "version": __version__, "sha256": sha256_of(path),
                         "config": "small", "variant": variant, "note": NOTE,
                         "recipe": f"Resources/models/train_demo_weights.py --patients {args.patients} "
-                                  f"--epochs {args.epochs} --batch-size {args.batch_size} --patience {args.patience}",
+                                  f"--epochs {args.epochs} --batch-size {args.batch_size} --patience {args.patience} "
+                                  f"--jobs {args.jobs} --device {args.device}",
                         "training_cohort": {"generator": "csfnet synth", "seed": TRAIN_SEED,
                                             "patients": args.patients, "size": "small"},
                         "validation_auc": training["validation_auc"], "best_epoch": training["best_epoch"],
