@@ -158,3 +158,27 @@ class RigidTransform:
         inverse.SetTranslation((-self.matrix.T @ np.asarray(self.translation)).tolist())
         return inverse
 
+
+def _lps_ras_4x4() -> np.ndarray:
+    return np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def image_from_ijk_to_ras(array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> sitk.Image:
+    """A SimpleITK image (LPS geometry) of a Slicer volume: its voxel array and its IJK-to-RAS matrix."""
+    ijk_to_lps = _lps_ras_4x4() @ np.asarray(ijk_to_ras, dtype=float)
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    if np.any(spacing <= 0):
+        raise ValueError(f"the volume's IJK-to-RAS matrix has a zero axis: {ijk_to_ras.tolist()}")
+    image = sitk.GetImageFromArray(array_kji)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((ijk_to_lps[:3, :3] / spacing).reshape(-1).tolist())
+    image.SetOrigin(ijk_to_lps[:3, 3].tolist())
+    return image
+
+
+def ijk_to_ras_of(grid: VoxelGrid) -> np.ndarray:
+    """The 4x4 IJK-to-RAS matrix that places a Slicer volume on `grid`."""
+    ijk_to_lps = np.eye(4)
+    ijk_to_lps[:3, :3] = grid.matrix * np.asarray(grid.spacing_xyz)
+    ijk_to_lps[:3, 3] = grid.origin_lps
+    return _lps_ras_4x4() @ ijk_to_lps
