@@ -2,7 +2,8 @@
 
 from typing import Dict, Mapping, Sequence
 
-METRICS = ("accuracy", "precision", "f1", "auc", "recall")
+from .metrics import METRICS
+
 HEADERS = ("Methods", "Acc", "Prec", "F1 score", "AUC", "Rec")
 
 #: Reported in "CSF-net: Cross-Modal Spatiotemporal Fusion Network for Pulmonary Nodule Malignancy
