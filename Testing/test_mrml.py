@@ -133,3 +133,52 @@ def test_points_can_be_paired_by_label_or_reused_at_the_same_position(scene, cas
         predict_scene(scene, v0, v1, None, f1, device="cpu")
     table = predict_scene(scene, v0, v1, None, f1, same_position=True, device="cpu", attention=False)
     assert table.GetNumberOfRows() == 3
+
+
+def test_results_survive_a_scene_save_and_reload(tmp_path, case, scene):
+    """.mrml with its data files (slicer-core cannot read .mrb without the application's IO manager)."""
+    (v0, v1), f0, f1, _ = case
+    keep = with_logics(scene)
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    for node in [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]:
+        if node.IsA("vtkMRMLStorableNode"):
+            storage = node.GetStorageNode() or (node.AddDefaultStorageNode() and node.GetStorageNode())
+            if storage is not None:
+                storage.SetFileName(str(tmp_path / f"{node.GetID()}.{storage.GetDefaultWriteFileExtension()}"))
+                assert storage.WriteData(node)
+    scene.SetURL(str(tmp_path / "scene.mrml"))
+    assert scene.Commit()
+
+    reloaded = slicer.vtkMRMLScene()
+    keep += with_logics(reloaded)
+    reloaded.SetURL(str(tmp_path / "scene.mrml"))
+    assert reloaded.Connect()
+    again = reloaded.GetFirstNodeByName("CSF-net results")
+    assert column(again, "p_malignant") == column(table, "p_malignant")
+    nodes = [again.GetNthNodeReference(ROLE, i) for i in range(again.GetNumberOfNodeReferences(ROLE))]
+    assert len(nodes) == 12 and all(n is not None for n in nodes)
+    labels = [n for n in nodes if n.IsA("vtkMRMLLabelMapVolumeNode")][0]
+    assert labels.GetDisplayNode().GetColorNode().GetName() == "CSF-net attention levels"
+    original = scene.GetFirstNodeByName(labels.GetName())
+    assert np.array_equal(slicer.util.arrayFromVolume(labels), slicer.util.arrayFromVolume(original))
+    assert np.allclose(node_matrix(labels), node_matrix(original))
+
+
+def with_logics(scene):
+    """The application, markups and tables logics a scene needs to save and load (keep them referenced)."""
+    application = slicer.vtkSlicerApplicationLogic()
+    application.SetMRMLScene(scene)
+    logics = [application]
+    for cls in (slicer.vtkSlicerMarkupsLogic, slicer.vtkSlicerTablesLogic):
+        logic = cls()
+        logic.SetMRMLScene(scene)
+        logics.append(logic)
+    return logics
+
+
+def node_matrix(node):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
