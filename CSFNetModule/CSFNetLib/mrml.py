@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from .attention import LEVELS, heat_image, label_image
+from .attention import DEFAULT_METHOD, LEVELS, heat_image, label_image
 from .cohort import Sample
 from .dataset import RoiSet
 from .geometry import ijk_to_ras_of, image_from_ijk_to_ras, ras_to_lps
@@ -130,17 +130,17 @@ def predict_scene(
     predictor = _predictor(checkpoint, device)
     samples = []
     for label, *positions in nodules:
+        centers = tuple(tuple(ras_to_lps(p).tolist()) for p in positions)
         rois = []
-        for image, position, role in zip(images, positions, ("baseline", "follow-up")):
+        for image, center, role in zip(images, centers, ("baseline", "follow-up")):
             try:
-                rois.append(extract_roi(image, ras_to_lps(position), predictor.preprocessing))
+                rois.append(extract_roi(image, center, predictor.preprocessing))
             except ValueError as exc:
                 raise ValueError(f"nodule '{label}' in the {role} volume: {exc}") from exc
-        centers = tuple(tuple(ras_to_lps(p).tolist()) for p in positions)
         samples.append(Sample("scene", label, rois[0], rois[1], predictor.vocabulary.encode(clinical), None, centers))
     roi_set, _ = RoiSet.collect(samples)
     if attention:
-        probabilities, maps = predictor.predict_with_attention(roi_set, "gradcam")
+        probabilities, maps = predictor.predict_with_attention(roi_set, DEFAULT_METHOD)
     else:
         probabilities, maps = predictor.predict(roi_set), None
     seconds = (time.perf_counter() - started) / max(1, len(samples))

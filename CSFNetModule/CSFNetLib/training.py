@@ -89,12 +89,13 @@ def train_run(
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(settings.seed)
     state_path = run_dir / "state.pt"
+    asked = json.loads(json.dumps(asdict(settings)))  # as it reads back from state.pt (tuples become lists)
     history: List[dict] = []
     best = {"auc": -1.0, "score": -float("inf"), "epoch": -1, "weights": None}
     start_epoch = 0
     if state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["settings"] != json.loads(json.dumps(asdict(settings))):
+        if state["settings"] != asked:
             raise ValueError(f"{run_dir} holds a run with other settings {state['settings']}; use a new --out folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -140,7 +141,7 @@ def train_run(
             best = {"auc": val_auc, "score": score, "epoch": epoch,
                     "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         partial = state_path.with_suffix(".partial")
-        torch.save({"settings": json.loads(json.dumps(asdict(settings))), "model": model.state_dict(),
+        torch.save({"settings": asked, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
                     "history": json.dumps(history), "epoch": epoch, "best_auc": best["auc"],
