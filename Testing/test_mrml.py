@@ -8,15 +8,19 @@ from conftest import Phantom, rotation
 
 slicer = pytest.importorskip("slicer")
 
-from CSFNetLib.geometry import VoxelGrid, ijk_to_ras_of, lps_to_ras  # noqa: E402
-from CSFNetLib.mrml import ROLE, predict_scene  # noqa: E402
+from CSFNetLib.checkpoint import CheckpointError  # noqa: E402
+from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
+from CSFNetLib.mrml import ROLE, add_fiducials, add_volume_node, predict_scene, table_rows  # noqa: E402
+from CSFNetLib.scene_files import StandaloneScene, load_scene, save_scene  # noqa: E402
 
 
 @pytest.fixture
 def scene():
-    scene = slicer.vtkMRMLScene()
-    slicer.mrmlScene = scene
-    return scene
+    """A scene with the application, subject hierarchy, markups and tables logics, as inside Slicer."""
+    standalone = StandaloneScene()
+    slicer.mrmlScene = standalone.scene
+    yield standalone.scene
+    standalone.close()
 
 
 def column(table, name):
@@ -24,19 +28,15 @@ def column(table, name):
     return [table.GetCellText(row, index) for row in range(table.GetNumberOfRows())]
 
 
-def add_volume(scene, image: sitk.Image, name: str):
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
-    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_of(VoxelGrid.of_image(image))))
-    return node
-
-
 def add_points(scene, name, points_ras, labels=None):
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
-    for i, p in enumerate(points_ras):
-        index = node.AddControlPoint(*[float(c) for c in p])
-        node.SetNthControlPointLabel(index, labels[i] if labels else str(i + 1))
-    return node
+    return add_fiducials(scene, name, [ras_to_lps(p) for p in points_ras],
+                         labels or [str(i + 1) for i in range(len(points_ras))])
+
+
+def ras_centre(node):
+    bounds = [0.0] * 6
+    node.GetRASBounds(bounds)
+    return np.array([(bounds[2 * i] + bounds[2 * i + 1]) / 2 for i in range(3)])
 
 
 def chest(origin, direction, nodules_lps, radius):
@@ -53,26 +53,44 @@ def case(scene):
     nodules = [base.centre_lps + d for d in ([0, 0, 0], [15.0, 10.0, 4.0], [-18.0, 5.0, -6.0])]
     t0 = chest((-40.0, -30.0, -100.0), rotation(10.0, -5.0, 4.0), nodules, 3.0)
     t1 = chest((-38.0, -31.0, -97.0), rotation(6.0, 0.0, 0.0), nodules, 5.0)
-    volumes = add_volume(scene, t0.image(), "baseline"), add_volume(scene, t1.image(), "follow-up")
+    volumes = add_volume_node(scene, t0.image(), "baseline"), add_volume_node(scene, t1.image(), "follow-up")
     ras = [lps_to_ras(n) for n in nodules]
     return volumes, add_points(scene, "T0 nodules", ras), add_points(scene, "T1 nodules", ras), ras
+
+
+def attention_nodes(table):
+    return [table.GetNthNodeReference(ROLE, i) for i in range(table.GetNumberOfNodeReferences(ROLE))]
 
 
 def test_table_and_attention_nodes_land_on_the_nodules(scene, case):
     (v0, v1), f0, f1, ras = case
     table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
-    assert table.GetNumberOfRows() == 3
-    p = np.array(column(table, "p_malignant"), dtype=float)
-    assert np.all((p >= 0) & (p <= 1))
-    nodes = [table.GetNthNodeReference(ROLE, i) for i in range(table.GetNumberOfNodeReferences(ROLE))]
+    rows = table_rows(table)
+    assert [r["nodule"] for r in rows] == ["1", "2", "3"]
+    assert all(0 <= r["p_malignant"] <= 1 and r["prediction"] == ("malignant" if r["p_malignant"] >= 0.5 else "benign")
+               and r["model"] == "csfnet-small-demo" and r["device"] == "cpu" and r["seconds"] > 0 for r in rows)
+    assert table.GetTable().GetColumnByName("p_malignant").IsA("vtkDoubleArray")  # sortable, plottable
+    nodes = attention_nodes(table)
     assert len(nodes) == 3 * 2 * 2
-    heat = [n for n in nodes if n.GetName() == "2 T1 attention heat"][0]
-    bounds = [0.0] * 6
-    heat.GetRASBounds(bounds)
-    centre = [(bounds[2 * i] + bounds[2 * i + 1]) / 2 for i in range(3)]
-    assert np.allclose(centre, ras[1], atol=0.5)
+    for label, position in zip("123", ras):
+        for timepoint in ("T0", "T1"):
+            heat = scene.GetFirstNodeByName(f"{label} {timepoint} attention heat")
+            assert heat in nodes and np.allclose(ras_centre(heat), position, atol=0.5)
     labels = [n for n in nodes if n.IsA("vtkMRMLLabelMapVolumeNode")]
-    assert len(labels) == 6 and set(np.unique(slicer.util.arrayFromVolume(labels[0]))) <= {0, 1, 2, 3}
+    assert len(labels) == 6 and set(np.unique(slicer.util.arrayFromVolume(labels[0]))) == {0, 1, 2, 3}
+    assert labels[0].GetDisplayNode().GetColorNode().GetName() == "CSF-net attention levels"
+
+
+def test_inputs_are_left_untouched(scene, case):
+    (v0, v1), f0, f1, _ = case
+    before = [slicer.util.arrayFromVolume(v).copy() for v in (v0, v1)], [node_matrix(v) for v in (v0, v1)]
+    points = [slicer.util.arrayFromMarkupsControlPoints(f).copy() for f in (f0, f1)]
+    modified = [n.GetMTime() for n in (v0, v1, f0, f1)]
+    predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    assert all(np.array_equal(a, slicer.util.arrayFromVolume(v)) for a, v in zip(before[0], (v0, v1)))
+    assert all(np.array_equal(m, node_matrix(v)) for m, v in zip(before[1], (v0, v1)))
+    assert all(np.array_equal(p, slicer.util.arrayFromMarkupsControlPoints(f)) for p, f in zip(points, (f0, f1)))
+    assert [n.GetMTime() for n in (v0, v1, f0, f1)] == modified
 
 
 def test_a_rerun_refills_the_same_table_without_duplicates(scene, case):
@@ -95,32 +113,61 @@ def test_a_parent_transform_is_applied_to_volumes_and_fiducials(scene, case):
         node.SetAndObserveTransformNodeID(transform.GetID())
     table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
     heat = scene.GetFirstNodeByName("1 T1 attention heat")
-    bounds = [0.0] * 6
-    heat.GetRASBounds(bounds)
-    centre = np.array([(bounds[2 * i] + bounds[2 * i + 1]) / 2 for i in range(3)])
-    assert np.allclose(centre, np.asarray(ras[0]) + shift[:3, 3], atol=0.5)  # where the user sees it
+    assert np.allclose(ras_centre(heat), np.asarray(ras[0]) + shift[:3, 3], atol=0.5)  # where the user sees it
     assert table.GetNumberOfRows() == 3
+
+
+def test_a_fiducial_near_the_border_gives_a_roi_that_runs_off_the_scan(scene, case):
+    (v0, v1), f0, f1, _ = case
+    ijk_to_ras = node_matrix(v1)
+    near_corner = (ijk_to_ras @ np.array([1.0, 2.0, 0.5, 1.0]))[:3]  # 1-2 voxels in from the scan's edges
+    for node in (f0, f1):
+        node.SetNthControlPointPosition(2, *near_corner.tolist())
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    assert 0.0 <= table_rows(table)[2]["p_malignant"] <= 1.0
+    assert np.allclose(ras_centre(scene.GetFirstNodeByName("3 T1 attention heat")), near_corner, atol=0.5)
+
+
+def no_image_volume(scene, *_):
+    return scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+
+
+def not_hu_volume(scene, image):
+    mr_like = sitk.Cast(sitk.RescaleIntensity(image, 0, 255), sitk.sitkUInt8)
+    return add_volume_node(scene, mr_like, "MR-like")
 
 
 @pytest.mark.parametrize("problem,message", [
     ("count", "2 baseline and 3 follow-up points"),
-    ("empty", "hold no control points"),
-    ("outside", "nodule '1' in the baseline volume"),
-    ("labelmap", "CT scalar volume node"),
+    ("empty", "'T0 nodules' hold no control points"),
+    ("outside", "nodule '1' in the baseline volume: nodule centre .* lies outside the scan"),
+    ("labelmap", "CT scalar volume node, got vtkMRMLLabelMapVolumeNode 'not a CT'"),
+    ("no image", "baseline volume 'empty' has no image data"),
+    ("not HU", "baseline volume 'MR-like' does not look like CT in HU"),
+    ("checkpoint", "broken.pt"),
 ])
-def test_bad_input_is_refused_before_any_output_node_exists(scene, case, problem, message):
+def test_bad_input_is_refused_before_any_output_node_exists(scene, case, problem, message, tmp_path):
     (v0, v1), f0, f1, ras = case
+    checkpoint = None
     if problem == "count":
         f0.RemoveNthControlPoint(2)
     elif problem == "empty":
         f0.RemoveAllControlPoints()
     elif problem == "outside":
         f0.SetNthControlPointPosition(0, 500.0, 500.0, 500.0)
-    else:
+    elif problem == "labelmap":
         v0 = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "not a CT")
+    elif problem == "no image":
+        v0 = no_image_volume(scene)
+    elif problem == "not HU":
+        v0 = not_hu_volume(scene, chest((0.0, 0.0, 0.0), np.eye(3), [], 0).image())
+    else:
+        checkpoint = tmp_path / "broken.pt"
+        checkpoint.write_bytes(b"not a checkpoint")
     count = scene.GetNumberOfNodes()
-    with pytest.raises(ValueError, match=message):
-        predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    with pytest.raises(ValueError, match=message) as raised:
+        predict_scene(scene, v0, v1, f0, f1, checkpoint=checkpoint, device="cpu")
+    assert problem != "checkpoint" or isinstance(raised.value, CheckpointError)
     assert scene.GetNumberOfNodes() == count
 
 
@@ -135,45 +182,55 @@ def test_points_can_be_paired_by_label_or_reused_at_the_same_position(scene, cas
     assert table.GetNumberOfRows() == 3
 
 
-def test_results_survive_a_scene_save_and_reload(tmp_path, case, scene):
-    """.mrml with its data files (slicer-core cannot read .mrb without the application's IO manager)."""
+def test_outputs_go_under_each_volume_s_study_in_the_subject_hierarchy(scene, case):
     (v0, v1), f0, f1, _ = case
-    keep = with_logics(scene)
+    tree = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    patient = tree.CreateSubjectItem(tree.GetSceneItemID(), "patient")
+    studies = [tree.CreateStudyItem(patient, name) for name in ("CT 2019", "CT 2020")]
+    for study, volume in zip(studies, (v0, v1)):
+        tree.CreateItem(study, volume)  # as after DICOM import
     table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
-    for node in [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]:
-        if node.IsA("vtkMRMLStorableNode"):
-            storage = node.GetStorageNode() or (node.AddDefaultStorageNode() and node.GetStorageNode())
-            if storage is not None:
-                storage.SetFileName(str(tmp_path / f"{node.GetID()}.{storage.GetDefaultWriteFileExtension()}"))
-                assert storage.WriteData(node)
-    scene.SetURL(str(tmp_path / "scene.mrml"))
-    assert scene.Commit()
-
-    reloaded = slicer.vtkMRMLScene()
-    keep += with_logics(reloaded)
-    reloaded.SetURL(str(tmp_path / "scene.mrml"))
-    assert reloaded.Connect()
-    again = reloaded.GetFirstNodeByName("CSF-net results")
-    assert column(again, "p_malignant") == column(table, "p_malignant")
-    nodes = [again.GetNthNodeReference(ROLE, i) for i in range(again.GetNumberOfNodeReferences(ROLE))]
-    assert len(nodes) == 12 and all(n is not None for n in nodes)
-    labels = [n for n in nodes if n.IsA("vtkMRMLLabelMapVolumeNode")][0]
-    assert labels.GetDisplayNode().GetColorNode().GetName() == "CSF-net attention levels"
-    original = scene.GetFirstNodeByName(labels.GetName())
-    assert np.array_equal(slicer.util.arrayFromVolume(labels), slicer.util.arrayFromVolume(original))
-    assert np.allclose(node_matrix(labels), node_matrix(original))
+    assert tree.GetItemParent(tree.GetItemByDataNode(table)) == studies[1]
+    for node in attention_nodes(table):
+        folder = tree.GetItemParent(tree.GetItemByDataNode(node))
+        assert tree.GetItemName(folder) == "CSF-net attention"
+        assert tree.GetItemParent(folder) == studies[" T1 " in node.GetName()]
+    items = tree.GetNumberOfItems()
+    predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    assert tree.GetNumberOfItems() == items  # a rerun leaves no stale items or folders
 
 
-def with_logics(scene):
-    """The application, markups and tables logics a scene needs to save and load (keep them referenced)."""
-    application = slicer.vtkSlicerApplicationLogic()
-    application.SetMRMLScene(scene)
-    logics = [application]
-    for cls in (slicer.vtkSlicerMarkupsLogic, slicer.vtkSlicerTablesLogic):
-        logic = cls()
-        logic.SetMRMLScene(scene)
-        logics.append(logic)
-    return logics
+@pytest.mark.parametrize("suffix", [".mrb", ".mrml"])
+def test_results_survive_a_scene_save_and_reload(tmp_path, case, scene, suffix):
+    (v0, v1), f0, f1, _ = case
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    path = save_scene(scene, tmp_path / f"case{suffix}")
+    reloaded = StandaloneScene()
+    try:
+        load_scene(reloaded.scene, path)
+        again = reloaded.scene.GetFirstNodeByName("CSF-net results")
+        assert np.allclose([r["p_malignant"] for r in table_rows(again)],
+                           [r["p_malignant"] for r in table_rows(table)], atol=1e-6)
+        nodes = attention_nodes(again)
+        assert len(nodes) == 12 and all(n is not None for n in nodes)
+        labels = [n for n in nodes if n.IsA("vtkMRMLLabelMapVolumeNode")][0]
+        assert labels.GetDisplayNode().GetColorNode().GetName() == "CSF-net attention levels"
+        original = scene.GetFirstNodeByName(labels.GetName())
+        assert np.array_equal(slicer.util.arrayFromVolume(labels), slicer.util.arrayFromVolume(original))
+        assert np.allclose(node_matrix(labels), node_matrix(original))
+        assert reloaded.scene.GetFirstNodeByName("T1 nodules").GetNumberOfControlPoints() == 3
+    finally:
+        reloaded.close()
+
+
+def test_a_scene_file_is_never_overwritten_unless_asked(tmp_path, case, scene):
+    path = tmp_path / "case.mrb"
+    path.write_bytes(b"the user's scene")
+    with pytest.raises(FileExistsError, match="case.mrb exists"):
+        save_scene(scene, path)
+    assert path.read_bytes() == b"the user's scene"
+    save_scene(scene, path, overwrite=True)
+    assert path.stat().st_size > 1000 and list(tmp_path.iterdir()) == [path]  # no temporary left behind
 
 
 def node_matrix(node):

@@ -16,18 +16,22 @@ import vtk
 from .attention import DEFAULT_METHOD, LEVELS, heat_image, label_image
 from .cohort import Sample
 from .dataset import RoiSet
-from .geometry import ijk_to_ras_of, image_from_ijk_to_ras, ras_to_lps
+from .geometry import VoxelGrid, ijk_to_ras_of, image_from_ijk_to_ras, lps_to_ras, ras_to_lps
 from .inference import Predictor
-from .preprocessing import extract_roi, roi_grid
+from .preprocessing import check_looks_like_hu, extract_roi, lung_mask
 
 ROLE = "csfnet.attention"
+OUTPUT_ATTRIBUTE = "csfnet.output"  # set on every node this module creates
 TABLE_NAME = "CSF-net results"
 COLOR_NAME = "CSF-net attention levels"
+FOLDER_NAME = "CSF-net attention"
 COLUMNS = ("nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device", "seconds")
+NUMBER_COLUMNS = ("p_malignant", "threshold", "seconds")
+WEIGHTS_NOTE = "shipped demo weights are trained on synthetic phantoms only, not for clinical use"
 _PREDICTORS: Dict[Tuple[str, str], Predictor] = {}
 
 
-def _predictor(checkpoint: Optional[str], device: str) -> Predictor:
+def predictor_for(checkpoint: Optional[str], device: str) -> Predictor:
     """Models are loaded once per (checkpoint, device) and reused across runs."""
     key = (str(checkpoint or ""), device)
     if key not in _PREDICTORS:
@@ -35,10 +39,10 @@ def _predictor(checkpoint: Optional[str], device: str) -> Predictor:
     return _PREDICTORS[key]
 
 
-def volume_image(node, role: str):
+def volume_image(node, role: str) -> sitk.Image:
     """A CT volume node as a SimpleITK image in LPS, with its parent transform applied."""
     if node is None or not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
-        kind = "nothing" if node is None else node.GetClassName()
+        kind = "nothing" if node is None else f"{node.GetClassName()} '{node.GetName()}'"
         raise ValueError(f"{role} volume must be a CT scalar volume node, got {kind}")
     name = node.GetName()
     if node.GetImageData() is None:
@@ -56,8 +60,7 @@ def volume_image(node, role: str):
     array = slicer.util.arrayFromVolume(node)
     if array.ndim != 3:
         raise ValueError(f"{role} volume '{name}' is not a 3-D scalar volume")
-    if float(np.percentile(array, 1)) > -500.0:
-        raise ValueError(f"{role} volume '{name}' does not look like CT in HU (no air below -500)")
+    check_looks_like_hu(array, f"{role} volume '{name}'")
     return image_from_ijk_to_ras(array, matrix)
 
 
@@ -113,75 +116,137 @@ def predict_scene(
     The n-th control point of `baseline_fiducials` is the same nodule as the n-th of
     `followup_fiducials` (`pair_by="label"`: equal labels). With `same_position=True` and no
     baseline list, each follow-up point is used at the same physical position in both scans.
+    Outputs go under the input volumes' studies in the subject hierarchy when they have one.
     """
     started = time.perf_counter()
     images = (volume_image(baseline_volume, "baseline"), volume_image(followup_volume, "follow-up"))
+    nodules = _nodules(baseline_fiducials, followup_fiducials, pair_by, same_position)
+    predictor = predictor_for(checkpoint, device)
+    roi_set = RoiSet.collect(_samples(images, nodules, predictor, clinical))[0]
+    if attention:
+        probabilities, maps = predictor.predict_with_attention(roi_set, DEFAULT_METHOD)
+    else:
+        probabilities, maps = predictor.predict(roi_set), None
+    seconds = (time.perf_counter() - started) / len(nodules)
+    # --- nothing above touched the scene; from here on outputs are written
+    if table is None:
+        table = scene.GetFirstNodeByName(TABLE_NAME) or _new_output(scene, "vtkMRMLTableNode", TABLE_NAME)
+    _remove_attention_nodes(scene, table)
+    _fill_table(table, [(label, float(p)) for (label, *_), p in zip(nodules, probabilities)], predictor, seconds)
+    hierarchy = _Hierarchy(scene)
+    hierarchy.place(table, followup_volume)
+    if maps is not None:
+        colors = _attention_colors(scene)
+        for i, (label, *_) in enumerate(nodules):
+            for t, (timepoint, volume) in enumerate((("T0", baseline_volume), ("T1", followup_volume))):
+                name = f"{label} {timepoint} attention"
+                center = roi_set.centers[i, t]
+                heat = add_volume_node(scene, heat_image(maps[i, t], center, predictor.preprocessing),
+                                       f"{name} heat")
+                labels = add_volume_node(scene, label_image(maps[i, t], center, predictor.preprocessing),
+                                         f"{name} labels", "vtkMRMLLabelMapVolumeNode")
+                display = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeDisplayNode")
+                display.SetAndObserveColorNodeID(colors.GetID())
+                labels.SetAndObserveDisplayNodeID(display.GetID())
+                for node in (heat, labels):
+                    node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+                    table.AddNodeReferenceID(ROLE, node.GetID())
+                    hierarchy.place(node, volume, FOLDER_NAME)
+    return table
+
+
+def _nodules(baseline_fiducials, followup_fiducials, pair_by: str, same_position: bool):
     if followup_fiducials is None:
         raise ValueError("follow-up fiducials are required")
     if baseline_fiducials is None:
         if not same_position:
             raise ValueError("no baseline fiducials: pass them, or same_position=True to use the follow-up points "
                              "at the same physical position in the baseline scan")
-        later = control_points(followup_fiducials, "follow-up")
-        nodules = [(label, position, position) for label, position in later]
-    else:
-        nodules = pair_nodules(control_points(baseline_fiducials, "baseline"),
-                               control_points(followup_fiducials, "follow-up"), pair_by)
-    predictor = _predictor(checkpoint, device)
+        return [(label, position, position) for label, position in control_points(followup_fiducials, "follow-up")]
+    return pair_nodules(control_points(baseline_fiducials, "baseline"),
+                        control_points(followup_fiducials, "follow-up"), pair_by)
+
+
+def _samples(images: Sequence[sitk.Image], nodules, predictor: Predictor, clinical) -> List[Sample]:
+    """One network input per nodule; each scan's lung mask (when the model uses one) is computed once."""
+    p = predictor.preprocessing
+    masks = [lung_mask(image, p.lung_threshold_hu, p.lung_dilation_mm) if p.lung_mask else None for image in images]
+    encoded = predictor.vocabulary.encode(clinical)
     samples = []
     for label, *positions in nodules:
-        centers = tuple(tuple(ras_to_lps(p).tolist()) for p in positions)
+        centers = tuple(tuple(ras_to_lps(position).tolist()) for position in positions)
         rois = []
-        for image, center, role in zip(images, centers, ("baseline", "follow-up")):
+        for image, mask, center, role in zip(images, masks, centers, ("baseline", "follow-up")):
             try:
-                rois.append(extract_roi(image, center, predictor.preprocessing))
+                rois.append(extract_roi(image, center, p, mask))
             except ValueError as exc:
                 raise ValueError(f"nodule '{label}' in the {role} volume: {exc}") from exc
-        samples.append(Sample("scene", label, rois[0], rois[1], predictor.vocabulary.encode(clinical), None, centers))
-    roi_set, _ = RoiSet.collect(samples)
-    if attention:
-        probabilities, maps = predictor.predict_with_attention(roi_set, DEFAULT_METHOD)
-    else:
-        probabilities, maps = predictor.predict(roi_set), None
-    seconds = (time.perf_counter() - started) / max(1, len(samples))
-    # --- nothing above touched the scene; from here on outputs are written
-    table = table or scene.GetFirstNodeByName(TABLE_NAME) or scene.AddNewNodeByClass("vtkMRMLTableNode", TABLE_NAME)
-    _remove_attention_nodes(scene, table)
-    _fill_table(table, [(label, float(p)) for (label, *_), p in zip(nodules, probabilities)], predictor, seconds)
-    if maps is not None:
-        colors = _attention_colors(scene)
-        for i, (label, *_) in enumerate(nodules):
-            for t, timepoint in enumerate(("T0", "T1")):
-                _add_attention_nodes(scene, table, colors, f"{label} {timepoint}", maps[i, t],
-                                     roi_set.centers[i, t], predictor)
-    return table
+        samples.append(Sample("scene", label, rois[0], rois[1], list(encoded), None, centers))
+    return samples
+
+
+def add_volume_node(scene, image: sitk.Image, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """A new volume node holding a SimpleITK image (LPS) where it lies: the inverse of `volume_image`."""
+    node = scene.AddNewNodeByClass(class_name, name)
+    slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_of(VoxelGrid.of_image(image))))
+    return node
+
+
+def add_fiducials(scene, name: str, points_lps: Sequence[Sequence[float]], labels: Sequence[str]):
+    """A new fiducial list with one labelled control point per LPS position (e.g. a cases.csv row)."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    for point, label in zip(points_lps, labels):
+        index = node.AddControlPoint(*lps_to_ras(point).tolist())
+        node.SetNthControlPointLabel(index, str(label))
+    return node
+
+
+def table_rows(table) -> List[Dict[str, object]]:
+    """The results table as one dict per nodule (numbers as floats)."""
+    rows = []
+    for row in range(table.GetNumberOfRows()):
+        values: Dict[str, object] = {}
+        for name in COLUMNS:
+            column = table.GetTable().GetColumnByName(name)
+            values[name] = float(column.GetValue(row)) if name in NUMBER_COLUMNS else column.GetValue(row)
+        rows.append(values)
+    return rows
+
+
+def _new_output(scene, class_name: str, name: str):
+    node = scene.AddNewNodeByClass(class_name, name)
+    node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+    return node
 
 
 def _fill_table(table, rows: Sequence[Tuple[str, float]], predictor: Predictor, seconds: float) -> None:
     values = {
         "nodule": [label for label, _ in rows],
-        "p_malignant": [f"{p:.4f}" for _, p in rows],
+        "p_malignant": [p for _, p in rows],
         "prediction": ["malignant" if p >= predictor.threshold else "benign" for _, p in rows],
-        "threshold": [str(predictor.threshold)] * len(rows),
+        "threshold": [predictor.threshold] * len(rows),
         "model": [predictor.name] * len(rows),
         "model_version": [predictor.version] * len(rows),
         "device": [str(predictor.device)] * len(rows),
-        "seconds": [f"{seconds:.2f}"] * len(rows),
+        "seconds": [seconds] * len(rows),
     }
     table.RemoveAllColumns()
     for name in COLUMNS:
-        column = vtk.vtkStringArray()
+        column = vtk.vtkDoubleArray() if name in NUMBER_COLUMNS else vtk.vtkStringArray()
         column.SetName(name)
         for value in values[name]:
             column.InsertNextValue(value)
         table.AddColumn(column)
-    table.SetAttribute("csfnet.note", "demo weights trained on synthetic phantoms unless a checkpoint was given")
+    table.SetAttribute("csfnet.note", WEIGHTS_NOTE)
     table.Modified()
 
 
 def _remove_attention_nodes(scene, table) -> None:
+    """The previous run's attention volumes, with their display, storage and subject hierarchy items."""
     old = [table.GetNthNodeReference(ROLE, i) for i in range(table.GetNumberOfNodeReferences(ROLE))]
     table.RemoveNodeReferenceIDs(ROLE)
+    tree = scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
     for node in old:
         if node is None:
             continue
@@ -190,13 +255,16 @@ def _remove_attention_nodes(scene, table) -> None:
         for helper in helpers:
             if helper is not None:
                 scene.RemoveNode(helper)
+        item = tree.GetItemByDataNode(node) if tree is not None else 0
+        if item:
+            tree.RemoveItem(item, False, False)  # the item only: its node goes next, with the item's cache kept right
         scene.RemoveNode(node)
 
 
 def _attention_colors(scene):
     colors = scene.GetFirstNodeByName(COLOR_NAME)
     if colors is None:
-        colors = scene.AddNewNodeByClass("vtkMRMLColorTableNode", COLOR_NAME)
+        colors = _new_output(scene, "vtkMRMLColorTableNode", COLOR_NAME)
         colors.SetTypeToUser()
         colors.SetNumberOfColors(len(LEVELS) + 1)
         colors.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)
@@ -205,18 +273,36 @@ def _attention_colors(scene):
     return colors
 
 
-def _add_attention_nodes(scene, table, colors, name: str, attention: np.ndarray, center_lps, predictor) -> None:
-    grid = roi_grid(center_lps, predictor.preprocessing)
-    matrix = slicer.util.vtkMatrixFromArray(ijk_to_ras_of(grid))
-    heat = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{name} attention heat")
-    labels = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{name} attention labels")
-    for node, image in ((heat, heat_image(attention, center_lps, predictor.preprocessing)),
-                        (labels, label_image(attention, center_lps, predictor.preprocessing))):
-        slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
-        node.SetIJKToRASMatrix(matrix)
-        table.AddNodeReferenceID(ROLE, node.GetID())
-    labels.CreateDefaultDisplayNodes()
-    display = labels.GetDisplayNode()
-    if display is not None:
-        display.SetAndObserveColorNodeID(colors.GetID())
+class _Hierarchy:
+    """Places outputs in the subject hierarchy under the study of the volume they belong to.
 
+    Only where the scene has a hierarchy and the volume sits in a study (as after DICOM import);
+    otherwise outputs stay where Slicer put them.
+    """
+
+    def __init__(self, scene):
+        self.tree = scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
+
+    def place(self, node, volume, folder: Optional[str] = None) -> None:
+        study = self._study_of(volume)
+        if not study:
+            return
+        parent = study
+        if folder:
+            parent = self.tree.GetItemChildWithName(study, folder) or self.tree.CreateFolderItem(study, folder)
+        item = self.tree.GetItemByDataNode(node)
+        if item:
+            self.tree.SetItemParent(item, parent)
+        else:
+            self.tree.CreateItem(parent, node)
+
+    def _study_of(self, volume) -> int:
+        if self.tree is None:
+            return 0
+        item = self.tree.GetItemByDataNode(volume)
+        study_level = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy()
+        while item and item != self.tree.GetSceneItemID():
+            if self.tree.GetItemLevel(item) == study_level:
+                return item
+            item = self.tree.GetItemParent(item)
+        return 0

@@ -4,8 +4,6 @@ Cases stream through in batches (a cohort larger than memory is fine); a case th
 gets a row with its error instead of a probability, and the others carry on.
 """
 
-import csv
-import os
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Tuple, Union
@@ -14,15 +12,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from .attention import DEFAULT_METHOD, color_table, heat_image, label_image
-from .checkpoint import runtime_versions
 from .clinical import ClinicalVocabulary
 from .cohort import CaseProblem, Cohort, Sample, iter_nlst_cmst, iter_samples
 from .dataset import RoiSet
 from .inference import Predictor
+from .results_file import ResultsWriter
 
 COLOR_TABLE = "attention-labels.ctbl"
-COLUMNS = ("pid", "nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device",
-           "csfnet_version", "error")
 
 
 def _batches(items: Iterable[Union[Sample, CaseProblem]], size: int) -> Iterator[List[Union[Sample, CaseProblem]]]:
@@ -53,44 +49,29 @@ def predict_cohort(
     With `attention_dir`, each nodule's attention at T0 and T1 is written there as a heat image and
     a label map (NRRD, on the ROI's grid where it lies in the scan) plus the labels' colour table.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     predictor = Predictor(checkpoint, device, batch_size)
     vocabulary: ClinicalVocabulary = predictor.vocabulary
     if nlst_cmst_rois is not None:
         items = iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, vocabulary)
     else:
         items = iter_samples(Cohort.from_csv(cases_csv, clinical_csv), predictor.preprocessing, vocabulary)
-    common = {"threshold": predictor.threshold, "model": predictor.name, "model_version": predictor.version,
-              "device": str(predictor.device), "csfnet_version": runtime_versions()["csfnet"]}
-    done = failed = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if attention_dir is not None:
-        Path(attention_dir).mkdir(parents=True, exist_ok=True)
-        (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
-    partial = out.with_name(f".{out.name}.partial")
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
+    with ResultsWriter(out, predictor, overwrite) as results:
+        if attention_dir is not None:
+            Path(attention_dir).mkdir(parents=True, exist_ok=True)
+            (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
         for batch in _batches(items, batch_size):
             rois, problems = RoiSet.collect(batch)
             for problem in problems:
                 print(f"csfnet predict: skipped {problem}", file=sys.stderr)
-                writer.writerow({"pid": problem.pid, "nodule": problem.nodule, **common, "threshold": "",
-                                 "error": str(problem)})
-            failed += len(problems)
+                results.problem(problem.pid, problem.nodule, str(problem))
             if attention_dir is not None and len(rois):
                 probabilities, maps = predictor.predict_with_attention(rois, attention_method)
                 _write_attention(Path(attention_dir), rois, maps, predictor.preprocessing, attention_method)
             else:
                 probabilities = predictor.predict(rois) if len(rois) else []
             for pid, nodule, p in zip(rois.pids, rois.nodules, probabilities):
-                writer.writerow({"pid": pid, "nodule": nodule, "p_malignant": f"{p:.6f}",
-                                 "prediction": int(p >= predictor.threshold), **common, "error": ""})
-            done += len(rois)
-    os.replace(partial, out)
-    return done, failed
+                results.prediction(pid, nodule, float(p))
+    return results.predicted, results.failed
 
 
 def _write_attention(folder: Path, rois: RoiSet, maps, preprocessing, method: str) -> None:

@@ -117,6 +117,18 @@ def check_ct_image(image: Any, what: str = "image") -> None:
         raise ValueError(f"{what} must hold real HU values, got {image.GetPixelIDTypeAsString()}")
 
 
+def check_looks_like_hu(array: np.ndarray, what: str = "image") -> None:
+    """Refuse intensities that are clearly not CT in HU: a chest CT always holds air or lung below -500.
+
+    Looks at an evenly strided sample of at most about 64 voxels per axis, so it costs nothing on a full scan.
+    """
+    sample = np.asarray(array)[tuple(slice(None, None, max(1, n // 64)) for n in np.shape(array))]
+    low = float(np.percentile(sample, 1)) if sample.size else float("nan")
+    if not low <= -500.0:
+        raise ValueError(f"{what} does not look like CT in HU: 99 % of its voxels are above {low:.0f} "
+                         "(a chest CT holds air and lung below -500 HU)")
+
+
 def roi_grid(center_lps: Sequence[float], preprocessing: Preprocessing = Preprocessing()) -> VoxelGrid:
     """The ROI's grid in physical space, as `extract_roi` samples it."""
     return VoxelGrid.centred(center_lps, preprocessing.roi_size_zyx, (preprocessing.spacing_mm,) * 3)
@@ -153,7 +165,7 @@ def extract_roi(
     """
     check_ct_image(image)
     center = as_lps_point(center_lps)
-    _check_inside(image, center)
+    check_inside_scan(image, center)
     grid = roi_grid(center, preprocessing)
     hu = resample_to_grid(image, grid, sitk.sitkLinear, preprocessing.fill_hu)
     roi = hu_to_unit(hu, preprocessing.hu_min, preprocessing.hu_max)
@@ -165,8 +177,9 @@ def extract_roi(
     return roi
 
 
-def _check_inside(image: sitk.Image, center_lps: np.ndarray) -> None:
+def check_inside_scan(image: sitk.Image, center_lps: Sequence[float]) -> None:
     """A nodule centre must lie within the scan (up to half a voxel beyond its outer voxel centres)."""
+    center_lps = as_lps_point(center_lps)
     index = np.asarray(image.TransformPhysicalPointToContinuousIndex(center_lps.tolist()))
     size = np.asarray(image.GetSize(), dtype=float)
     if np.any(index < -0.5) or np.any(index > size - 0.5):
