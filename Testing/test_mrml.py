@@ -239,3 +239,20 @@ def node_matrix(node):
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def test_a_bad_bundle_is_refused_by_name_and_leaves_the_working_directory(tmp_path, scene):
+    import os
+    import zipfile
+
+    not_zip = tmp_path / "text.mrb"
+    not_zip.write_text("hello")
+    with pytest.raises(ValueError, match="text.mrb: not a Slicer bundle"):
+        load_scene(scene, not_zip)
+    no_scene = tmp_path / "empty.mrb"
+    with zipfile.ZipFile(no_scene, "w") as bundle:
+        bundle.writestr("empty/readme.txt", "no scene in here")
+    here = os.getcwd()
+    with pytest.raises(ValueError, match="empty.mrb: the scene could not be read"):
+        load_scene(scene, no_scene)
+    assert os.getcwd() == here

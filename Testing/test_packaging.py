@@ -27,7 +27,8 @@ def listed_in_cmake(cmake: Path, variable: str):
 
 def test_every_library_file_is_listed_for_installation():
     listed = set(listed_in_cmake(MODULE / "CMakeLists.txt", "MODULE_PYTHON_SCRIPTS"))
-    on_disk = {p.relative_to(MODULE).as_posix() for p in (MODULE / "CSFNetLib").rglob("*.py")}
+    on_disk = {p.relative_to(MODULE).as_posix() for folder in ("CSFNetLib", "Scripts")
+               for p in (MODULE / folder).rglob("*.py")}
     assert on_disk - listed == set(), "not installed by Slicer"
     assert listed - on_disk - {"CSFNet.py"} == set(), "listed but missing"
 

@@ -5,10 +5,12 @@ Outside it (slicer-core) a scene needs the application, markups and tables logic
 manager with a cache folder to unpack bundles: `standalone_scene` makes one and keeps them alive.
 """
 
+import contextlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import List, Union
+from typing import Iterator, List, Union
 
 import slicer
 
@@ -70,9 +72,12 @@ def load_scene(scene, path: PathLike) -> None:
     kind = scene_kind(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such scene file")
+    if kind == ".mrb" and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a Slicer bundle (.mrb files are zip archives)")
     scene.Clear(False)
     if kind == ".mrb":
-        loaded = scene.ReadFromMRB(str(path.resolve()), True)
+        with _working_directory_kept():
+            loaded = scene.ReadFromMRB(str(path.resolve()), True)
     else:
         scene.SetURL(str(path.resolve()))
         loaded = scene.Connect()
@@ -98,7 +103,9 @@ def save_scene(scene, path: PathLike, overwrite: bool = False) -> Path:
     if kind == ".mrb":
         with tempfile.TemporaryDirectory(prefix=".csfnet-", dir=path.parent) as folder:
             partial = Path(folder).resolve() / path.name  # the bundle's inner folder is named after the file
-            if not scene.WriteToMRB(str(partial)):
+            with _working_directory_kept():
+                written = scene.WriteToMRB(str(partial))
+            if not written:
                 raise OSError(f"{path}: the scene could not be written")
             os.replace(partial, path)
     else:
@@ -108,3 +115,13 @@ def save_scene(scene, path: PathLike, overwrite: bool = False) -> Path:
         if written != path:
             os.replace(written, path)
     return path
+
+
+@contextlib.contextmanager
+def _working_directory_kept() -> Iterator[None]:
+    """MRML's zip code changes the working directory and may not change it back when it fails."""
+    folder = os.getcwd()
+    try:
+        yield
+    finally:
+        os.chdir(folder)
