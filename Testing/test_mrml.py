@@ -171,15 +171,28 @@ def test_bad_input_is_refused_before_any_output_node_exists(scene, case, problem
     assert scene.GetNumberOfNodes() == count
 
 
-def test_points_can_be_paired_by_label_or_reused_at_the_same_position(scene, case):
+def test_points_pair_by_label_when_the_lists_share_labels_and_the_rule_is_reported(scene, case):
     (v0, v1), _, f1, ras = case
     f0 = add_points(scene, "T0 by label", ras[::-1], labels=["3", "2", "1"])
-    table = predict_scene(scene, v0, v1, f0, f1, pair_by="label", device="cpu", attention=False)
-    assert column(table, "nodule") == ["3", "2", "1"]
+    for pair_by in ("auto", "label"):
+        table = predict_scene(scene, v0, v1, f0, f1, pair_by=pair_by, device="cpu")
+        assert column(table, "nodule") == ["3", "2", "1"]
+        assert table.GetAttribute("csfnet.pairing") == "baseline and follow-up points with equal labels"
+        assert np.allclose(ras_centre(scene.GetFirstNodeByName("3 T0 attention heat")), ras[2], atol=0.5)
+    forced = predict_scene(scene, v0, v1, f0, f1, pair_by="index", device="cpu", attention=False)
+    assert forced.GetAttribute("csfnet.pairing") == "the n-th baseline point with the n-th follow-up point"
+    for i in range(3):
+        f0.SetNthControlPointLabel(i, f"T0-{i + 1}")  # Slicer's default labels differ between lists: by index
+    assert predict_scene(scene, v0, v1, f0, f1, device="cpu", attention=False).GetAttribute(
+        "csfnet.pairing").startswith("the n-th")
+
+
+def test_a_follow_up_list_alone_is_reused_in_the_baseline_only_when_asked(scene, case):
+    (v0, v1), _, f1, _ = case
     with pytest.raises(ValueError, match="same_position=True"):
         predict_scene(scene, v0, v1, None, f1, device="cpu")
     table = predict_scene(scene, v0, v1, None, f1, same_position=True, device="cpu", attention=False)
-    assert table.GetNumberOfRows() == 3
+    assert table.GetNumberOfRows() == 3 and "same physical position" in table.GetAttribute("csfnet.pairing")
 
 
 def test_outputs_go_under_each_volume_s_study_in_the_subject_hierarchy(scene, case):

@@ -37,8 +37,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--clinical", type=Path, help="clinical.csv by pid (a scene's pid: its file name, no suffix)")
     for flag, default in zip(("--baseline", "--followup", "--baseline-points", "--followup-points"), NODE_NAMES):
         parser.add_argument(flag, default=default, help=f"node name in the scenes (default: '{default}')")
-    parser.add_argument("--pair-by", choices=("index", "label"), default="index",
-                        help="n-th point with n-th point, or equal point labels (default: index)")
+    parser.add_argument("--pair-by", choices=("auto", "index", "label"), default="auto",
+                        help="n-th point with n-th point, or equal point labels (default auto: by label when "
+                             "both lists have the same labels, else by index)")
     parser.add_argument("--same-position", action="store_true",
                         help="no baseline list: use each follow-up point at the same position in the baseline")
     parser.add_argument("--out", type=Path, required=True, help="results.csv to write")

@@ -80,21 +80,36 @@ def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
     return points
 
 
-def pair_nodules(baseline: List[Tuple[str, np.ndarray]], followup: List[Tuple[str, np.ndarray]], by: str):
-    """[(label, baseline RAS, follow-up RAS)]: the n-th with the n-th (`by="index"`) or equal labels."""
+PAIRING_RULES = {
+    "index": "the n-th baseline point with the n-th follow-up point",
+    "label": "baseline and follow-up points with equal labels",
+    "same position": "each follow-up point at the same physical position in the baseline scan",
+}
+
+
+def pair_nodules(baseline: List[Tuple[str, np.ndarray]], followup: List[Tuple[str, np.ndarray]], by: str = "auto"):
+    """([(label, baseline RAS, follow-up RAS)], rule used): n-th with n-th, or equal labels.
+
+    `by="auto"` pairs by label when both lists carry the same set of distinct labels (then the
+    labels say which nodule is which, in whatever order), else by index.
+    """
+    if by == "auto":
+        labels = [label for label, _ in baseline], [label for label, _ in followup]
+        distinct = all(len(set(names)) == len(names) for names in labels)
+        by = "label" if distinct and set(labels[0]) == set(labels[1]) else "index"
     if by == "index":
         if len(baseline) != len(followup):
             raise ValueError(f"{len(baseline)} baseline and {len(followup)} follow-up points: the n-th point of "
-                             "each list must be the same nodule (or pair them by label)")
-        return [(f[0], b[1], f[1]) for b, f in zip(baseline, followup)]
+                             "each list must be the same nodule (or give both lists the same labels)")
+        return [(f[0], b[1], f[1]) for b, f in zip(baseline, followup)], by
     if by == "label":
         later = dict(followup)
         missing = [label for label, _ in baseline if label not in later]
         if missing or len(later) != len(baseline):
             raise ValueError(f"labels do not match between the lists: baseline only {missing}, "
                              f"follow-up only {sorted(set(later) - {label for label, _ in baseline})}")
-        return [(label, position, later[label]) for label, position in baseline]
-    raise ValueError(f"pair_by must be 'index' or 'label', got {by!r}")
+        return [(label, position, later[label]) for label, position in baseline], by
+    raise ValueError(f"pair_by must be 'auto', 'index' or 'label', got {by!r}")
 
 
 def predict_scene(
@@ -107,20 +122,20 @@ def predict_scene(
     checkpoint: Optional[str] = None,
     device: str = "auto",
     attention: bool = True,
-    pair_by: str = "index",
+    pair_by: str = "auto",
     same_position: bool = False,
     table=None,
 ):
     """Run CSF-net on every nodule; returns the results table node (reused and refilled on a rerun).
 
-    The n-th control point of `baseline_fiducials` is the same nodule as the n-th of
-    `followup_fiducials` (`pair_by="label"`: equal labels). With `same_position=True` and no
-    baseline list, each follow-up point is used at the same physical position in both scans.
-    Outputs go under the input volumes' studies in the subject hierarchy when they have one.
+    Points pair as `pair_nodules` says (by index, or by label when both lists carry the same
+    labels); with `same_position=True` and no baseline list, each follow-up point is used at the
+    same physical position in both scans. The rule used is in the table's `csfnet.pairing`
+    attribute. Outputs go under the input volumes' studies in the subject hierarchy when they have one.
     """
     started = time.perf_counter()
     images = (volume_image(baseline_volume, "baseline"), volume_image(followup_volume, "follow-up"))
-    nodules = _nodules(baseline_fiducials, followup_fiducials, pair_by, same_position)
+    nodules, rule = _nodules(baseline_fiducials, followup_fiducials, pair_by, same_position)
     predictor = predictor_for(checkpoint, device)
     roi_set = RoiSet.collect(_samples(images, nodules, predictor, clinical))[0]
     if attention:
@@ -133,6 +148,7 @@ def predict_scene(
         table = scene.GetFirstNodeByName(TABLE_NAME) or _new_output(scene, "vtkMRMLTableNode", TABLE_NAME)
     _remove_attention_nodes(scene, table)
     _fill_table(table, [(label, float(p)) for (label, *_), p in zip(nodules, probabilities)], predictor, seconds)
+    table.SetAttribute("csfnet.pairing", PAIRING_RULES[rule])
     hierarchy = _Hierarchy(scene)
     hierarchy.place(table, followup_volume)
     if maps is not None:
@@ -162,7 +178,8 @@ def _nodules(baseline_fiducials, followup_fiducials, pair_by: str, same_position
         if not same_position:
             raise ValueError("no baseline fiducials: pass them, or same_position=True to use the follow-up points "
                              "at the same physical position in the baseline scan")
-        return [(label, position, position) for label, position in control_points(followup_fiducials, "follow-up")]
+        followup = control_points(followup_fiducials, "follow-up")
+        return [(label, position, position) for label, position in followup], "same position"
     return pair_nodules(control_points(baseline_fiducials, "baseline"),
                         control_points(followup_fiducials, "follow-up"), pair_by)
 
