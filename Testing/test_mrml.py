@@ -70,6 +70,7 @@ def test_table_and_attention_nodes_land_on_the_nodules(scene, case):
     assert all(0 <= r["p_malignant"] <= 1 and r["prediction"] == ("malignant" if r["p_malignant"] >= 0.5 else "benign")
                and r["model"] == "csfnet-small-demo" and r["device"] == "cpu" and r["seconds"] > 0 for r in rows)
     assert table.GetTable().GetColumnByName("p_malignant").IsA("vtkDoubleArray")  # sortable, plottable
+    assert "synthetic phantoms" in rows[0]["model_note"]
     nodes = attention_nodes(table)
     assert len(nodes) == 3 * 2 * 2
     for label, position in zip("123", ras):

@@ -52,6 +52,7 @@ class Predictor:
         info = self.checkpoint.metadata
         self.name = str(info.get("name", path.stem))
         self.version = str(info.get("version", self.checkpoint.versions.get("csfnet", "")))
+        self.note = str(info.get("note", ""))  # e.g. that the shipped demo weights are trained on phantoms
 
     @property
     def preprocessing(self):

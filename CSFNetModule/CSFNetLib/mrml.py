@@ -25,9 +25,9 @@ OUTPUT_ATTRIBUTE = "csfnet.output"  # set on every node this module creates
 TABLE_NAME = "CSF-net results"
 COLOR_NAME = "CSF-net attention levels"
 FOLDER_NAME = "CSF-net attention"
-COLUMNS = ("nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device", "seconds")
+COLUMNS = ("nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device", "seconds",
+           "model_note")
 NUMBER_COLUMNS = ("p_malignant", "threshold", "seconds")
-WEIGHTS_NOTE = "shipped demo weights are trained on synthetic phantoms only, not for clinical use"
 _PREDICTORS: Dict[Tuple[str, str], Predictor] = {}
 
 
@@ -247,6 +247,7 @@ def _fill_table(table, rows: Sequence[Tuple[str, float]], predictor: Predictor, 
         "model_version": [predictor.version] * len(rows),
         "device": [str(predictor.device)] * len(rows),
         "seconds": [seconds] * len(rows),
+        "model_note": [predictor.note] * len(rows),  # the demo weights say they are trained on phantoms
     }
     table.RemoveAllColumns()
     for name in COLUMNS:
@@ -255,7 +256,6 @@ def _fill_table(table, rows: Sequence[Tuple[str, float]], predictor: Predictor, 
         for value in values[name]:
             column.InsertNextValue(value)
         table.AddColumn(column)
-    table.SetAttribute("csfnet.note", WEIGHTS_NOTE)
     table.Modified()
 
 
