@@ -45,3 +45,20 @@ def test_fit_collects_the_codes_seen_and_round_trips_through_its_dict():
 def test_vocabulary_without_all_fields_is_refused():
     with pytest.raises(ValueError, match="lacks fields"):
         ClinicalVocabulary({"race": ["1"]})
+
+
+def test_form_choices_map_to_nlst_codes_the_model_knows():
+    from CSFNetLib.clinical import CHOICES, FIELD_TITLES, NOT_GIVEN, choice_labels, record_from_choices
+
+    assert set(CHOICES) == set(FIELDS) == set(FIELD_TITLES)
+    for field in FIELDS:
+        labels = choice_labels(field)
+        assert labels[0] == NOT_GIVEN and len(set(labels)) == len(labels)
+        assert all(normalize_code(code) == code for _, code in CHOICES[field])
+    picked = {"gender": "Female", "age": "62 years", "cigsmok": "Current smoker", "race": NOT_GIVEN}
+    record = record_from_choices(picked)
+    assert record == {"gender": "2", "age": "62", "cigsmok": "1", "race": None}
+    rows = ClinicalVocabulary.default().encode(record)
+    assert rows[FIELDS.index("race")] == 0 and min(rows[i] for i in (1, 2, 3)) >= 2  # missing vs known codes
+    with pytest.raises(ValueError, match="Sex: 'female' is not one of the choices"):
+        record_from_choices({"gender": "female"})

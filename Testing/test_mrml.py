@@ -10,7 +10,7 @@ slicer = pytest.importorskip("slicer")
 
 from CSFNetLib.checkpoint import CheckpointError  # noqa: E402
 from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
-from CSFNetLib.mrml import ROLE, add_fiducials, add_volume_node, predict_scene, table_rows  # noqa: E402
+from CSFNetLib.mrml import ROLE, Cancelled, add_fiducials, add_volume_node, predict_scene, table_rows  # noqa: E402
 from CSFNetLib.scene_files import StandaloneScene, load_scene, save_scene  # noqa: E402
 
 
@@ -80,6 +80,25 @@ def test_table_and_attention_nodes_land_on_the_nodules(scene, case):
     labels = [n for n in nodes if n.IsA("vtkMRMLLabelMapVolumeNode")]
     assert len(labels) == 6 and set(np.unique(slicer.util.arrayFromVolume(labels[0]))) == {0, 1, 2, 3}
     assert labels[0].GetDisplayNode().GetColorNode().GetName() == "CSF-net attention levels"
+
+
+def test_progress_is_reported_step_by_step_and_a_cancel_leaves_the_scene_as_it_was(scene, case):
+    (v0, v1), f0, f1, _ = case
+    steps = []
+    predict_scene(scene, v0, v1, f0, f1, device="cpu", attention=False,
+                  progress=lambda step, fraction: steps.append((step, fraction)))
+    fractions = [fraction for _, fraction in steps]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] < 1.0
+    assert [step for step, _ in steps if step.startswith("Nodule")] == [
+        f"Nodule {n}: cutting its regions of interest" for n in "123"]
+    count = scene.GetNumberOfNodes()
+    for stop_at in ("Running CSF-net", "Writing the results"):
+        def cancel(step, fraction, stop_at=stop_at):
+            if step.startswith(stop_at):
+                raise Cancelled()
+        with pytest.raises(Cancelled):
+            predict_scene(scene, v0, v1, f0, f1, device="cpu", progress=cancel, table=None)
+        assert scene.GetNumberOfNodes() == count
 
 
 def test_inputs_are_left_untouched(scene, case):

@@ -7,7 +7,7 @@ checkpoint, so a model always encodes clinical data the way it was trained.
 """
 
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -25,6 +25,54 @@ DEFAULT_CODES: Dict[str, List[str]] = {
     "scr_res0": ["1", "2", "3", "4", "5", "6"],  # result of the T0 screen
     "scr_iso0": ["0", "1"],
 }
+
+
+#: What a form (the Slicer panel) shows for each field: its title, and (label, NLST code) choices.
+#: Labels follow the NLST participant data dictionary; `NOT_GIVEN` means missing.
+NOT_GIVEN = "Not given"
+FIELD_TITLES: Dict[str, str] = {
+    "race": "Race",
+    "cigsmok": "Smoking status at baseline",
+    "gender": "Sex",
+    "age": "Age at randomisation",
+    "scr_res0": "Baseline (T0) screen result",
+    "scr_iso0": "Baseline (T0) isolation screen result",
+}
+_SCREEN_RESULTS = (
+    ("Negative, no significant abnormalities", "1"),
+    ("Negative, minor abnormalities not suspicious for lung cancer", "2"),
+    ("Negative, significant abnormalities not suspicious for lung cancer", "3"),
+    ("Positive: nodule >= 4 mm or other abnormality suspicious for lung cancer", "4"),
+    ("Inadequate image", "10"),
+)
+CHOICES: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "race": (("White", "1"), ("Black or African-American", "2"), ("Asian", "3"),
+             ("American Indian or Alaskan Native", "4"), ("Native Hawaiian or other Pacific Islander", "5"),
+             ("More than one race", "6"), ("Refused to answer", "7"), ("Unknown / declined to answer", "99")),
+    "cigsmok": (("Former smoker", "0"), ("Current smoker", "1")),
+    "gender": (("Male", "1"), ("Female", "2")),
+    "age": tuple((f"{age} years", str(age)) for age in range(55, 75)),
+    "scr_res0": _SCREEN_RESULTS,
+    "scr_iso0": _SCREEN_RESULTS,
+}
+
+
+def choice_labels(field: str) -> List[str]:
+    """The labels a form offers for `field`, `NOT_GIVEN` first."""
+    return [NOT_GIVEN] + [label for label, _ in CHOICES[field]]
+
+
+def record_from_choices(labels: Mapping[str, str]) -> Dict[str, Optional[str]]:
+    """A clinical record (field -> NLST code, None when not given) from the labels picked in a form."""
+    record: Dict[str, Optional[str]] = {}
+    for field, label in labels.items():
+        if field not in CHOICES:
+            raise ValueError(f"unknown clinical field {field!r}; the fields are {list(FIELDS)}")
+        codes = dict(CHOICES[field])
+        if label not in codes and label != NOT_GIVEN:
+            raise ValueError(f"{FIELD_TITLES[field]}: {label!r} is not one of the choices {choice_labels(field)}")
+        record[field] = codes.get(label)
+    return record
 
 
 def normalize_code(value: Any) -> Optional[str]:

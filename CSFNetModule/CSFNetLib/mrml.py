@@ -6,11 +6,12 @@ never modified. Transforms under which volumes or fiducials lie are applied (wha
 """
 
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 import slicer
+import torch
 import vtk
 
 from .attention import DEFAULT_METHOD, LEVELS, heat_image, label_image
@@ -29,6 +30,13 @@ COLUMNS = ("nodule", "p_malignant", "prediction", "threshold", "model", "model_v
            "model_note")
 NUMBER_COLUMNS = ("p_malignant", "threshold", "seconds")
 _PREDICTORS: Dict[Tuple[str, str], Predictor] = {}
+
+#: progress(step, fraction done): called between steps; it may raise `Cancelled` to stop the run.
+Progress = Callable[[str, float], None]
+
+
+class Cancelled(Exception):
+    """Raised by a progress callback to stop a run; nothing has been written to the scene yet."""
 
 
 def predictor_for(checkpoint: Optional[str], device: str) -> Predictor:
@@ -125,6 +133,7 @@ def predict_scene(
     pair_by: str = "auto",
     same_position: bool = False,
     table=None,
+    progress: Optional[Progress] = None,
 ):
     """Run CSF-net on every nodule; returns the results table node (reused and refilled on a rerun).
 
@@ -132,16 +141,28 @@ def predict_scene(
     labels); with `same_position=True` and no baseline list, each follow-up point is used at the
     same physical position in both scans. The rule used is in the table's `csfnet.pairing`
     attribute. Outputs go under the input volumes' studies in the subject hierarchy when they have one.
+    `progress` hears each step; raising `Cancelled` from it stops the run with the scene untouched.
+    A GPU that runs out of memory is left for the CPU.
     """
+    report = progress or (lambda step, fraction: None)
     started = time.perf_counter()
+    report("Reading the scans", 0.0)
     images = (volume_image(baseline_volume, "baseline"), volume_image(followup_volume, "follow-up"))
     nodules, rule = _nodules(baseline_fiducials, followup_fiducials, pair_by, same_position)
+    report("Loading the model", 0.1)
     predictor = predictor_for(checkpoint, device)
-    roi_set = RoiSet.collect(_samples(images, nodules, predictor, clinical))[0]
-    if attention:
-        probabilities, maps = predictor.predict_with_attention(roi_set, DEFAULT_METHOD)
-    else:
-        probabilities, maps = predictor.predict(roi_set), None
+    roi_set = RoiSet.collect(_samples(images, nodules, predictor, clinical, report))[0]
+    report(f"Running CSF-net on {len(nodules)} nodule(s) ({predictor.device})", 0.5)
+    try:
+        probabilities, maps = _run(predictor, roi_set, attention)
+    except torch.cuda.OutOfMemoryError:
+        if predictor.device.type != "cuda":
+            raise
+        torch.cuda.empty_cache()
+        predictor = predictor_for(checkpoint, "cpu")
+        report("The GPU ran out of memory: running on the CPU instead", 0.5)
+        probabilities, maps = _run(predictor, roi_set, attention)
+    report("Writing the results", 0.9)  # the last point at which a run can be cancelled
     seconds = (time.perf_counter() - started) / len(nodules)
     # --- nothing above touched the scene; from here on outputs are written
     if table is None:
@@ -184,13 +205,20 @@ def _nodules(baseline_fiducials, followup_fiducials, pair_by: str, same_position
                         control_points(followup_fiducials, "follow-up"), pair_by)
 
 
-def _samples(images: Sequence[sitk.Image], nodules, predictor: Predictor, clinical) -> List[Sample]:
+def _run(predictor: Predictor, roi_set: RoiSet, attention: bool):
+    if attention:
+        return predictor.predict_with_attention(roi_set, DEFAULT_METHOD)
+    return predictor.predict(roi_set), None
+
+
+def _samples(images: Sequence[sitk.Image], nodules, predictor: Predictor, clinical, report: Progress) -> List[Sample]:
     """One network input per nodule; each scan's lung mask (when the model uses one) is computed once."""
     p = predictor.preprocessing
     masks = [lung_mask(image, p.lung_threshold_hu, p.lung_dilation_mm) if p.lung_mask else None for image in images]
     encoded = predictor.vocabulary.encode(clinical)
     samples = []
-    for label, *positions in nodules:
+    for i, (label, *positions) in enumerate(nodules):
+        report(f"Nodule {label}: cutting its regions of interest", 0.15 + 0.35 * i / len(nodules))
         centers = tuple(tuple(ras_to_lps(position).tolist()) for position in positions)
         rois = []
         for image, mask, center, role in zip(images, masks, centers, ("baseline", "follow-up")):
