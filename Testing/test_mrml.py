@@ -10,8 +10,9 @@ slicer = pytest.importorskip("slicer")
 
 from CSFNetLib.checkpoint import CheckpointError  # noqa: E402
 from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
-from CSFNetLib.mrml import ROLE, Cancelled, add_fiducials, add_volume_node, predict_scene, table_rows  # noqa: E402
+from CSFNetLib.mrml import ROLE, Cancelled, predict_scene, table_rows  # noqa: E402
 from CSFNetLib.scene_files import StandaloneScene, load_scene, save_scene  # noqa: E402
+from CSFNetLib.scene_nodes import add_fiducials, add_volume_node  # noqa: E402
 
 
 @pytest.fixture
@@ -289,3 +290,20 @@ def test_a_bad_bundle_is_refused_by_name_and_leaves_the_working_directory(tmp_pa
     with pytest.raises(ValueError, match="empty.mrb: the scene could not be read"):
         load_scene(scene, no_scene)
     assert os.getcwd() == here
+
+
+def test_the_sample_pair_loads_into_a_scene_and_its_nodule_is_found(scene, tmp_path):
+    from CSFNetLib.mrml import nodule_attention
+    from CSFNetLib.sample_data import load_sample_pair
+
+    nodes = load_sample_pair(scene, tmp_path)
+    table = predict_scene(scene, nodes.baseline_volume, nodes.followup_volume, nodes.baseline_fiducials,
+                          nodes.followup_fiducials, clinical=nodes.clinical, device="cpu")
+    (row,) = table_rows(table)
+    assert row["nodule"] == "1" and 0.0 <= row["p_malignant"] <= 1.0
+    heat, labels = nodule_attention(table, "1", "T1")
+    position = [0.0, 0.0, 0.0]
+    nodes.followup_fiducials.GetNthControlPointPositionWorld(0, position)
+    assert np.allclose(ras_centre(heat), position, atol=0.5) and labels.IsA("vtkMRMLLabelMapVolumeNode")
+    with pytest.raises(ValueError, match="no attention maps for nodule '2'"):
+        nodule_attention(table, "2")

@@ -27,8 +27,9 @@ from CSFNetLib.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from CSFNetLib.geometry import rotation_matrix  # noqa: E402
 from CSFNetLib.model import build_model  # noqa: E402
 from CSFNetLib.models import model_path  # noqa: E402
-from CSFNetLib.mrml import add_fiducials, add_volume_node, predict_scene  # noqa: E402
+from CSFNetLib.mrml import predict_scene  # noqa: E402
 from CSFNetLib.scene_files import StandaloneScene  # noqa: E402
+from CSFNetLib.scene_nodes import add_fiducials, add_volume_node  # noqa: E402
 
 SIZE_XYZ = (512, 512, 300)
 SPACING = (0.7, 0.7, 1.0)

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .cohort import Cohort, NoduleCase, read_clinical, read_image
-from .mrml import add_fiducials, add_volume_node, predict_scene, predictor_for, table_rows
+from .mrml import predict_scene, predictor_for, table_rows
 from .preprocessing import check_inside_scan
 from .results_file import ResultsWriter
 from .scene_files import load_scene, save_scene, scene_for_scripts
+from .scene_nodes import NODE_NAMES, add_fiducials, add_volume_node
 
 PROGRAM = "csfnet_batch"
-NODE_NAMES = ("baseline CT", "follow-up CT", "baseline nodules", "follow-up nodules")  # as cohort scenes are saved
 EXAMPLES = """examples:
   scene files (nodes named as below unless the defaults fit):
     csfnet_batch.py --scenes a.mrb b.mrb --baseline CT-2019 --followup CT-2020 \\

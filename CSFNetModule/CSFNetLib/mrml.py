@@ -17,9 +17,10 @@ import vtk
 from .attention import DEFAULT_METHOD, LEVELS, heat_image, label_image
 from .cohort import Sample
 from .dataset import RoiSet
-from .geometry import VoxelGrid, ijk_to_ras_of, image_from_ijk_to_ras, lps_to_ras, ras_to_lps
+from .geometry import ras_to_lps
 from .inference import Predictor
-from .preprocessing import check_looks_like_hu, extract_roi, lung_mask
+from .preprocessing import extract_roi, lung_mask
+from .scene_nodes import add_volume_node, control_points, volume_image
 
 ROLE = "csfnet.attention"
 OUTPUT_ATTRIBUTE = "csfnet.output"  # set on every node this module creates
@@ -45,47 +46,6 @@ def predictor_for(checkpoint: Optional[str], device: str) -> Predictor:
     if key not in _PREDICTORS:
         _PREDICTORS[key] = Predictor(checkpoint, device)
     return _PREDICTORS[key]
-
-
-def volume_image(node, role: str) -> sitk.Image:
-    """A CT volume node as a SimpleITK image in LPS, with its parent transform applied."""
-    if node is None or not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
-        kind = "nothing" if node is None else f"{node.GetClassName()} '{node.GetName()}'"
-        raise ValueError(f"{role} volume must be a CT scalar volume node, got {kind}")
-    name = node.GetName()
-    if node.GetImageData() is None:
-        raise ValueError(f"{role} volume '{name}' has no image data")
-    ijk_to_ras = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(ijk_to_ras)
-    matrix = slicer.util.arrayFromVTKMatrix(ijk_to_ras)
-    transform = node.GetParentTransformNode()
-    if transform is not None:
-        if not transform.IsTransformToWorldLinear():
-            raise ValueError(f"{role} volume '{name}' lies under a non-linear transform; harden it first")
-        to_world = vtk.vtkMatrix4x4()
-        transform.GetMatrixTransformToWorld(to_world)
-        matrix = slicer.util.arrayFromVTKMatrix(to_world) @ matrix
-    array = slicer.util.arrayFromVolume(node)
-    if array.ndim != 3:
-        raise ValueError(f"{role} volume '{name}' is not a 3-D scalar volume")
-    check_looks_like_hu(array, f"{role} volume '{name}'")
-    return image_from_ijk_to_ras(array, matrix)
-
-
-def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
-    """(label, RAS world position) of every control point, transforms applied."""
-    if node is None or not node.IsA("vtkMRMLMarkupsFiducialNode"):
-        raise ValueError(f"{role} fiducials must be a markups fiducial node")
-    points = []
-    for i in range(node.GetNumberOfControlPoints()):
-        position = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(i, position)
-        if not np.all(np.isfinite(position)):
-            raise ValueError(f"{role} fiducials '{node.GetName()}' point {i + 1} has no valid position")
-        points.append((node.GetNthControlPointLabel(i) or str(i + 1), np.asarray(position)))
-    if not points:
-        raise ValueError(f"{role} fiducials '{node.GetName()}' hold no control points")
-    return points
 
 
 PAIRING_RULES = {
@@ -230,23 +190,6 @@ def _samples(images: Sequence[sitk.Image], nodules, predictor: Predictor, clinic
     return samples
 
 
-def add_volume_node(scene, image: sitk.Image, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
-    """A new volume node holding a SimpleITK image (LPS) where it lies: the inverse of `volume_image`."""
-    node = scene.AddNewNodeByClass(class_name, name)
-    slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
-    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_of(VoxelGrid.of_image(image))))
-    return node
-
-
-def add_fiducials(scene, name: str, points_lps: Sequence[Sequence[float]], labels: Sequence[str]):
-    """A new fiducial list with one labelled control point per LPS position (e.g. a cases.csv row)."""
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
-    for point, label in zip(points_lps, labels):
-        index = node.AddControlPoint(*lps_to_ras(point).tolist())
-        node.SetNthControlPointLabel(index, str(label))
-    return node
-
-
 def table_rows(table) -> List[Dict[str, object]]:
     """The results table as one dict per nodule (numbers as floats)."""
     rows = []
@@ -257,6 +200,19 @@ def table_rows(table) -> List[Dict[str, object]]:
             values[name] = float(column.GetValue(row)) if name in NUMBER_COLUMNS else column.GetValue(row)
         rows.append(values)
     return rows
+
+
+def nodule_attention(table, nodule: str, timepoint: str = "T1") -> Tuple[object, object]:
+    """(heat volume, label map) of one nodule at "T0" or "T1" among the table's attention nodes."""
+    wanted = {f"{nodule} {timepoint} attention heat": 0, f"{nodule} {timepoint} attention labels": 1}
+    found = [None, None]
+    for i in range(table.GetNumberOfNodeReferences(ROLE)):
+        node = table.GetNthNodeReference(ROLE, i)
+        if node is not None and node.GetName() in wanted:
+            found[wanted[node.GetName()]] = node
+    if None in found:
+        raise ValueError(f"table '{table.GetName()}' has no attention maps for nodule '{nodule}' at {timepoint}")
+    return found[0], found[1]
 
 
 def _new_output(scene, class_name: str, name: str):

@@ -1,0 +1,76 @@
+"""MRML nodes <-> the library's data: CT volume nodes as SimpleITK images (LPS), fiducials as points.
+
+The boundary between the Slicer scene and everything else; needs no torch, so the module can
+build scenes (sample data, batch cases) before torch is installed.
+"""
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+
+from .geometry import VoxelGrid, ijk_to_ras_of, image_from_ijk_to_ras, lps_to_ras
+from .preprocessing import check_looks_like_hu
+
+#: Names of a case's input nodes where this module makes them (cohort batch scenes, sample data).
+NODE_NAMES = ("baseline CT", "follow-up CT", "baseline nodules", "follow-up nodules")
+
+
+def volume_image(node, role: str) -> sitk.Image:
+    """A CT volume node as a SimpleITK image in LPS, with its parent transform applied."""
+    if node is None or not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
+        kind = "nothing" if node is None else f"{node.GetClassName()} '{node.GetName()}'"
+        raise ValueError(f"{role} volume must be a CT scalar volume node, got {kind}")
+    name = node.GetName()
+    if node.GetImageData() is None:
+        raise ValueError(f"{role} volume '{name}' has no image data")
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(ijk_to_ras)
+    matrix = slicer.util.arrayFromVTKMatrix(ijk_to_ras)
+    transform = node.GetParentTransformNode()
+    if transform is not None:
+        if not transform.IsTransformToWorldLinear():
+            raise ValueError(f"{role} volume '{name}' lies under a non-linear transform; harden it first")
+        to_world = vtk.vtkMatrix4x4()
+        transform.GetMatrixTransformToWorld(to_world)
+        matrix = slicer.util.arrayFromVTKMatrix(to_world) @ matrix
+    array = slicer.util.arrayFromVolume(node)
+    if array.ndim != 3:
+        raise ValueError(f"{role} volume '{name}' is not a 3-D scalar volume")
+    check_looks_like_hu(array, f"{role} volume '{name}'")
+    return image_from_ijk_to_ras(array, matrix)
+
+
+def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
+    """(label, RAS world position) of every control point, transforms applied."""
+    if node is None or not node.IsA("vtkMRMLMarkupsFiducialNode"):
+        raise ValueError(f"{role} fiducials must be a markups fiducial node")
+    points = []
+    for i in range(node.GetNumberOfControlPoints()):
+        position = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(i, position)
+        if not np.all(np.isfinite(position)):
+            raise ValueError(f"{role} fiducials '{node.GetName()}' point {i + 1} has no valid position")
+        points.append((node.GetNthControlPointLabel(i) or str(i + 1), np.asarray(position)))
+    if not points:
+        raise ValueError(f"{role} fiducials '{node.GetName()}' hold no control points")
+    return points
+
+
+def add_volume_node(scene, image: sitk.Image, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """A new volume node holding a SimpleITK image (LPS) where it lies: the inverse of `volume_image`."""
+    node = scene.AddNewNodeByClass(class_name, name)
+    slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_of(VoxelGrid.of_image(image))))
+    return node
+
+
+def add_fiducials(scene, name: str, points_lps: Sequence[Sequence[float]], labels: Sequence[str]):
+    """A new fiducial list with one labelled control point per LPS position (e.g. a cases.csv row)."""
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    for point, label in zip(points_lps, labels):
+        index = node.AddControlPoint(*lps_to_ras(point).tolist())
+        node.SetNthControlPointLabel(index, str(label))
+    return node
