@@ -1,7 +1,7 @@
 """The shipped models: `Resources/models/manifest.json` lists each weights file with its SHA-256.
 
 A model is loaded only from the manifest (after its checksum matches) or from a path the user gave.
-`CSFNET_MODELS_DIR` points elsewhere (e.g. where the Slicer extension installed its resources).
+`CSFNET_MODELS_DIR` points elsewhere.
 """
 
 import hashlib
@@ -14,8 +14,13 @@ MANIFEST = "manifest.json"
 
 
 def models_dir() -> Path:
+    """Where the shipped models are: beside the installed Slicer module, else in the source checkout."""
     override = os.environ.get("CSFNET_MODELS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "Resources" / "models"
+    if override:
+        return Path(override)
+    here = Path(__file__).resolve()
+    installed = here.parents[1] / "Resources" / "models"  # qt-scripted-modules/Resources/models in Slicer
+    return installed if (installed / MANIFEST).is_file() else here.parents[2] / "Resources" / "models"
 
 
 def sha256_of(path: Path) -> str:

@@ -6,7 +6,7 @@ never modified. Transforms under which volumes or fiducials lie are applied (wha
 """
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,6 +20,7 @@ from .dataset import RoiSet
 from .geometry import ras_to_lps
 from .inference import Predictor
 from .preprocessing import extract_roi, lung_mask
+from .progress import Cancelled, Progress, no_progress  # noqa: F401  (Cancelled: raised through here)
 from .scene_nodes import add_volume_node, control_points, volume_image
 
 ROLE = "csfnet.attention"
@@ -31,13 +32,6 @@ COLUMNS = ("nodule", "p_malignant", "prediction", "threshold", "model", "model_v
            "model_note")
 NUMBER_COLUMNS = ("p_malignant", "threshold", "seconds")
 _PREDICTORS: Dict[Tuple[str, str], Predictor] = {}
-
-#: progress(step, fraction done): called between steps; it may raise `Cancelled` to stop the run.
-Progress = Callable[[str, float], None]
-
-
-class Cancelled(Exception):
-    """Raised by a progress callback to stop a run; nothing has been written to the scene yet."""
 
 
 def predictor_for(checkpoint: Optional[str], device: str) -> Predictor:
@@ -104,7 +98,7 @@ def predict_scene(
     `progress` hears each step; raising `Cancelled` from it stops the run with the scene untouched.
     A GPU that runs out of memory is left for the CPU.
     """
-    report = progress or (lambda step, fraction: None)
+    report = progress or no_progress
     started = time.perf_counter()
     report("Reading the scans", 0.0)
     images = (volume_image(baseline_volume, "baseline"), volume_image(followup_volume, "follow-up"))
