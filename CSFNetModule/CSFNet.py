@@ -7,7 +7,7 @@ work (geometry, model, results in the scene) is done by the Qt-free `CSFNetLib`.
 import logging
 import os
 import time
-from typing import Annotated, List
+from typing import Annotated, Dict
 
 import slicer
 import vtk
@@ -33,17 +33,17 @@ DEMO_NOTE = ("The shipped model is a demo trained on synthetic phantoms, for dem
              "not for clinical use.")
 
 
-def _model_names() -> List[str]:
-    """Entries of the shipped model manifest, then the choice to browse for a checkpoint."""
+def _shipped_models() -> Dict[str, str]:
+    """Name -> note of each entry of the shipped model manifest."""
     try:
-        names = [entry["name"] for entry in model_entries()]
+        return {entry["name"]: entry.get("note", "") for entry in model_entries()}
     except (OSError, ValueError, KeyError) as exc:  # an installation without its models
         logging.warning(f"CSF-net: no model manifest ({exc})")
-        names = []
-    return names + [BROWSE]
+        return {}
 
 
-MODEL_NAMES = _model_names()
+MODEL_NOTES = _shipped_models()
+MODEL_NAMES = list(MODEL_NOTES) + [BROWSE]
 
 
 class CSFNet(ScriptedLoadableModule):
@@ -211,7 +211,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.checkpointPathLabel.enabled = browsing
         if self._parameterNode and browsing:
             self.ui.checkpointPathLineEdit.currentPath = self._parameterNode.settings.checkpointPath
-        self.ui.modelNoteLabel.text = "" if browsing else DEMO_NOTE
+        self.ui.modelNoteLabel.text = MODEL_NOTES.get(self.ui.modelComboBox.currentText, "")
 
     def onCheckpointPathChanged(self, path):
         if self._parameterNode:
@@ -246,8 +246,9 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _startPlacing(self, fiducials, volume):
         if volume:
             slicer.util.setSliceViewerLayers(background=volume, fit=True)
-        slicer.app.applicationLogic().GetSelectionNode().SetActivePlaceNodeID(fiducials.GetID())
-        slicer.modules.markups.logic().StartPlaceMode(False)
+        markupsLogic = slicer.modules.markups.logic()
+        markupsLogic.SetActiveList(fiducials)
+        markupsLogic.StartPlaceMode(False)  # one point, then back to the usual mouse mode
 
     def onApplyButton(self):
         """Apply, or Cancel while running (the run stops at its next step and the scene stays as it was)."""
