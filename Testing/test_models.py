@@ -60,3 +60,20 @@ def test_demo_model_separates_a_growing_nodule_from_a_stable_one(synthetic_cohor
     stable = courses == "stable"
     assert growing_cancer.any() and stable.any()  # the shared test cohort (seed 3) holds both
     assert p[growing_cancer].min() > 0.5 > p[stable].max()
+
+
+def test_an_installed_module_finds_the_models_installed_beside_it(tmp_path):
+    """Slicer installs CSFNetLib and Resources/models side by side under qt-scripted-modules/."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    installed = tmp_path / "qt-scripted-modules"
+    shutil.copytree(Path(models_dir()).parents[1] / "CSFNetModule" / "CSFNetLib", installed / "CSFNetLib")
+    (installed / "Resources" / "models").mkdir(parents=True)
+    shutil.copy(models_dir() / "manifest.json", installed / "Resources" / "models" / "manifest.json")
+    env = {k: v for k, v in os.environ.items() if k not in ("CSFNET_MODELS_DIR", "PYTHONPATH")}
+    found = subprocess.run([sys.executable, "-c", "from CSFNetLib.models import models_dir; print(models_dir())"],
+                           cwd=installed, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(found) == installed / "Resources" / "models"
