@@ -6,9 +6,11 @@ work (geometry, model, results in the scene) is done by the Qt-free `CSFNetLib`.
 
 import logging
 import os
+import re
 import time
 from typing import Annotated, Dict
 
+import qt
 import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLTableNode
@@ -44,6 +46,11 @@ def _shipped_models() -> Dict[str, str]:
 
 MODEL_NOTES = _shipped_models()
 MODEL_NAMES = list(MODEL_NOTES) + [BROWSE]
+
+
+def _versionTuple(version: str):
+    """(major, minor) of a version string such as '2.5.1+cu121'."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
 
 
 class CSFNet(ScriptedLoadableModule):
@@ -85,9 +92,15 @@ def registerSampleData():
         fileNames=NAME + ".nrrd",
         nodeNames=NAME,
         thumbnailFileName=os.path.join(icons, "CSFNet.png"),
-        customDownloader=lambda source: CSFNetLogic().loadSampleData(),
+        customDownloader=lambda source: _loadSampleData(),
     )
     logging.info(f"CSF-net sample data: {DESCRIPTION}")
+
+
+def _loadSampleData():
+    """Sample Data's button for this entry (SampleData.downloadSample cannot generate it: use the logic)."""
+    with slicer.util.tryWithErrorDisplay("The CSF-net sample pair could not be made.", waitCursor=True):
+        CSFNetLogic().loadSampleData()
 
 
 @parameterPack
@@ -136,7 +149,8 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._running = False
         self._cancelRequested = False
-        self._pairStep = None  # while placing a nodule pair: "baseline" or "follow-up"
+        self._boundWidgets = {}  # SlicerParameterName -> widget
+        self._pair = None  # while placing a nodule pair: (list expected next, label)
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -144,6 +158,12 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.ui.progressBar.hide()
+        # connectParametersToGui rather than connectGui: on Slicer 5.8 connectGui returns no tag, so the
+        # binding could never be undone and every re-entry would stack another one (resetting the combos)
+        self._boundWidgets = {widget.property("SlicerParameterName"): widget
+                              for widget in uiWidget.findChildren(qt.QWidget)
+                              if widget.property("SlicerParameterName")}
         self.logic = CSFNetLogic()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -169,6 +189,8 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
 
     def onSceneStartClose(self, caller, event):
+        self._cancelRequested = self._running
+        self._stopPairPlacement()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -176,14 +198,15 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self):
-        """The scene's parameter node, with the first volumes of the scene picked when none are."""
+        """The scene's parameter node; unset volumes get the scene's first CT volumes not chosen already."""
         self.setParameterNode(self.logic.getParameterNode())
         node = self._parameterNode
-        if not node.baselineVolume or not node.followupVolume:
-            volumes = [v for v in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                       if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute("csfnet.output")]
-            if len(volumes) >= 2:
-                node.baselineVolume, node.followupVolume = volumes[0], volumes[1]
+        free = [v for v in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute("csfnet.output")
+                and v not in (node.baselineVolume, node.followupVolume)]
+        for attribute in ("baselineVolume", "followupVolume"):
+            if not getattr(node, attribute) and free:
+                setattr(node, attribute, free.pop(0))
 
     def setParameterNode(self, inputParameterNode):
         if self._parameterNode:
@@ -191,7 +214,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._boundWidgets)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
             self.updateApplyButton()
             self.updateModelWidgets()
@@ -218,30 +241,46 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.settings.checkpointPath = path
 
     def onPlaceNodulePair(self):
-        """Place one point in the baseline list, then one in the follow-up list, with the same label."""
+        """Place one point in the baseline list, then one in the follow-up list, with the same new label."""
         node = self._parameterNode
+        self._stopPairPlacement()
         for attribute, name in (("baselineFiducials", "baseline nodules"), ("followupFiducials", "follow-up nodules")):
             if not getattr(node, attribute):
                 setattr(node, attribute, slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name))
-        for fiducials in (node.baselineFiducials, node.followupFiducials):
-            self.removeObserver(fiducials, fiducials.PointPositionDefinedEvent, self.onPairPointPlaced)
+        lists = (node.baselineFiducials, node.followupFiducials)
+        numbers = [int(fiducials.GetNthControlPointLabel(i)) for fiducials in lists
+                   for i in range(fiducials.GetNumberOfControlPoints())
+                   if re.fullmatch(r"\d+", fiducials.GetNthControlPointLabel(i))]
+        label = str(max(numbers, default=0) + 1)
+        for fiducials in lists:
             self.addObserver(fiducials, fiducials.PointPositionDefinedEvent, self.onPairPointPlaced)
-        self._pairStep = "baseline"
+        self._pair = (node.baselineFiducials, label)
         self._startPlacing(node.baselineFiducials, node.baselineVolume)
-        self.ui.statusLabel.text = "Click the nodule in the baseline scan."
+        self.ui.statusLabel.text = f"Click nodule {label} in the baseline scan."
 
     def onPairPointPlaced(self, caller, event):
+        if self._pair is None or caller is not self._pair[0]:
+            return  # a point placed some other way, or in the other list
         node = self._parameterNode
-        label = str(node.followupFiducials.GetNumberOfControlPoints() + (1 if self._pairStep == "baseline" else 0))
-        caller.SetNthControlPointLabel(caller.GetNumberOfControlPoints() - 1, label)
-        if self._pairStep == "baseline" and caller is node.baselineFiducials:
-            self._pairStep = "follow-up"
-            self._startPlacing(node.followupFiducials, node.followupVolume)
+        fiducials, label = self._pair
+        fiducials.SetNthControlPointLabel(fiducials.GetNumberOfControlPoints() - 1, label)
+        if fiducials is node.baselineFiducials:
+            self._pair = (node.followupFiducials, label)
+            # after the markups widget has finished this placement (it ends place mode when it returns)
+            qt.QTimer.singleShot(0, lambda: self._startPlacing(node.followupFiducials, node.followupVolume))
             self.ui.statusLabel.text = f"Now click nodule {label} in the follow-up scan."
-        elif self._pairStep == "follow-up" and caller is node.followupFiducials:
-            self._pairStep = None
-            slicer.app.applicationLogic().GetInteractionNode().SwitchToViewTransformMode()
+        else:
+            self._stopPairPlacement()
             self.ui.statusLabel.text = f"Nodule {label} placed in both scans."
+
+    def _stopPairPlacement(self):
+        if self._pair is None:
+            return
+        self._pair = None
+        node = self._parameterNode
+        for fiducials in (node.baselineFiducials, node.followupFiducials) if node else ():
+            if fiducials and self.hasObserver(fiducials, fiducials.PointPositionDefinedEvent, self.onPairPointPlaced):
+                self.removeObserver(fiducials, fiducials.PointPositionDefinedEvent, self.onPairPointPlaced)
 
     def _startPlacing(self, fiducials, volume):
         if volume:
@@ -256,17 +295,19 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._cancelRequested = True
             self.ui.statusLabel.text = "Cancelling at the next step..."
             return
-        if not self.logic.ensureTorch():
-            self.ui.statusLabel.text = "CSF-net needs PyTorch; it was not installed."
-            return
+        with slicer.util.tryWithErrorDisplay("PyTorch could not be installed."):
+            if not self.logic.ensureTorch():
+                self.ui.statusLabel.text = "CSF-net needs PyTorch (version 2.1 or later)."
+                return
         samePosition = not self._parameterNode.baselineFiducials
         if samePosition and not slicer.util.confirmOkCancelDisplay(
                 "There is no baseline nodule list. Use each follow-up point at the same physical position in "
                 "the baseline scan? (Right only when the two scans are registered.)"):
             return
         self._running, self._cancelRequested = True, False
+        self._setInputsEnabled(False)
         self.ui.applyButton.text = "Cancel"
-        self.ui.progressBar.visible = True
+        self.ui.progressBar.show()
         started = time.perf_counter()
         try:
             with slicer.util.tryWithErrorDisplay("CSF-net could not run."):
@@ -282,9 +323,16 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                             f"{time.perf_counter() - started:.1f} s. {rows[0]['model_note']}")
         finally:
             self._running = False
+            self._setInputsEnabled(True)
             self.ui.applyButton.text = "Apply"
-            self.ui.progressBar.visible = False
+            self.ui.progressBar.hide()
             self.updateApplyButton()
+
+    def _setInputsEnabled(self, enabled: bool):
+        """Inputs are locked during a run; only Cancel stays live."""
+        for section in (self.ui.inputsCollapsibleButton, self.ui.clinicalCollapsibleButton,
+                        self.ui.modelCollapsibleButton, self.ui.outputsCollapsibleButton):
+            section.enabled = enabled
 
     def onProgress(self, step, fraction):
         """Show the step, let Qt handle clicks (Cancel) and repaint, then stop if cancelled."""
@@ -317,7 +365,10 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
     """Drives CSFNetLib from the panel; adds only what needs the Slicer application (torch, views)."""
 
     def getParameterNode(self):
-        return CSFNetParameterNode(super().getParameterNode())
+        node = super().getParameterNode()
+        if node.GetParameter("settings.model") not in ("", *MODEL_NAMES):  # a model no longer installed
+            node.SetParameter("settings.model", MODEL_NAMES[0])
+        return CSFNetParameterNode(node)
 
     def ensureTorch(self, askConfirmation: bool = True) -> bool:
         """torch from the PyTorch extension (installed after asking, never on import); True when usable."""
@@ -335,6 +386,12 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
                 return False
             if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=f">={MINIMUM_TORCH}") is None:
                 return False
+        import torch
+
+        if _versionTuple(torch.__version__) < _versionTuple(MINIMUM_TORCH):
+            slicer.util.errorDisplay(f"CSF-net needs PyTorch {MINIMUM_TORCH} or later; this Slicer has "
+                                     f"{torch.__version__}. Update it in the PyTorch Utils module.")
+            return False
         return True
 
     def process(self, parameterNode, progress=None, samePosition: bool = False):

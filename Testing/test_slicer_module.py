@@ -78,6 +78,11 @@ def test_every_parameter_shown_in_the_panel_is_bound_or_handled_in_code():
     assert "settings.checkpointPath" in CODE
 
 
+def test_bindings_can_be_undone_on_slicer_5_8():
+    """connectGui returns no tag on 5.8, so its bindings pile up on re-entry and reset the combo boxes."""
+    assert "connectParametersToGui(" in CODE and ".connectGui(" not in CODE
+
+
 def test_the_clinical_pack_holds_exactly_the_model_s_fields():
     assert list(PACKS[WRAPPER["clinical"]]) == list(FIELDS)
 
