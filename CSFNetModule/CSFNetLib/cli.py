@@ -10,6 +10,8 @@ from .version import __version__
 
 CONFIG_NAMES = ("full", "small")  # as CSFNetLib.model.CONFIGS; listed here so that --help needs no torch
 VARIANT_NAMES = ("csf-net", "t1-only", "no-clinical", "concat")
+DISTRIBUTED_HELP = ("one of several processes started by torchrun, e.g. "
+                    "torchrun --nproc-per-node 2 -m CSFNetLib.cli COMMAND ... --distributed")
 VARIANT_LABELS = {"t1-only": "T1 image only", "no-clinical": "T0+T1, no clinical", "concat": "Concat fusion"}
 
 
@@ -69,6 +71,13 @@ class ProgressBar:
         print(text, file=sys.stderr, flush=True)
 
 
+def _processes(args: argparse.Namespace):
+    """(ranks, device): this process's place under torchrun with --distributed, else the single process."""
+    from .distributed import SINGLE, join
+
+    return join(args.device) if args.distributed else (SINGLE, args.device)
+
+
 def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -76,10 +85,12 @@ def _train(args: argparse.Namespace) -> int:
 
     settings = TrainSettings(config=args.config, variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
                              seed=args.seed, patience=args.patience)
+    ranks, device = _processes(args)
     summary = train(Path(args.cases), Path(args.clinical) if args.clinical else None, Path(args.out), settings,
-                    folds=args.folds, device=args.device, roi_cache=Path(args.roi_cache) if args.roi_cache else None,
-                    report=ProgressBar().training)
-    print(json.dumps(summary, indent=2))
+                    folds=args.folds, device=device, roi_cache=Path(args.roi_cache) if args.roi_cache else None,
+                    report=ProgressBar().training, ranks=ranks)
+    if ranks.main:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -115,12 +126,14 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .prediction import predict_cohort
 
+    ranks, device = _processes(args)
     done, failed = predict_cohort(  # exit status: 0 all predicted, 1 some cases failed, 2 the run could not proceed
         Path(args.cases), Path(args.out), Path(args.clinical) if args.clinical else None,
-        Path(args.checkpoint) if args.checkpoint else None, args.device, args.batch_size,
+        Path(args.checkpoint) if args.checkpoint else None, device, args.batch_size,
         Path(args.nlst_cmst) if args.nlst_cmst else None, args.overwrite,
-        Path(args.attention_dir) if args.attention_dir else None, args.attention_method)
-    print(f"csfnet predict: {done} nodules predicted, {failed} failed -> {args.out}", file=sys.stderr)
+        Path(args.attention_dir) if args.attention_dir else None, args.attention_method, ranks)
+    if ranks.main:
+        print(f"csfnet predict: {done} nodules predicted, {failed} failed -> {args.out}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -161,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=devices, default="auto")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--roi-cache", help="an .npz keeping the cohort's ROIs for later runs")
+    train.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="metrics with 95 %% intervals beside the clinical models")
@@ -186,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--attention-dir", help="write each nodule's T0 / T1 attention (heat and label NRRDs) here")
     predict.add_argument("--attention-method", choices=["cbam", "gradcam"], default="gradcam",
                          help="cbam: the network's own spatial attention; gradcam: Grad-CAM on the last stage")
+    predict.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     predict.set_defaults(run=_predict)
     return parser
 
@@ -201,6 +216,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError, KeyError, RuntimeError) as exc:  # the run cannot proceed: exit status 2
         print(f"csfnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if getattr(args, "distributed", False):
+            from .distributed import leave
+
+            leave()
 
 
 if __name__ == "__main__":

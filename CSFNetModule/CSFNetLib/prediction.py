@@ -1,24 +1,30 @@
 """`csfnet predict`: p_malignant for every nodule of a cohort, written to results.csv.
 
 Cases stream through in batches (a cohort larger than memory is fine); a case that cannot be read
-gets a row with its error instead of a probability, and the others carry on.
+gets a row with its error instead of a probability, and the others carry on. Under torchrun the
+patients are shared among the processes and their rows merged in the cohort's order.
 """
 
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 from .attention import DEFAULT_METHOD, color_table, heat_image, label_image
-from .clinical import ClinicalVocabulary
 from .cohort import CaseProblem, Cohort, Sample, iter_nlst_cmst, iter_samples
 from .dataset import RoiSet
+from .distributed import SINGLE, Ranks, barrier, gather
 from .inference import Predictor
 from .results_file import ResultsWriter
 
 COLOR_TABLE = "attention-labels.ctbl"
+
+
+Row = Tuple[Tuple[int, int], str, str, str, Optional[float]]  # (order key), pid, nodule, error, p_malignant
 
 
 def _batches(items: Iterable[Union[Sample, CaseProblem]], size: int) -> Iterator[List[Union[Sample, CaseProblem]]]:
@@ -37,41 +43,87 @@ def predict_cohort(
     out: Path,
     clinical_csv: Optional[Path] = None,
     checkpoint: Optional[Path] = None,
-    device: str = "auto",
+    device: Union[str, torch.device] = "auto",
     batch_size: int = 16,
     nlst_cmst_rois: Optional[Path] = None,
     overwrite: bool = False,
     attention_dir: Optional[Path] = None,
     attention_method: str = DEFAULT_METHOD,
+    ranks: Ranks = SINGLE,
 ) -> Tuple[int, int]:
     """Write results.csv; returns (cases predicted, cases failed). Never overwrites unless asked.
 
-    With `attention_dir`, each nodule's attention at T0 and T1 is written there as a heat image and
-    a label map (NRRD, on the ROI's grid where it lies in the scan) plus the labels' colour table.
+    Rows come in the cohort's order: problems found in the CSV first, then patient by patient. With
+    `attention_dir`, each nodule's attention at T0 and T1 is written there as a heat image and a
+    label map (NRRD, on the ROI's grid where it lies in the scan) plus the labels' colour table.
+    Under torchrun (`ranks`), each process predicts every `world`-th patient and rank 0 merges the
+    rows into the same file, in the same order, as one process would write.
     """
+    if Path(out).exists() and not overwrite:  # checked by every process, before any work
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     predictor = Predictor(checkpoint, device, batch_size)
-    vocabulary: ClinicalVocabulary = predictor.vocabulary
+    if attention_dir is not None:
+        Path(attention_dir).mkdir(parents=True, exist_ok=True)
+        (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
+    attention = (Path(attention_dir), attention_method) if attention_dir is not None else None
     if nlst_cmst_rois is not None:
-        items = iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, vocabulary)
+        if ranks.several:
+            raise ValueError("--distributed prediction reads cases.csv cohorts; run NLST-cmst ROIs in one process")
+        rows = _rows(iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, predictor.vocabulary), {}, 0,
+                     predictor, batch_size, attention)
     else:
-        items = iter_samples(Cohort.from_csv(cases_csv, clinical_csv), predictor.preprocessing, vocabulary)
-    with ResultsWriter(out, predictor, overwrite) as results:
-        if attention_dir is not None:
-            Path(attention_dir).mkdir(parents=True, exist_ok=True)
-            (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
-        for batch in _batches(items, batch_size):
-            rois, problems = RoiSet.collect(batch)
-            for problem in problems:
-                print(f"csfnet predict: skipped {problem}", file=sys.stderr)
-                results.problem(problem.pid, problem.nodule, str(problem))
-            if attention_dir is not None and len(rois):
-                probabilities, maps = predictor.predict_with_attention(rois, attention_method)
-                _write_attention(Path(attention_dir), rois, maps, predictor.preprocessing, attention_method)
+        cohort = Cohort.from_csv(cases_csv, clinical_csv)
+        patients = {pid: i for i, pid in enumerate(dict.fromkeys(case.pid for case in cohort.cases))}
+        if ranks.several:
+            cohort = replace(cohort, cases=[c for c in cohort.cases if ranks.mine(patients[c.pid])],
+                             problems=cohort.problems if ranks.main else [])
+        rows = _rows(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary), patients,
+                     len(cohort.problems), predictor, batch_size, attention)
+    if ranks.several:
+        everyone = gather(list(rows), ranks)
+        rows = iter(sorted((row for part in everyone for row in part), key=lambda row: row[0]))
+    done = failed = 0
+    if ranks.main:
+        with ResultsWriter(out, predictor, overwrite) as results:
+            for _, pid, nodule, error, p in rows:
+                if error:
+                    results.problem(pid, nodule, error)
+                else:
+                    results.prediction(pid, nodule, p)
+        done, failed = results.predicted, results.failed
+    barrier(ranks)
+    return tuple(gather((done, failed), ranks)[0])
+
+
+def _rows(items, patients: Dict[str, int], leading: int, predictor: Predictor, batch_size: int,
+          attention) -> Iterator[Row]:
+    """One row per item, in the items' order, keyed so that shares of a cohort merge back into that order.
+
+    The first `leading` items (problems found in the CSV) and items of no known patient are keyed by
+    their position; the others by (the patient's index in the cohort, their position within it).
+    """
+    within: Dict[str, int] = {}
+    position = 0
+    for batch in _batches(items, batch_size):
+        rois, _ = RoiSet.collect(batch)
+        if attention is not None and len(rois):
+            probabilities, maps = predictor.predict_with_attention(rois, attention[1])
+            _write_attention(attention[0], rois, maps, predictor.preprocessing, attention[1])
+        else:
+            probabilities = predictor.predict(rois) if len(rois) else []
+        predicted = iter(probabilities)
+        for item in batch:
+            if position < leading or item.pid not in patients:
+                key = (-1, position)
             else:
-                probabilities = predictor.predict(rois) if len(rois) else []
-            for pid, nodule, p in zip(rois.pids, rois.nodules, probabilities):
-                results.prediction(pid, nodule, float(p))
-    return results.predicted, results.failed
+                within[item.pid] = within.get(item.pid, -1) + 1
+                key = (patients[item.pid], within[item.pid])
+            position += 1
+            if isinstance(item, CaseProblem):
+                print(f"csfnet predict: skipped {item}", file=sys.stderr)
+                yield key, item.pid, item.nodule, str(item), None
+            else:
+                yield key, item.pid, item.nodule, "", float(next(predicted))
 
 
 def _write_attention(folder: Path, rois: RoiSet, maps, preprocessing, method: str) -> None:
