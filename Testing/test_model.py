@@ -139,3 +139,26 @@ def test_bad_inputs_are_refused_with_a_reason(small_model, change, message):
 def test_unknown_configuration_is_refused(config, message):
     with pytest.raises(ValueError, match=message):
         build_model(config)
+
+
+def test_the_inference_fast_path_computes_what_the_trained_model_computes():
+    from CSFNetLib.inference import fast_inference_model
+
+    torch.manual_seed(5)
+    model = build_model("small").eval()
+    for module in model.modules():  # trained-looking batch-norm statistics and affine terms
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    fast = fast_inference_model(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())  # the original is untouched
+    t0, t1 = torch.rand(2, 3, 1, *model.config.input_size_zyx)
+    clinical = torch.randint(0, model.vocabulary_size, (3, 6))
+    with torch.inference_mode():
+        expected, found = model(t0, t1, clinical), fast(t0, t1, clinical)
+    assert torch.allclose(found, expected, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(fast_inference_model(model, channels_last=True)(t0, t1, clinical), expected,
+                          rtol=1e-4, atol=1e-5)

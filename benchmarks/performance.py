@@ -17,7 +17,6 @@ Reports, as JSON (--json) and as a markdown table on stdout:
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from CSFNetLib.clinical import FIELDS  # noqa: E402
 from CSFNetLib.inference import fast_inference_model  # noqa: E402
 from CSFNetLib.model import build_model  # noqa: E402
 
-BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+BATCH_SIZES = (1, 2, 4, 8, 16)
 CONV_SHAPES = ((8, 64, 64, 8, 32, 32), (2, 128, 128, 8, 16, 16), (4, 32, 32, 16, 64, 64))  # N, Cin, Cout, D, H, W
 
 
@@ -139,12 +138,13 @@ def pipeline_report(folder: Path, device: str) -> dict:
     lines = (cohort / "cases.csv").read_text(encoding="utf-8").splitlines()
     header, first_case = lines[0], [line for line in lines[1:] if line.split(",")[:2] == lines[1].split(",")[:2]]
     (cohort / "one.csv").write_text("\n".join([header, *first_case]) + "\n", encoding="utf-8")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+    code = ("import resource, sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
             "from CSFNetLib.prediction import predict_cohort; "
-            "predict_cohort(Path(sys.argv[2]), Path(sys.argv[3]), device=sys.argv[4])")
-    subprocess.run([sys.executable, "-c", code, str(ROOT / "CSFNetModule"), str(cohort / "one.csv"),
-                    str(folder / "one-results.csv"), device], check=True)
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
+            "predict_cohort(Path(sys.argv[2]), Path(sys.argv[3]), device=sys.argv[4]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")  # the process's own peak (Linux: KiB)
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "CSFNetModule"), str(cohort / "one.csv"),
+                           str(folder / "one-results.csv"), device], check=True, capture_output=True, text=True)
+    peak_mib = int(done.stdout.split()[-1]) / 1024
     return {"predict_s_per_case": round(per_case, 3), "cases": done, "one_case_peak_rss_mib": round(peak_mib, 1)}
 
 
