@@ -17,7 +17,6 @@ Reports, as JSON (--json) and as a markdown table on stdout:
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(run, device: torch.device, repeats: int) -> float:
+def best_seconds(run, device: torch.device, repeats: int) -> float:
+    """The fastest of `repeats` timed runs after a warm-up: on a shared machine the minimum is the
+    stable estimate of what the hardware can do (the median moves with the neighbours' load)."""
     run()  # warm-up: allocator, kernel choice
     times = []
     for _ in range(repeats):
@@ -52,14 +53,14 @@ def median_seconds(run, device: torch.device, repeats: int) -> float:
         run()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def measured_peaks(device: torch.device, repeats: int) -> dict:
     """GFLOP/s of a 4096^3 matmul and of the fastest large conv3d (contiguous or channels-last)."""
     a, b = torch.randn(4096, 4096, device=device), torch.randn(4096, 4096, device=device)
     with torch.inference_mode():
-        matmul = 2 * 4096 ** 3 / median_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
+        matmul = 2 * 4096 ** 3 / best_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
         convs = {}
         for n, c_in, c_out, d, h, w in CONV_SHAPES:
             conv = torch.nn.Conv3d(c_in, c_out, 3, padding=1, bias=False).to(device).eval()
@@ -68,7 +69,7 @@ def measured_peaks(device: torch.device, repeats: int) -> dict:
             best = 0.0
             for layout in (torch.contiguous_format, torch.channels_last_3d):
                 layer, data = conv.to(memory_format=layout), x.to(memory_format=layout)
-                best = max(best, flops / median_seconds(lambda f=layer, v=data: f(v), device, repeats) / 1e9)
+                best = max(best, flops / best_seconds(lambda f=layer, v=data: f(v), device, repeats) / 1e9)
             convs["x".join(map(str, (n, c_in, c_out, d, h, w)))] = round(best, 1)
     return {"matmul_gflops": round(matmul, 1), "conv3d_gflops": max(convs.values()), "conv3d_shapes": convs}
 
@@ -92,7 +93,7 @@ def forward_times(model, device: torch.device, repeats: int, amp: str = "") -> d
     for batch in BATCH_SIZES:
         t0, t1, clinical = inputs(model, batch, device)
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            result[batch] = median_seconds(lambda a=t0, b=t1, c=clinical: model(a, b, c), device, repeats) / batch * 1e3
+            result[batch] = best_seconds(lambda a=t0, b=t1, c=clinical: model(a, b, c), device, repeats) / batch * 1e3
     return result
 
 
@@ -120,7 +121,7 @@ def roi_extraction_ms(repeats: int) -> float:
     from CSFNetLib.preprocessing import extract_roi
 
     scan = chest_scan(0.0, 6.0, 5.0)
-    seconds = median_seconds(lambda: [extract_roi(scan, centre) for centre in NODULES_LPS], torch.device("cpu"),
+    seconds = best_seconds(lambda: [extract_roi(scan, centre) for centre in NODULES_LPS], torch.device("cpu"),
                              repeats)
     return round(seconds / len(NODULES_LPS) * 1e3, 2)
 
@@ -138,13 +139,14 @@ def pipeline_report(folder: Path, device: str) -> dict:
     lines = (cohort / "cases.csv").read_text(encoding="utf-8").splitlines()
     header, first_case = lines[0], [line for line in lines[1:] if line.split(",")[:2] == lines[1].split(",")[:2]]
     (cohort / "one.csv").write_text("\n".join([header, *first_case]) + "\n", encoding="utf-8")
-    code = ("import resource, sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
             "from CSFNetLib.prediction import predict_cohort; "
             "predict_cohort(Path(sys.argv[2]), Path(sys.argv[3]), device=sys.argv[4]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")  # the process's own peak (Linux: KiB)
-    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "CSFNetModule"), str(cohort / "one.csv"),
-                           str(folder / "one-results.csv"), device], check=True, capture_output=True, text=True)
-    peak_mib = int(done.stdout.split()[-1]) / 1024
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
+    # VmHWM (KiB): this process's own peak; ru_maxrss would carry the parent's over fork and exec
+    child = subprocess.run([sys.executable, "-c", code, str(ROOT / "CSFNetModule"), str(cohort / "one.csv"),
+                            str(folder / "one-results.csv"), device], check=True, capture_output=True, text=True)
+    peak_mib = int(child.stdout.split()[-1]) / 1024
     return {"predict_s_per_case": round(per_case, 3), "cases": done, "one_case_peak_rss_mib": round(peak_mib, 1)}
 
 
