@@ -131,7 +131,7 @@ def _predict(args: argparse.Namespace) -> int:
         Path(args.cases), Path(args.out), Path(args.clinical) if args.clinical else None,
         Path(args.checkpoint) if args.checkpoint else None, device, args.batch_size,
         Path(args.nlst_cmst) if args.nlst_cmst else None, args.overwrite,
-        Path(args.attention_dir) if args.attention_dir else None, args.attention_method, ranks)
+        Path(args.attention_dir) if args.attention_dir else None, args.attention_method, ranks, args.resume)
     if ranks.main:
         print(f"csfnet predict: {done} nodules predicted, {failed} failed -> {args.out}", file=sys.stderr)
     return 1 if failed else 0
@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=16)
     predict.add_argument("--nlst-cmst", metavar="ROI_DIR", help="read the authors' pre-cut {pid}_T0/T1.npy ROIs")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    predict.add_argument("--resume", action="store_true",
+                         help="continue an interrupted run (its rows are kept; the cases it holds are not redone)")
     predict.add_argument("--attention-dir", help="write each nodule's T0 / T1 attention (heat and label NRRDs) here")
     predict.add_argument("--attention-method", choices=["cbam", "gradcam"], default="gradcam",
                          help="cbam: the network's own spatial attention; gradcam: Grad-CAM on the last stage")

@@ -19,6 +19,7 @@ from .cohort import CaseProblem, Cohort, Sample, iter_nlst_cmst, iter_samples
 from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather
 from .inference import Predictor
+from .models import sha256_of
 from .results_file import ResultsWriter
 
 COLOR_TABLE = "attention-labels.ctbl"
@@ -50,49 +51,79 @@ def predict_cohort(
     attention_dir: Optional[Path] = None,
     attention_method: str = DEFAULT_METHOD,
     ranks: Ranks = SINGLE,
+    resume: bool = False,
 ) -> Tuple[int, int]:
     """Write results.csv; returns (cases predicted, cases failed). Never overwrites unless asked.
 
-    Rows come in the cohort's order: problems found in the CSV first, then patient by patient. With
-    `attention_dir`, each nodule's attention at T0 and T1 is written there as a heat image and a
-    label map (NRRD, on the ROI's grid where it lies in the scan) plus the labels' colour table.
-    Under torchrun (`ranks`), each process predicts every `world`-th patient and rank 0 merges the
-    rows into the same file, in the same order, as one process would write.
+    Rows come in the cohort's order: problems found in the CSV first, then patient by patient. They
+    are written as they come (see `ResultsWriter`); `resume` continues an interrupted run without
+    redoing or repeating a case. With `attention_dir`, each nodule's attention at T0 and T1 is
+    written there as a heat image and a label map (NRRD, on the ROI's grid where it lies in the
+    scan) plus the labels' colour table. Under torchrun (`ranks`), each process predicts every
+    `world`-th patient and rank 0 merges the rows into the same file, in the same order, as one
+    process would write.
     """
     if Path(out).exists() and not overwrite:  # checked by every process, before any work
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if resume and ranks.several:
+        raise ValueError("--resume continues a run of one process; rerun the distributed prediction whole")
     predictor = Predictor(checkpoint, device, batch_size)
     if attention_dir is not None:
         Path(attention_dir).mkdir(parents=True, exist_ok=True)
         (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
     attention = (Path(attention_dir), attention_method) if attention_dir is not None else None
-    if nlst_cmst_rois is not None:
-        if ranks.several:
-            raise ValueError("--distributed prediction reads cases.csv cohorts; run NLST-cmst ROIs in one process")
-        rows = _rows(iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, predictor.vocabulary), {}, 0,
-                     predictor, batch_size, attention)
-    else:
-        cohort = Cohort.from_csv(cases_csv, clinical_csv)
-        patients = {pid: i for i, pid in enumerate(dict.fromkeys(case.pid for case in cohort.cases))}
-        if ranks.several:
-            cohort = replace(cohort, cases=[c for c in cohort.cases if ranks.mine(patients[c.pid])],
-                             problems=cohort.problems if ranks.main else [])
-        rows = _rows(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary), patients,
-                     len(cohort.problems), predictor, batch_size, attention)
     if ranks.several:
+        if nlst_cmst_rois is not None:
+            raise ValueError("--distributed prediction reads cases.csv cohorts; run NLST-cmst ROIs in one process")
+        cohort = Cohort.from_csv(cases_csv, clinical_csv)
+        patients = _patient_order(cohort)
+        mine = replace(cohort, cases=[c for c in cohort.cases if ranks.mine(patients[c.pid])],
+                       problems=cohort.problems if ranks.main else [])
+        rows = _rows(iter_samples(mine, predictor.preprocessing, predictor.vocabulary), patients,
+                     len(mine.problems), predictor, batch_size, attention)
         everyone = gather(list(rows), ranks)
-        rows = iter(sorted((row for part in everyone for row in part), key=lambda row: row[0]))
-    done = failed = 0
-    if ranks.main:
-        with ResultsWriter(out, predictor, overwrite) as results:
-            for _, pid, nodule, error, p in rows:
-                if error:
-                    results.problem(pid, nodule, error)
-                else:
-                    results.prediction(pid, nodule, p)
-        done, failed = results.predicted, results.failed
-    barrier(ranks)
-    return tuple(gather((done, failed), ranks)[0])
+        merged = sorted((row for part in everyone for row in part), key=lambda row: row[0])
+        done = failed = 0
+        if ranks.main:
+            with ResultsWriter(out, predictor, overwrite) as results:
+                _write(merged, results, batch_size)
+            done, failed = results.predicted, results.failed
+        barrier(ranks)
+        return tuple(gather((done, failed), ranks)[0])
+    run = {"cases": _fingerprint(cases_csv), "clinical": _fingerprint(clinical_csv),
+           "nlst_cmst_rois": str(Path(nlst_cmst_rois).resolve()) if nlst_cmst_rois else ""}
+    with ResultsWriter(out, predictor, overwrite, resume, run) as results:
+        if nlst_cmst_rois is not None:
+            items = (item for item in iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, predictor.vocabulary)
+                     if (item.pid, item.nodule) not in results.done)
+            rows = _rows(items, {}, 0, predictor, batch_size, attention)
+        else:
+            cohort = Cohort.from_csv(cases_csv, clinical_csv)
+            todo = replace(cohort, cases=[c for c in cohort.cases if (c.pid, c.nodule) not in results.done],
+                           problems=[p for p in cohort.problems if str(p) not in results.errors])
+            rows = _rows(iter_samples(todo, predictor.preprocessing, predictor.vocabulary), _patient_order(cohort),
+                         len(todo.problems), predictor, batch_size, attention)
+        _write(rows, results, batch_size)
+    return results.predicted, results.failed
+
+
+def _patient_order(cohort: Cohort) -> Dict[str, int]:
+    return {pid: i for i, pid in enumerate(dict.fromkeys(case.pid for case in cohort.cases))}
+
+
+def _fingerprint(path: Optional[Path]) -> str:
+    """What a resumed run must find again: the file's name and content."""
+    return f"{Path(path).resolve()} sha256:{sha256_of(Path(path))}" if path else ""
+
+
+def _write(rows: Iterable[Row], results: ResultsWriter, batch_size: int) -> None:
+    for n, (_, pid, nodule, error, p) in enumerate(rows, 1):
+        if error:
+            results.problem(pid, nodule, error)
+        else:
+            results.prediction(pid, nodule, p)
+        if n % batch_size == 0:
+            results.sync()
 
 
 def _rows(items, patients: Dict[str, int], leading: int, predictor: Predictor, batch_size: int,

@@ -1,13 +1,16 @@
-"""results.csv: one row per nodule, written whole or not at all (see docs/data-formats in shared docs).
+"""results.csv: one row per nodule, written as the run goes and put in place only when it completes.
 
-Rows go to a hidden file beside the target, which is renamed onto it only when the run completes;
-an existing results file is never replaced unless the caller asks.
+Rows go to a hidden `.<name>.partial` beside the target (flushed row by row, synced to disk batch
+by batch), which is renamed onto the target when the run completes. An interrupted run leaves the
+partial file and a `.json` describing the run; `resume=True` continues it, skipping every case it
+already holds. An existing results file is never replaced unless the caller asks.
 """
 
 import csv
+import json
 import os
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Set, Tuple, Union
 
 from .checkpoint import runtime_versions
 
@@ -16,39 +19,82 @@ COLUMNS = ("pid", "nodule", "p_malignant", "prediction", "threshold", "model", "
 
 
 class ResultsWriter:
-    """Context manager writing results.csv for one model (`predictor`: name, version, device, threshold)."""
+    """Context manager writing results.csv for one model (`predictor`: name, version, device, threshold).
 
-    def __init__(self, out: Union[str, Path], predictor, overwrite: bool = False):
+    `run` describes what is being predicted (e.g. the cohort's files); a resumed run must match it.
+    After entering, `done` holds the (pid, nodule) of every row already written and `errors` the
+    error texts, so the caller can skip them.
+    """
+
+    def __init__(self, out: Union[str, Path], predictor, overwrite: bool = False, resume: bool = False,
+                 run: Optional[Dict[str, str]] = None):
         self.out = Path(out)
         if self.out.exists() and not overwrite:
             raise FileExistsError(f"{self.out} exists; pass --overwrite to replace it")
         self.partial = self.out.with_name(f".{self.out.name}.partial")
+        self.about = self.out.with_name(f".{self.out.name}.partial.json")
         self.threshold = predictor.threshold
         self.common: Dict[str, object] = {"model": predictor.name, "model_version": predictor.version,
                                           "device": str(predictor.device),
                                           "csfnet_version": runtime_versions()["csfnet"]}
+        self.run = {"model": predictor.name, "model_version": predictor.version, **(run or {})}
+        self.resume = resume and self.partial.exists()
+        if self.partial.exists() and not resume and not overwrite:
+            raise FileExistsError(f"{self.partial} holds an interrupted run; pass --resume to continue it "
+                                  "or --overwrite to start again")
+        self.done: Set[Tuple[str, str]] = set()
+        self.errors: Set[str] = set()
         self.predicted = self.failed = 0
 
     def __enter__(self) -> "ResultsWriter":
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.partial, "w", newline="", encoding="utf-8")
+        if self.resume:
+            self._read_partial()
+        self._handle = open(self.partial, "a" if self.resume else "w", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS)
-        self._writer.writeheader()
+        if not self.resume:
+            self._writer.writeheader()
+            self.about.write_text(json.dumps(self.run, indent=1), encoding="utf-8")
         return self
+
+    def _read_partial(self) -> None:
+        """Keep the complete rows of the interrupted run (a torn last line is dropped) and note them."""
+        about = json.loads(self.about.read_text(encoding="utf-8")) if self.about.exists() else {}
+        if about != self.run:
+            raise ValueError(f"{self.partial} was written by another run ({about}); this run is {self.run}. "
+                             "Pass --overwrite to start again")
+        text = self.partial.read_text(encoding="utf-8")
+        complete = text[: text.rfind("\n") + 1]
+        rows = list(csv.DictReader(complete.splitlines()))
+        with open(self.partial, "w", newline="", encoding="utf-8") as handle:
+            handle.write(complete)
+        for row in rows:
+            self.done.add((row["pid"], row["nodule"]))
+            if row["error"]:
+                self.errors.add(row["error"])
+                self.failed += 1
+            else:
+                self.predicted += 1
 
     def prediction(self, pid: str, nodule: str, p_malignant: float) -> None:
         self._writer.writerow({"pid": pid, "nodule": nodule, "p_malignant": f"{p_malignant:.6f}",
                                "prediction": int(p_malignant >= self.threshold), "threshold": self.threshold,
                                **self.common, "error": ""})
+        self._handle.flush()
         self.predicted += 1
 
     def problem(self, pid: str, nodule: Optional[str], reason: str) -> None:
         self._writer.writerow({"pid": pid, "nodule": nodule or "", **self.common, "error": reason})
+        self._handle.flush()
         self.failed += 1
+
+    def sync(self) -> None:
+        """Make the rows written so far survive a crash of the machine, not only of the process."""
+        os.fsync(self._handle.fileno())
 
     def __exit__(self, kind, value, traceback) -> None:
         self._handle.close()
         if kind is None:
             os.replace(self.partial, self.out)
-        else:
-            self.partial.unlink(missing_ok=True)
+            self.about.unlink(missing_ok=True)
+        # otherwise the partial file stays, for --resume

@@ -1,0 +1,51 @@
+"""Long prediction runs survive: rows written as they come, an interrupted run resumed, nothing repeated."""
+
+import csv
+import subprocess
+import sys
+import time
+
+from CSFNetLib.cli import main
+
+
+def keys(path):
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [(row["pid"], row["nodule"]) for row in csv.DictReader(handle)]
+
+
+def test_a_killed_prediction_resumes_and_every_case_is_there_exactly_once(synthetic_cohort, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    common = ["predict", "--cases", str(synthetic_cohort / "cases.csv"), "--clinical",
+              str(synthetic_cohort / "clinical.csv"), "--device", "cpu", "--batch-size", "1"]
+    run = subprocess.Popen([sys.executable, "-m", "CSFNetLib.cli", *common, "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = tmp_path / ".results.csv.partial"
+    deadline = time.monotonic() + 600
+    while run.poll() is None and time.monotonic() < deadline:
+        if partial.exists() and len(partial.read_text(encoding="utf-8").splitlines()) >= 3:  # header + 2 rows
+            break
+        time.sleep(0.02)
+    run.kill()
+    assert run.wait() < 0, "the run finished before it could be interrupted"
+    assert not out.exists()  # an unfinished run never looks finished
+    written = keys(partial)
+    assert len(written) >= 2
+
+    assert main([*common, "--out", str(out)]) == 2  # an interrupted run is not silently thrown away
+    assert "--resume" in capsys.readouterr().err
+    assert main([*common, "--out", str(out), "--resume"]) == 0
+    assert not partial.exists() and not (tmp_path / ".results.csv.partial.json").exists()
+
+    reference = tmp_path / "reference.csv"
+    assert main([*common, "--out", str(reference)]) == 0
+    assert keys(out)[: len(written)] == written  # the interrupted run's rows were kept, not redone
+    assert out.read_text(encoding="utf-8") == reference.read_text(encoding="utf-8")  # each case once, in order
+
+
+def test_a_resumed_run_must_be_the_same_run(synthetic_cohort, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    (tmp_path / ".results.csv.partial").write_text("pid,nodule\n", encoding="utf-8")
+    (tmp_path / ".results.csv.partial.json").write_text('{"cases": "another cohort"}', encoding="utf-8")
+    code = main(["predict", "--cases", str(synthetic_cohort / "cases.csv"), "--out", str(out), "--device", "cpu",
+                 "--resume"])
+    assert code == 2 and "written by another run" in capsys.readouterr().err
