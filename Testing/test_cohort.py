@@ -135,6 +135,24 @@ def test_a_folder_with_two_dicom_series_or_none_is_refused(tmp_path):
         read_image(tmp_path / "empty")
 
 
+def test_a_dicom_series_with_a_missing_slice_is_refused(tmp_path):
+    image, _ = sphere_scan()
+    series = tmp_path / "gap"
+    write_dicom_series(image, series, "1.2.826.0.1.3680043.8.498.30")
+    middle = sorted(series.iterdir())[image.GetDepth() // 2]
+    middle.unlink()
+    with pytest.raises(ValueError, match=r"gap: uneven slice spacing .*slices are missing"):
+        read_image(series)
+
+
+def test_an_image_that_is_not_ct_in_hu_is_refused(tmp_path):
+    image, _ = sphere_scan()
+    mr_like = sitk.Cast(sitk.RescaleIntensity(image, 0, 4000), sitk.sitkUInt16)
+    sitk.WriteImage(mr_like, str(tmp_path / "mr.nrrd"))
+    with pytest.raises(ValueError, match="mr.nrrd does not look like CT in HU"):
+        read_image(tmp_path / "mr.nrrd")
+
+
 def test_read_image_errors_name_the_path_and_the_reason(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.nrrd: no such file"):
         read_image(tmp_path / "nothere.nrrd")

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .clinical import ClinicalVocabulary
-from .preprocessing import Preprocessing, check_ct_image, extract_roi, lung_mask
+from .preprocessing import Preprocessing, check_ct_image, check_looks_like_hu, extract_roi, lung_mask
 
 PathLike = Union[str, Path]
 
@@ -142,6 +142,7 @@ def read_image(path: PathLike) -> sitk.Image:
         except RuntimeError as exc:
             raise ValueError(f"{path}: cannot read image: {_sitk_reason(exc)}") from exc
     check_ct_image(image, what=str(path))
+    check_looks_like_hu(sitk.GetArrayViewFromImage(image), str(path))
     return image
 
 
@@ -151,12 +152,34 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     if len(series) != 1:
         listed = f": {', '.join(series)}" if series else ""
         raise ValueError(f"{folder}: a DICOM folder must hold exactly one series, found {len(series)}{listed}")
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    reader.SetFileNames(files)
     try:
-        return reader.Execute()
+        image = reader.Execute()
     except RuntimeError as exc:
         raise ValueError(f"{folder}: cannot read DICOM series {series[0]}: {_sitk_reason(exc)}") from exc
+    _check_even_slices(folder, files, image)
+    return image
+
+
+def _check_even_slices(folder: Path, files: Sequence[str], image: sitk.Image) -> None:
+    """Refuse a series whose slices are not evenly spaced (missing slices): its geometry would be wrong."""
+    if len(files) < 3:
+        return
+    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+    positions = []
+    for name in files:
+        header = sitk.ImageFileReader()
+        header.SetFileName(name)
+        header.ReadImageInformation()
+        if not header.HasMetaDataKey("0020|0032"):
+            return  # no positions to check: SimpleITK spaced the slices from their order
+        positions.append(float(np.dot(normal, [float(v) for v in header.GetMetaData("0020|0032").split("\\")])))
+    steps = np.diff(np.sort(positions))
+    if steps.min() <= 0 or steps.max() > 1.1 * steps.min():
+        raise ValueError(f"{folder}: uneven slice spacing ({steps.min():.2f} to {steps.max():.2f} mm between "
+                         "slices): slices are missing or repeated")
 
 
 def _sitk_reason(exc: RuntimeError) -> str:
