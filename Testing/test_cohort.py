@@ -462,3 +462,22 @@ def test_nlst_cmst_file_errors_raise_at_the_call(tmp_path):
     write_csv(tmp_path / "nlst.csv", ["Subject", "study_yr"], [["1", "T0"]])
     with pytest.raises(ValueError, match="nlst.csv: missing column.* Subject ID"):
         iter_nlst_cmst(tmp_path / "nlst.csv", tmp_path)
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("2-D", "must be 3-D, got a 2-D image"),
+    ("4-D", "must be 3-D, got a 4-D image"),
+    ("truncated", "cannot read image"),
+])
+def test_images_of_the_wrong_shape_or_cut_short_are_refused_by_name(tmp_path, kind, message):
+    path = tmp_path / f"{kind}.nrrd"
+    if kind == "2-D":
+        sitk.WriteImage(sitk.Image([10, 10], sitk.sitkInt16) - 1000, str(path))
+    elif kind == "4-D":
+        sitk.WriteImage(sitk.Image([4, 4, 4, 3], sitk.sitkInt16), str(path))
+    else:
+        sitk.WriteImage(sitk.Image([40, 40, 40], sitk.sitkInt16) - 1000, str(path))
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=f"{kind}.nrrd.*{message}"):
+        read_image(path)
+
