@@ -29,3 +29,11 @@ def test_importing_the_package_does_not_import_torch():
     code = "import sys, CSFNetLib; print('torch' in sys.modules, CSFNetLib.__version__)"
     out = subprocess.run([sys.executable, "-c", code], cwd=MODULE, capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "False"
+
+
+def test_every_test_named_in_the_bad_input_table_exists():
+    table = (ROOT / "docs" / "bad-input.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"(test_\w+\.py)::(test_\w+?)(?:\.\.\.|\[|`)", table))
+    assert len(named) > 15
+    for file, test in named:
+        assert re.search(rf"def {test}", (ROOT / "Testing" / file).read_text(encoding="utf-8")), (file, test)
