@@ -308,3 +308,18 @@ def test_the_sample_pair_loads_into_a_scene_and_its_nodule_is_found(scene, tmp_p
     assert np.allclose(ras_centre(heat), position, atol=0.5) and labels.IsA("vtkMRMLLabelMapVolumeNode")
     with pytest.raises(ValueError, match="no attention maps for nodule '2'"):
         nodule_attention(table, "2")
+
+
+def test_a_roi_cut_from_the_part_of_the_scan_around_it_equals_one_cut_from_the_whole_scan(scene, case):
+    from CSFNetLib.preprocessing import extract_roi, roi_grid
+    from CSFNetLib.scene_nodes import ct_volume
+
+    (_, v1), _, _, ras = case
+    volume = ct_volume(v1, "follow-up")
+    ijk_to_ras = node_matrix(v1)
+    near_edge = (ijk_to_ras @ np.array([1.0, 2.0, 0.5, 1.0]))[:3]
+    for point in [*ras, near_edge]:  # oblique, anisotropic; a ROI that runs off the scan too
+        centre = ras_to_lps(point)
+        part = volume.image_around(roi_grid(centre).corners_lps)
+        assert np.prod(part.GetSize()) < 0.5 * volume.array.size
+        assert np.allclose(extract_roi(part, centre), extract_roi(volume.image(), centre), atol=1e-6)

@@ -108,6 +108,24 @@ class VoxelGrid:
         index_xyz = (offset @ self.matrix) / np.asarray(self.spacing_xyz)
         return index_xyz[..., ::-1]
 
+    @property
+    def corners_lps(self) -> np.ndarray:
+        """The eight outermost voxel centres, (8, 3) in LPS mm."""
+        last = np.asarray(self.size_zyx) - 1
+        index = np.array([[k, j, i] for k in (0, last[0]) for j in (0, last[1]) for i in (0, last[2])], dtype=float)
+        return self.index_zyx_to_lps(index)
+
+    def covering(self, points_lps: np.ndarray, margin: int = 1) -> Tuple[Tuple[slice, ...], "VoxelGrid"]:
+        """The part of this grid around `points_lps` (plus `margin` voxels, within the grid): its array
+        slices (z, y, x) and its own grid, for cutting a region out of a large scan."""
+        index = self.lps_to_index_zyx(np.asarray(points_lps, dtype=float).reshape(-1, 3))
+        size = np.asarray(self.size_zyx)
+        low = np.clip(np.floor(index.min(axis=0)).astype(int) - margin, 0, size - 1)
+        high = np.clip(np.ceil(index.max(axis=0)).astype(int) + margin + 1, low + 1, size)
+        part = VoxelGrid(tuple(self.index_zyx_to_lps(low).tolist()), self.spacing_xyz,
+                         tuple(int(n) for n in high - low), self.direction)
+        return tuple(slice(int(a), int(b)) for a, b in zip(low, high)), part
+
     def image(self, array_zyx: np.ndarray) -> sitk.Image:
         """A SimpleITK image of `array_zyx` placed on this grid."""
         if tuple(array_zyx.shape) != self.size_zyx:
@@ -115,7 +133,9 @@ class VoxelGrid:
         image = sitk.GetImageFromArray(array_zyx)
         image.SetOrigin(self.origin_lps)
         image.SetSpacing(self.spacing_xyz)
-        image.SetDirection(self.direction)
+        direction = np.asarray(self.direction, dtype=float)
+        direction[np.abs(direction) < 1e-12] = 0.0  # float dust (and subnormals, which ITK inverts to NaN)
+        image.SetDirection(direction.tolist())
         return image
 
 
@@ -163,17 +183,19 @@ def _lps_ras_4x4() -> np.ndarray:
     return np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def image_from_ijk_to_ras(array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> sitk.Image:
-    """A SimpleITK image (LPS geometry) of a Slicer volume: its voxel array and its IJK-to-RAS matrix."""
+def grid_of_ijk_to_ras(ijk_to_ras: np.ndarray, size_zyx: Sequence[int]) -> VoxelGrid:
+    """The grid of a Slicer volume of shape `size_zyx` (its array's shape) and IJK-to-RAS matrix."""
     ijk_to_lps = _lps_ras_4x4() @ np.asarray(ijk_to_ras, dtype=float)
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     if np.any(spacing <= 0):
-        raise ValueError(f"the volume's IJK-to-RAS matrix has a zero axis: {ijk_to_ras.tolist()}")
-    image = sitk.GetImageFromArray(array_kji)
-    image.SetSpacing(spacing.tolist())
-    image.SetDirection((ijk_to_lps[:3, :3] / spacing).reshape(-1).tolist())
-    image.SetOrigin(ijk_to_lps[:3, 3].tolist())
-    return image
+        raise ValueError(f"the volume's IJK-to-RAS matrix has a zero axis: {np.asarray(ijk_to_ras).tolist()}")
+    return VoxelGrid(tuple(ijk_to_lps[:3, 3].tolist()), tuple(spacing.tolist()), tuple(int(n) for n in size_zyx),
+                     tuple((ijk_to_lps[:3, :3] / spacing).reshape(-1).tolist()))
+
+
+def image_from_ijk_to_ras(array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> sitk.Image:
+    """A SimpleITK image (LPS geometry) of a Slicer volume: its voxel array and its IJK-to-RAS matrix."""
+    return grid_of_ijk_to_ras(ijk_to_ras, array_kji.shape).image(array_kji)
 
 
 def ijk_to_ras_of(grid: VoxelGrid) -> np.ndarray:

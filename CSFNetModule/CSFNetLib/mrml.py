@@ -9,7 +9,6 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 import slicer
 import torch
 import vtk
@@ -19,9 +18,9 @@ from .cohort import Sample
 from .dataset import RoiSet
 from .geometry import ras_to_lps
 from .inference import Predictor
-from .preprocessing import extract_roi, lung_mask
+from .preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from .progress import Cancelled, Progress, no_progress  # noqa: F401  (Cancelled: raised through here)
-from .scene_nodes import add_volume_node, control_points, volume_image
+from .scene_nodes import CTVolume, add_volume_node, control_points, ct_volume
 
 ROLE = "csfnet.attention"
 OUTPUT_ATTRIBUTE = "csfnet.output"  # set on every node this module creates
@@ -101,11 +100,11 @@ def predict_scene(
     report = progress or no_progress
     started = time.perf_counter()
     report("Reading the scans", 0.0)
-    images = (volume_image(baseline_volume, "baseline"), volume_image(followup_volume, "follow-up"))
+    volumes = (ct_volume(baseline_volume, "baseline"), ct_volume(followup_volume, "follow-up"))
     nodules, rule = _nodules(baseline_fiducials, followup_fiducials, pair_by, same_position)
     report("Loading the model", 0.1)
     predictor = predictor_for(checkpoint, device)
-    roi_set = RoiSet.collect(_samples(images, nodules, predictor, clinical, report))[0]
+    roi_set = RoiSet.collect(_samples(volumes, nodules, predictor, clinical, report))[0]
     report(f"Running CSF-net on {len(nodules)} nodule(s) ({predictor.device})", 0.5)
     try:
         probabilities, maps = _run(predictor, roi_set, attention)
@@ -165,19 +164,25 @@ def _run(predictor: Predictor, roi_set: RoiSet, attention: bool):
     return predictor.predict(roi_set), None
 
 
-def _samples(images: Sequence[sitk.Image], nodules, predictor: Predictor, clinical, report: Progress) -> List[Sample]:
-    """One network input per nodule; each scan's lung mask (when the model uses one) is computed once."""
+def _samples(volumes: Sequence[CTVolume], nodules, predictor: Predictor, clinical, report: Progress) -> List[Sample]:
+    """One network input per nodule, cut from the part of each scan around it.
+
+    A model trained with the lung mask needs whole scans (the mask is computed once per scan).
+    """
     p = predictor.preprocessing
-    masks = [lung_mask(image, p.lung_threshold_hu, p.lung_dilation_mm) if p.lung_mask else None for image in images]
+    whole = [volume.image() for volume in volumes] if p.lung_mask else [None, None]
+    masks = [lung_mask(image, p.lung_threshold_hu, p.lung_dilation_mm) if p.lung_mask else None for image in whole]
     encoded = predictor.vocabulary.encode(clinical)
     samples = []
     for i, (label, *positions) in enumerate(nodules):
         report(f"Nodule {label}: cutting its regions of interest", 0.15 + 0.35 * i / len(nodules))
         centers = tuple(tuple(ras_to_lps(position).tolist()) for position in positions)
         rois = []
-        for image, mask, center, role in zip(images, masks, centers, ("baseline", "follow-up")):
+        for volume, image, mask, center, role in zip(volumes, whole, masks, centers, ("baseline", "follow-up")):
             try:
-                rois.append(extract_roi(image, center, p, mask))
+                check_inside_scan(volume.grid, center)
+                scan = image if image is not None else volume.image_around(roi_grid(center, p).corners_lps)
+                rois.append(extract_roi(scan, center, p, mask))
             except ValueError as exc:
                 raise ValueError(f"nodule '{label}' in the {role} volume: {exc}") from exc
         samples.append(Sample("scene", label, rois[0], rois[1], list(encoded), None, centers))

@@ -6,7 +6,7 @@ Which of these a model was trained with is a `Preprocessing` saved in its checkp
 """
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -177,11 +177,12 @@ def extract_roi(
     return roi
 
 
-def check_inside_scan(image: sitk.Image, center_lps: Sequence[float]) -> None:
+def check_inside_scan(scan: Union[sitk.Image, VoxelGrid], center_lps: Sequence[float]) -> None:
     """A nodule centre must lie within the scan (up to half a voxel beyond its outer voxel centres)."""
     center_lps = as_lps_point(center_lps)
-    index = np.asarray(image.TransformPhysicalPointToContinuousIndex(center_lps.tolist()))
-    size = np.asarray(image.GetSize(), dtype=float)
+    grid = scan if isinstance(scan, VoxelGrid) else VoxelGrid.of_image(scan)
+    index = grid.lps_to_index_zyx(center_lps)[::-1]
+    size = np.asarray(grid.size_xyz, dtype=float)
     if np.any(index < -0.5) or np.any(index > size - 0.5):
         raise ValueError(
             f"nodule centre {tuple(np.round(center_lps, 2).tolist())} (LPS mm) lies outside the scan "

@@ -4,6 +4,7 @@ The boundary between the Slicer scene and everything else; needs no torch, so th
 build scenes (sample data, batch cases) before torch is installed.
 """
 
+from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 import numpy as np
@@ -11,15 +12,35 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from .geometry import VoxelGrid, ijk_to_ras_of, image_from_ijk_to_ras, lps_to_ras
+from .geometry import VoxelGrid, grid_of_ijk_to_ras, ijk_to_ras_of, lps_to_ras
 from .preprocessing import check_looks_like_hu
 
 #: Names of a case's input nodes where this module makes them (cohort batch scenes, sample data).
 NODE_NAMES = ("baseline CT", "follow-up CT", "baseline nodules", "follow-up nodules")
 
 
-def volume_image(node, role: str) -> sitk.Image:
-    """A CT volume node as a SimpleITK image in LPS, with its parent transform applied."""
+@dataclass(frozen=True)
+class CTVolume:
+    """A CT volume node's voxels (the node's own array: a view, not a copy) and their grid in LPS."""
+
+    array: np.ndarray
+    grid: VoxelGrid
+
+    def image(self) -> sitk.Image:
+        """The whole scan as a SimpleITK image (a copy)."""
+        return self.grid.image(self.array)
+
+    def image_around(self, points_lps: np.ndarray) -> sitk.Image:
+        """The part of the scan that covers `points_lps` (e.g. a ROI's corners), as a SimpleITK image.
+
+        Copies only that part: a 512 x 512 x 300 scan need not be copied whole for a 64 mm ROI.
+        """
+        slices, part = self.grid.covering(points_lps)
+        return part.image(np.ascontiguousarray(self.array[slices]))
+
+
+def ct_volume(node, role: str) -> CTVolume:
+    """A CT volume node's voxels and LPS grid, with its parent transform applied; refused if not CT."""
     if node is None or not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
         kind = "nothing" if node is None else f"{node.GetClassName()} '{node.GetName()}'"
         raise ValueError(f"{role} volume must be a CT scalar volume node, got {kind}")
@@ -40,7 +61,7 @@ def volume_image(node, role: str) -> sitk.Image:
     if array.ndim != 3:
         raise ValueError(f"{role} volume '{name}' is not a 3-D scalar volume")
     check_looks_like_hu(array, f"{role} volume '{name}'")
-    return image_from_ijk_to_ras(array, matrix)
+    return CTVolume(array, grid_of_ijk_to_ras(matrix, array.shape))
 
 
 def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
@@ -60,7 +81,7 @@ def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
 
 
 def add_volume_node(scene, image: sitk.Image, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
-    """A new volume node holding a SimpleITK image (LPS) where it lies: the inverse of `volume_image`."""
+    """A new volume node holding a SimpleITK image (LPS) where it lies: the inverse of `ct_volume`."""
     node = scene.AddNewNodeByClass(class_name, name)
     slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_of(VoxelGrid.of_image(image))))
