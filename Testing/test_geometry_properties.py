@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from CSFNetLib.geometry import VoxelGrid, ijk_to_ras_of, image_from_ijk_to_ras, rotation_matrix
+from CSFNetLib.geometry import VoxelGrid, grid_of_ijk_to_ras, ijk_to_ras_of, rotation_matrix
 from CSFNetLib.preprocessing import Preprocessing, extract_roi, roi_grid
 
 spacings = st.tuples(*[st.floats(0.5, 2.0)] * 3)
@@ -37,7 +37,7 @@ def test_a_point_mapped_into_the_scan_and_the_roi_and_back_lands_where_it_starte
     assert np.allclose(roi.lps_to_index_zyx(point), centre_index, atol=1e-6)
     assert np.allclose(roi.index_zyx_to_lps(centre_index), point, atol=1e-6)
     # and through Slicer's IJK-to-RAS matrix (the scene boundary) and back
-    image = image_from_ijk_to_ras(np.zeros(grid.size_zyx, np.int16), ijk_to_ras_of(grid))
+    image = grid_of_ijk_to_ras(ijk_to_ras_of(grid), grid.size_zyx).image(np.zeros(grid.size_zyx, np.int16))
     assert np.allclose(image.TransformPhysicalPointToContinuousIndex(point.tolist())[::-1],
                        grid.lps_to_index_zyx(point), atol=1e-6)
 
@@ -46,7 +46,7 @@ def test_directions_with_float_dust_still_map_points_through_simpleitk():
     """Found by hypothesis: ITK turns subnormal direction cosines into NaN; they are snapped to zero."""
     grid = scan_grid((1.75, 1.0, 1.0), (0.0, 0.0, 0.0), (0.0, 0.0, 2.4e-297), (1.0, 1.0, 1.0))
     point = point_inside(grid, (0.5, 0.5, 0.5))
-    image = image_from_ijk_to_ras(np.zeros(grid.size_zyx, np.int16), ijk_to_ras_of(grid))
+    image = grid_of_ijk_to_ras(ijk_to_ras_of(grid), grid.size_zyx).image(np.zeros(grid.size_zyx, np.int16))
     assert np.allclose(image.TransformPhysicalPointToContinuousIndex(point.tolist())[::-1],
                        grid.lps_to_index_zyx(point), atol=1e-6)
 

@@ -258,6 +258,15 @@ def test_results_survive_a_scene_save_and_reload(tmp_path, case, scene, suffix):
         reloaded.close()
 
 
+def test_saving_a_mrml_never_overwrites_the_folder_s_own_scene_file(tmp_path, case, scene):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "study.mrml").write_text("the user's scene")
+    with pytest.raises(FileExistsError, match="study.mrml would be overwritten"):
+        save_scene(scene, folder / "results.mrml")
+    assert (folder / "study.mrml").read_text() == "the user's scene"
+
+
 def test_a_scene_file_is_never_overwritten_unless_asked(tmp_path, case, scene):
     path = tmp_path / "case.mrb"
     path.write_bytes(b"the user's scene")

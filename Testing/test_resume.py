@@ -39,7 +39,7 @@ def test_a_killed_prediction_resumes_and_every_case_is_there_exactly_once(synthe
     reference = tmp_path / "reference.csv"
     assert main([*common, "--out", str(reference)]) == 0
     assert keys(out)[: len(written)] == written  # the interrupted run's rows were kept, not redone
-    assert out.read_text(encoding="utf-8") == reference.read_text(encoding="utf-8")  # each case once, in order
+    assert out.read_bytes() == reference.read_bytes()  # each case once, in order, with the same line endings
 
 
 def test_a_resumed_run_must_be_the_same_run(synthetic_cohort, tmp_path, capsys):
@@ -49,3 +49,20 @@ def test_a_resumed_run_must_be_the_same_run(synthetic_cohort, tmp_path, capsys):
     code = main(["predict", "--cases", str(synthetic_cohort / "cases.csv"), "--out", str(out), "--device", "cpu",
                  "--resume"])
     assert code == 2 and "written by another run" in capsys.readouterr().err
+
+
+class _Model:
+    threshold, name, version, device = 0.5, "model", "1", "cpu"
+
+
+def test_a_run_killed_before_its_header_reached_the_disk_resumes_with_one(tmp_path):
+    from CSFNetLib.results_file import ResultsWriter
+
+    out = tmp_path / "results.csv"
+    first = ResultsWriter(out, _Model(), run={"cases": "c"}).__enter__()
+    first._handle.close()
+    (tmp_path / ".results.csv.partial").write_bytes(b"")  # as if killed before the header was flushed
+    with ResultsWriter(out, _Model(), resume=True, run={"cases": "c"}) as again:
+        again.prediction("P1", "1", 0.7)
+    with open(out, newline="", encoding="utf-8") as handle:
+        assert [(r["pid"], r["p_malignant"]) for r in csv.DictReader(handle)] == [("P1", "0.700000")]

@@ -71,6 +71,13 @@ def gather(value: Any, ranks: Ranks) -> List[Any]:
     return values
 
 
+def share_buffers(model: torch.nn.Module, ranks: Ranks) -> None:
+    """Rank 0's buffers (batch-norm statistics) on every process, so that all evaluate the same model."""
+    if ranks.several:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def mean(value: float, ranks: Ranks) -> float:
     """The mean of `value` over the processes."""
     return float(sum(gather(float(value), ranks)) / ranks.world)

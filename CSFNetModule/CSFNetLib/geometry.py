@@ -102,10 +102,10 @@ class VoxelGrid:
     def lps_to_index_zyx(self, point_lps: Sequence[float]) -> np.ndarray:
         """LPS millimetres, or an (..., 3) array of points, to continuous array index (z, y, x).
 
-        Direction cosines are orthonormal (as ITK requires), so the inverse is the transpose.
+        The exact inverse of `index_zyx_to_lps`, sheared grids (e.g. a tilted gantry) included.
         """
         offset = np.asarray(point_lps, dtype=float) - np.asarray(self.origin_lps)
-        index_xyz = (offset @ self.matrix) / np.asarray(self.spacing_xyz)
+        index_xyz = offset @ np.linalg.inv(self.matrix * np.asarray(self.spacing_xyz)).T
         return index_xyz[..., ::-1]
 
     @property
@@ -180,7 +180,7 @@ class RigidTransform:
 
 
 def _lps_ras_4x4() -> np.ndarray:
-    return np.diag([-1.0, -1.0, 1.0, 1.0])
+    return np.diag([*_LPS_RAS_FLIP, 1.0])
 
 
 def grid_of_ijk_to_ras(ijk_to_ras: np.ndarray, size_zyx: Sequence[int]) -> VoxelGrid:
@@ -191,11 +191,6 @@ def grid_of_ijk_to_ras(ijk_to_ras: np.ndarray, size_zyx: Sequence[int]) -> Voxel
         raise ValueError(f"the volume's IJK-to-RAS matrix has a zero axis: {np.asarray(ijk_to_ras).tolist()}")
     return VoxelGrid(tuple(ijk_to_lps[:3, 3].tolist()), tuple(spacing.tolist()), tuple(int(n) for n in size_zyx),
                      tuple((ijk_to_lps[:3, :3] / spacing).reshape(-1).tolist()))
-
-
-def image_from_ijk_to_ras(array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> sitk.Image:
-    """A SimpleITK image (LPS geometry) of a Slicer volume: its voxel array and its IJK-to-RAS matrix."""
-    return grid_of_ijk_to_ras(ijk_to_ras, array_kji.shape).image(array_kji)
 
 
 def ijk_to_ras_of(grid: VoxelGrid) -> np.ndarray:

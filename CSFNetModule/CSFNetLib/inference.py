@@ -64,7 +64,6 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = self.checkpoint.build_model(self.device)
         self.fast_model = fast_inference_model(self.model)
-        self.batch_size = batch_size
         if self.device.type == "cpu":
             batch_size = min(batch_size, CPU_FORWARD_BATCH.get(self.checkpoint.model_config.name, batch_size))
         self.forward_batch = batch_size

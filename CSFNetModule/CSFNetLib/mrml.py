@@ -19,7 +19,7 @@ from .dataset import RoiSet
 from .geometry import ras_to_lps
 from .inference import Predictor
 from .preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
-from .progress import Cancelled, Progress, no_progress  # noqa: F401  (Cancelled: raised through here)
+from .progress import Progress, no_progress
 from .scene_nodes import CTVolume, add_volume_node, control_points, ct_volume
 
 ROLE = "csfnet.attention"

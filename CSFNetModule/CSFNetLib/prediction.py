@@ -17,7 +17,7 @@ import torch
 from .attention import DEFAULT_METHOD, color_table, heat_image, label_image
 from .cohort import CaseProblem, Cohort, Sample, iter_nlst_cmst, iter_samples
 from .dataset import RoiSet
-from .distributed import SINGLE, Ranks, barrier, gather
+from .distributed import SINGLE, Ranks, gather
 from .inference import Predictor
 from .models import sha256_of
 from .results_file import ResultsWriter
@@ -30,11 +30,13 @@ Row = Tuple[Tuple[int, int], str, str, str, Optional[float]]  # (order key), pid
 
 def _batches(items: Iterable[Union[Sample, CaseProblem]], size: int) -> Iterator[List[Union[Sample, CaseProblem]]]:
     batch: List[Union[Sample, CaseProblem]] = []
+    samples = 0
     for item in items:
         batch.append(item)
-        if sum(isinstance(i, Sample) for i in batch) >= size:
+        samples += isinstance(item, Sample)
+        if samples >= size:
             yield batch
-            batch = []
+            batch, samples = [], 0
     if batch:
         yield batch
 
@@ -63,14 +65,14 @@ def predict_cohort(
     `world`-th patient and rank 0 merges the rows into the same file, in the same order, as one
     process would write.
     """
-    if Path(out).exists() and not overwrite:  # checked by every process, before any work
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    ResultsWriter.check_target(Path(out), overwrite, resume)  # by every process, before any work
     if resume and ranks.several:
         raise ValueError("--resume continues a run of one process; rerun the distributed prediction whole")
     predictor = Predictor(checkpoint, device, batch_size)
     if attention_dir is not None:
         Path(attention_dir).mkdir(parents=True, exist_ok=True)
-        (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
+        if ranks.main:
+            (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
     attention = (Path(attention_dir), attention_method) if attention_dir is not None else None
     if ranks.several:
         if nlst_cmst_rois is not None:
@@ -88,8 +90,7 @@ def predict_cohort(
             with ResultsWriter(out, predictor, overwrite) as results:
                 _write(merged, results, batch_size)
             done, failed = results.predicted, results.failed
-        barrier(ranks)
-        return tuple(gather((done, failed), ranks)[0])
+        return tuple(gather((done, failed), ranks)[0])  # also waits for rank 0's file
     run = {"cases": _fingerprint(cases_csv), "clinical": _fingerprint(clinical_csv),
            "nlst_cmst_rois": str(Path(nlst_cmst_rois).resolve()) if nlst_cmst_rois else ""}
     with ResultsWriter(out, predictor, overwrite, resume, run) as results:
@@ -130,11 +131,21 @@ def _rows(items, patients: Dict[str, int], leading: int, predictor: Predictor, b
           attention) -> Iterator[Row]:
     """One row per item, in the items' order, keyed so that shares of a cohort merge back into that order.
 
-    The first `leading` items (problems found in the CSV) and items of no known patient are keyed by
-    their position; the others by (the patient's index in the cohort, their position within it).
+    A key is (the patient's index in the cohort, the item's position in this stream): a patient's
+    items all come from one stream, in order. The first `leading` items (problems found in the CSV)
+    and items of no known patient come first, by position.
     """
-    within: Dict[str, int] = {}
-    position = 0
+    for position, (item, p) in enumerate(_predicted(items, predictor, batch_size, attention)):
+        group = -1 if position < leading else patients.get(item.pid, -1)
+        if isinstance(item, CaseProblem):
+            print(f"csfnet predict: skipped {item}", file=sys.stderr)
+            yield (group, position), item.pid, item.nodule, str(item), None
+        else:
+            yield (group, position), item.pid, item.nodule, "", p
+
+
+def _predicted(items, predictor: Predictor, batch_size: int, attention) -> Iterator[Tuple[object, Optional[float]]]:
+    """(item, p_malignant or None for a problem), in the items' order, predicted batch by batch."""
     for batch in _batches(items, batch_size):
         rois, _ = RoiSet.collect(batch)
         if attention is not None and len(rois):
@@ -144,17 +155,7 @@ def _rows(items, patients: Dict[str, int], leading: int, predictor: Predictor, b
             probabilities = predictor.predict(rois) if len(rois) else []
         predicted = iter(probabilities)
         for item in batch:
-            if position < leading or item.pid not in patients:
-                key = (-1, position)
-            else:
-                within[item.pid] = within.get(item.pid, -1) + 1
-                key = (patients[item.pid], within[item.pid])
-            position += 1
-            if isinstance(item, CaseProblem):
-                print(f"csfnet predict: skipped {item}", file=sys.stderr)
-                yield key, item.pid, item.nodule, str(item), None
-            else:
-                yield key, item.pid, item.nodule, "", float(next(predicted))
+            yield item, None if isinstance(item, CaseProblem) else float(next(predicted))
 
 
 def _write_attention(folder: Path, rois: RoiSet, maps, preprocessing, method: str) -> None:

@@ -7,6 +7,7 @@ already holds. An existing results file is never replaced unless the caller asks
 """
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -29,32 +30,41 @@ class ResultsWriter:
     def __init__(self, out: Union[str, Path], predictor, overwrite: bool = False, resume: bool = False,
                  run: Optional[Dict[str, str]] = None):
         self.out = Path(out)
-        if self.out.exists() and not overwrite:
-            raise FileExistsError(f"{self.out} exists; pass --overwrite to replace it")
-        self.partial = self.out.with_name(f".{self.out.name}.partial")
-        self.about = self.out.with_name(f".{self.out.name}.partial.json")
+        self.check_target(self.out, overwrite, resume)
+        self.partial, self.about = _partial_files(self.out)
         self.threshold = predictor.threshold
         self.common: Dict[str, object] = {"model": predictor.name, "model_version": predictor.version,
                                           "device": str(predictor.device),
                                           "csfnet_version": runtime_versions()["csfnet"]}
         self.run = {"model": predictor.name, "model_version": predictor.version, **(run or {})}
         self.resume = resume and self.partial.exists()
-        if self.partial.exists() and not resume and not overwrite:
-            raise FileExistsError(f"{self.partial} holds an interrupted run; pass --resume to continue it "
-                                  "or --overwrite to start again")
         self.done: Set[Tuple[str, str]] = set()
         self.errors: Set[str] = set()
         self.predicted = self.failed = 0
+
+    @staticmethod
+    def check_target(out: Path, overwrite: bool = False, resume: bool = False) -> None:
+        """Refuse, before any work, a run that would replace a results file or an interrupted run's rows."""
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        partial = _partial_files(out)[0]
+        if partial.exists() and not resume and not overwrite:
+            raise FileExistsError(f"{partial} holds an interrupted run; pass --resume to continue it "
+                                  "or --overwrite to start again")
 
     def __enter__(self) -> "ResultsWriter":
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._read_partial()
+        else:
+            self.about.write_text(json.dumps(self.run, indent=1), encoding="utf-8")  # first: says whose rows
         self._handle = open(self.partial, "a" if self.resume else "w", newline="", encoding="utf-8")
         self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS)
         if not self.resume:
             self._writer.writeheader()
-            self.about.write_text(json.dumps(self.run, indent=1), encoding="utf-8")
+            self._handle.flush()
+            self.sync()
         return self
 
     def _read_partial(self) -> None:
@@ -63,10 +73,13 @@ class ResultsWriter:
         if about != self.run:
             raise ValueError(f"{self.partial} was written by another run ({about}); this run is {self.run}. "
                              "Pass --overwrite to start again")
-        text = self.partial.read_text(encoding="utf-8")
+        with open(self.partial, newline="", encoding="utf-8") as handle:  # line endings as written
+            text = handle.read()
         complete = text[: text.rfind("\n") + 1]
-        rows = list(csv.DictReader(complete.splitlines()))
+        rows = list(csv.DictReader(io.StringIO(complete, newline="")))
         with open(self.partial, "w", newline="", encoding="utf-8") as handle:
+            if not complete:  # killed before its header reached the disk
+                csv.DictWriter(handle, fieldnames=COLUMNS).writeheader()
             handle.write(complete)
         for row in rows:
             self.done.add((row["pid"], row["nodule"]))
@@ -93,8 +106,15 @@ class ResultsWriter:
         os.fsync(self._handle.fileno())
 
     def __exit__(self, kind, value, traceback) -> None:
+        self._handle.flush()
+        self.sync()
         self._handle.close()
         if kind is None:
             os.replace(self.partial, self.out)
             self.about.unlink(missing_ok=True)
         # otherwise the partial file stays, for --resume
+
+
+def _partial_files(out: Path) -> Tuple[Path, Path]:
+    """Where an unfinished run's rows and its description live, beside the results file."""
+    return out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.partial.json")

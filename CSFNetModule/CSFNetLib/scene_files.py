@@ -109,9 +109,11 @@ def save_scene(scene, path: PathLike, overwrite: bool = False) -> Path:
                 raise OSError(f"{path}: the scene could not be written")
             os.replace(partial, path)
     else:
+        written = path.parent / f"{path.parent.name}.mrml"  # the name MRML gives a scene saved into a folder
+        if written != path and written.exists():
+            raise FileExistsError(f"{written} would be overwritten while saving {path}; save into another folder")
         if not scene.SaveSceneToSlicerDataBundleDirectory(str(path.parent.resolve())):
             raise OSError(f"{path}: the scene could not be written")
-        written = path.parent / f"{path.parent.name}.mrml"
         if written != path:
             os.replace(written, path)
     return path

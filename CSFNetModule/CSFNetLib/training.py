@@ -25,7 +25,7 @@ from .checkpoint import save_checkpoint
 from .clinical import ClinicalVocabulary
 from .cohort import Cohort, iter_samples
 from .dataset import RoiSet
-from .distributed import SINGLE, Ranks, barrier, gather, mean
+from .distributed import SINGLE, Ranks, barrier, gather, mean, share, share_buffers
 from .inference import predict_rois, resolve_device
 from .metrics import classification_metrics, roc_auc
 from .model import build_model
@@ -144,6 +144,7 @@ def train_run(
                 report({"epoch": epoch, "epochs": settings.epochs, "step": step + 1, "steps": steps,
                         "loss": float(np.mean(losses)), "best_auc": best["auc"]})
         schedule.step()
+        share_buffers(model, ranks)  # each process's last steps moved its own batch-norm statistics
         val_p = _predict_shared(model, validation, device, ranks)
         val_auc = roc_auc(validation.labels, val_p)
         val_loss = float(-np.mean(np.log(np.clip(np.where(validation.labels == 1, val_p, 1 - val_p), 1e-7, 1))))
@@ -201,9 +202,9 @@ def _predict_shared(model: nn.Module, rois: RoiSet, device: torch.device, ranks:
     """p_malignant for every case of `rois`: each process predicts its share, all get the whole."""
     if not ranks.several:
         return predict_rois(model, rois, device)
-    share = np.arange(len(rois))[ranks.rank::ranks.world]
+    mine = np.asarray(share(np.arange(len(rois)), ranks), dtype=np.int64)
     p = np.zeros(len(rois))
-    for index, values in gather((share, predict_rois(model, rois.subset(share), device)), ranks):
+    for index, values in gather((mine, predict_rois(model, rois.subset(mine), device)), ranks):
         p[index] = values
     return p
 
