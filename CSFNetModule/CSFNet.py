@@ -428,7 +428,7 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
 
     def loadSampleData(self):
         """The synthetic pair with its nodule marked in both scans, generated once into Slicer's cache."""
-        from CSFNetLib.clinical import CHOICES
+        from CSFNetLib.clinical import choices_from_record
         from CSFNetLib.sample_data import load_sample_pair
 
         nodes = load_sample_pair(slicer.mrmlScene, os.path.join(slicer.app.cachePath, "CSFNet"))
@@ -436,9 +436,8 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
         parameterNode.baselineVolume, parameterNode.followupVolume = nodes.baseline_volume, nodes.followup_volume
         parameterNode.baselineFiducials = nodes.baseline_fiducials
         parameterNode.followupFiducials = nodes.followup_fiducials
-        for field in FIELDS:
-            labels = {code: label for label, code in CHOICES[field]}
-            setattr(parameterNode.clinical, field, labels.get(nodes.clinical.get(field, ""), NOT_GIVEN))
+        for field, label in choices_from_record(nodes.clinical).items():
+            setattr(parameterNode.clinical, field, label)
         slicer.util.setSliceViewerLayers(background=nodes.followup_volume, fit=True)
         return nodes
 

@@ -62,3 +62,13 @@ def test_form_choices_map_to_nlst_codes_the_model_knows():
     assert rows[FIELDS.index("race")] == 0 and min(rows[i] for i in (1, 2, 3)) >= 2  # missing vs known codes
     with pytest.raises(ValueError, match="Sex: 'female' is not one of the choices"):
         record_from_choices({"gender": "female"})
+
+
+def test_a_record_shows_as_the_labels_that_give_it_back():
+    from CSFNetLib.clinical import NOT_GIVEN, choices_from_record, record_from_choices
+
+    labels = choices_from_record({"gender": 2, "age": "62.0", "race": "", "cigsmok": "7"})
+    assert labels["gender"] == "Female" and labels["age"] == "62 years"
+    assert labels["race"] == labels["cigsmok"] == labels["scr_res0"] == NOT_GIVEN  # missing, or no NLST label
+    assert record_from_choices(labels) == {"gender": "2", "age": "62", "race": None, "cigsmok": None,
+                                           "scr_res0": None, "scr_iso0": None}

@@ -75,6 +75,18 @@ def record_from_choices(labels: Mapping[str, str]) -> Dict[str, Optional[str]]:
     return record
 
 
+def choices_from_record(record: Mapping[str, Any]) -> Dict[str, str]:
+    """The labels a form shows for a clinical record: the inverse of `record_from_choices`.
+
+    A field that is missing, or holds a code with no NLST label, shows `NOT_GIVEN`.
+    """
+    labels = {}
+    for field in FIELDS:
+        by_code = {code: label for label, code in CHOICES[field]}
+        labels[field] = by_code.get(normalize_code(record.get(field)), NOT_GIVEN)
+    return labels
+
+
 def normalize_code(value: Any) -> Optional[str]:
     """One field value as its canonical code string, or None when missing.
 
