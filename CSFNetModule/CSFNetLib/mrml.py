@@ -129,12 +129,11 @@ def predict_scene(
         colors = _attention_colors(scene)
         for i, (label, *_) in enumerate(nodules):
             for t, (timepoint, volume) in enumerate((("T0", baseline_volume), ("T1", followup_volume))):
-                name = f"{label} {timepoint} attention"
                 center = roi_set.centers[i, t]
                 heat = add_volume_node(scene, heat_image(maps[i, t], center, predictor.preprocessing),
-                                       f"{name} heat")
+                                       _attention_name(label, timepoint, "heat"))
                 labels = add_volume_node(scene, label_image(maps[i, t], center, predictor.preprocessing),
-                                         f"{name} labels", "vtkMRMLLabelMapVolumeNode")
+                                         _attention_name(label, timepoint, "labels"), "vtkMRMLLabelMapVolumeNode")
                 display = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeDisplayNode")
                 display.SetAndObserveColorNodeID(colors.GetID())
                 labels.SetAndObserveDisplayNodeID(display.GetID())
@@ -203,7 +202,7 @@ def table_rows(table) -> List[Dict[str, object]]:
 
 def nodule_attention(table, nodule: str, timepoint: str = "T1") -> Tuple[object, object]:
     """(heat volume, label map) of one nodule at "T0" or "T1" among the table's attention nodes."""
-    wanted = {f"{nodule} {timepoint} attention heat": 0, f"{nodule} {timepoint} attention labels": 1}
+    wanted = {_attention_name(nodule, timepoint, "heat"): 0, _attention_name(nodule, timepoint, "labels"): 1}
     found = [None, None]
     for i in range(table.GetNumberOfNodeReferences(ROLE)):
         node = table.GetNthNodeReference(ROLE, i)
@@ -212,6 +211,11 @@ def nodule_attention(table, nodule: str, timepoint: str = "T1") -> Tuple[object,
     if None in found:
         raise ValueError(f"table '{table.GetName()}' has no attention maps for nodule '{nodule}' at {timepoint}")
     return found[0], found[1]
+
+
+def _attention_name(nodule: str, timepoint: str, kind: str) -> str:
+    """The node name of a nodule's attention `kind` ("heat" or "labels") at "T0" or "T1"."""
+    return f"{nodule} {timepoint} attention {kind}"
 
 
 def _new_output(scene, class_name: str, name: str):
