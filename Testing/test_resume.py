@@ -52,7 +52,7 @@ def test_a_resumed_run_must_be_the_same_run(synthetic_cohort, tmp_path, capsys):
 
 
 class _Model:
-    threshold, name, version, device = 0.5, "model", "1", "cpu"
+    threshold, name, version, device_text, precision = 0.5, "model", "1", "cpu", "fp32"
 
 
 def test_a_run_killed_before_its_header_reached_the_disk_resumes_with_one(tmp_path):

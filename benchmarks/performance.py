@@ -1,17 +1,18 @@
 """How close CSF-net runs to the machine's limit, in one report (not a test).
 
     python benchmarks/performance.py [--device cpu|cuda] [--configs full small] [--json out.json]
-                                     [--amp bf16|fp16] [--channels-last] [--skip-pipeline]
+                                     [--precision fp32|bf16|fp16] [--channels-last] [--skip-pipeline]
 
 Reports, as JSON (--json) and as a markdown table on stdout:
 - FLOPs per case, counted by torch's FLOP counter on a real forward pass (2 per multiply-add);
-- the machine's measured fp32 peak: a large matmul and the fastest of a few large 3-D convolutions
-  (the network's own kind of work), with the same thread count as the model runs;
+- the machine's measured peak in the run's precision: a large matmul and the fastest of a few large
+  3-D convolutions (the network's own kind of work), with the same thread count as the model runs;
 - the forward time per case at batch 1 and at the best batch size, for each configuration, in ms
   and as a fraction of the conv3d peak (both the plain model and the inference fast path);
 - ROI extraction time per nodule from a 512 x 512 x 300 scan;
 - the end-to-end `csfnet predict` time per case on a small synthetic cohort (model load included);
 - the peak memory (RSS) of a one-case prediction, in a fresh process.
+How far bf16 / fp16 move p_malignant is benchmarks/precision.py's report.
 """
 
 import argparse
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
 from CSFNetLib.clinical import FIELDS  # noqa: E402
-from CSFNetLib.inference import fast_inference_model  # noqa: E402
+from CSFNetLib.inference import AUTOCAST, fast_inference_model, reduced_precision  # noqa: E402
 from CSFNetLib.model import build_model  # noqa: E402
 
 BATCH_SIZES = (1, 2, 4, 8, 16)
@@ -56,15 +57,17 @@ def best_seconds(run, device: torch.device, repeats: int) -> float:
     return min(times)
 
 
-def measured_peaks(device: torch.device, repeats: int) -> dict:
-    """GFLOP/s of a 4096^3 matmul and of the fastest large conv3d (contiguous or channels-last)."""
-    a, b = torch.randn(4096, 4096, device=device), torch.randn(4096, 4096, device=device)
+def measured_peaks(device: torch.device, repeats: int, precision: str = "fp32") -> dict:
+    """GFLOP/s of a 4096^3 matmul and of the fastest large conv3d (contiguous or channels-last), with
+    operands in the dtype the model's autocast computes in."""
+    dtype = AUTOCAST[precision] or torch.float32
+    a, b = torch.randn(2, 4096, 4096, device=device, dtype=dtype)
     with torch.inference_mode():
         matmul = 2 * 4096 ** 3 / best_seconds(lambda: torch.mm(a, b), device, repeats) / 1e9
         convs = {}
         for n, c_in, c_out, d, h, w in CONV_SHAPES:
-            conv = torch.nn.Conv3d(c_in, c_out, 3, padding=1, bias=False).to(device).eval()
-            x = torch.randn(n, c_in, d, h, w, device=device)
+            conv = torch.nn.Conv3d(c_in, c_out, 3, padding=1, bias=False).to(device, dtype).eval()
+            x = torch.randn(n, c_in, d, h, w, device=device, dtype=dtype)
             flops = 2 * n * c_out * c_in * 27 * d * h * w
             best = 0.0
             for layout in (torch.contiguous_format, torch.channels_last_3d):
@@ -86,24 +89,24 @@ def inputs(model, batch: int, device: torch.device):
     return t0, t1, torch.zeros(batch, len(FIELDS), dtype=torch.int64, device=device)
 
 
-def forward_times(model, device: torch.device, repeats: int, amp: str = "") -> dict:
-    """ms per case at each batch size (inference mode, optional autocast)."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+def forward_times(model, device: torch.device, repeats: int, precision: str = "fp32") -> dict:
+    """ms per case at each batch size (inference mode, autocast unless fp32)."""
     result = {}
     for batch in BATCH_SIZES:
         t0, t1, clinical = inputs(model, batch, device)
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with torch.inference_mode(), reduced_precision(device, precision):
             result[batch] = best_seconds(lambda a=t0, b=t1, c=clinical: model(a, b, c), device, repeats) / batch * 1e3
     return result
 
 
-def model_report(name: str, device: torch.device, repeats: int, peak: float, amp: str, channels_last: bool) -> dict:
+def model_report(name: str, device: torch.device, repeats: int, peak: float, precision: str,
+                 channels_last: bool) -> dict:
     plain = build_model(name).to(device).eval()
     flops = flops_per_case(plain, device)
     fast = fast_inference_model(plain, channels_last=channels_last)
     report = {"gflop_per_case": round(flops / 1e9, 2)}
     for label, model in (("plain", plain), ("fast", fast)):
-        times = forward_times(model, device, repeats, amp)
+        times = forward_times(model, device, repeats, precision)
         best = min(times, key=times.get)
         report[label] = {
             "ms_per_case": {str(b): round(t, 2) for b, t in times.items()},
@@ -154,8 +157,9 @@ def markdown(report: dict) -> str:
     peak = report["peak"]
     lines = [f"Machine: {report['machine']['cpu']}, {report['machine']['threads']} threads, torch "
              f"{report['machine']['torch']}, device {report['machine']['device']}"
-             + (f", autocast {report['amp']}" if report["amp"] else ""),
-             f"Measured fp32 peak: matmul {peak['matmul_gflops']} GFLOP/s, conv3d {peak['conv3d_gflops']} GFLOP/s",
+             + (f", autocast {report['precision']}" if report["precision"] != "fp32" else ""),
+             f"Measured {report['precision']} peak: matmul {peak['matmul_gflops']} GFLOP/s, "
+             f"conv3d {peak['conv3d_gflops']} GFLOP/s",
              "", "| config | GFLOP per case | path | batch 1 ms | of conv3d peak | best batch | ms per case | "
              "of conv3d peak |", "|---|---|---|---|---|---|---|---|"]
     for name, r in report["models"].items():
@@ -187,19 +191,22 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--configs", nargs="+", default=["full", "small"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--amp", choices=["bf16", "fp16"], default="", help="autocast dtype (GPU)")
+    parser.add_argument("--precision", choices=sorted(AUTOCAST), default="fp32", help="autocast (CUDA only)")
     parser.add_argument("--channels-last", action="store_true", help="fast path in channels-last memory format")
     parser.add_argument("--skip-pipeline", action="store_true", help="only the network (e.g. on a GPU machine)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.precision != "fp32" and device.type != "cuda":
+        parser.error("--precision bf16 / fp16 is measured on CUDA GPUs only (the CPU's 16-bit 3-D convolutions "
+                     "are torch's slow reference kernel)")
     report = {"machine": {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                          "device": str(device) + (f" ({torch.cuda.get_device_name(device)})"
                                                   if device.type == "cuda" else "")},
-              "amp": args.amp, "peak": measured_peaks(device, args.repeats), "models": {}}
+              "precision": args.precision, "peak": measured_peaks(device, args.repeats, args.precision), "models": {}}
     for name in args.configs:
-        report["models"][name] = model_report(name, device, args.repeats, report["peak"]["conv3d_gflops"], args.amp,
-                                              args.channels_last)
+        report["models"][name] = model_report(name, device, args.repeats, report["peak"]["conv3d_gflops"],
+                                              args.precision, args.channels_last)
     if not args.skip_pipeline:
         report["roi_ms_per_nodule"] = roi_extraction_ms(args.repeats)
         with tempfile.TemporaryDirectory() as folder:

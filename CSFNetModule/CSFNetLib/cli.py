@@ -131,7 +131,8 @@ def _predict(args: argparse.Namespace) -> int:
         Path(args.cases), Path(args.out), Path(args.clinical) if args.clinical else None,
         Path(args.checkpoint) if args.checkpoint else None, device, args.batch_size,
         Path(args.nlst_cmst) if args.nlst_cmst else None, args.overwrite,
-        Path(args.attention_dir) if args.attention_dir else None, args.attention_method, ranks, args.resume)
+        Path(args.attention_dir) if args.attention_dir else None, args.attention_method, ranks, args.resume,
+        args.precision)
     if ranks.main:
         print(f"csfnet predict: {done} nodules predicted, {failed} failed -> {args.out}", file=sys.stderr)
     return 1 if failed else 0
@@ -195,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="results.csv to write")
     predict.add_argument("--device", choices=devices, default="auto")
     predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                         help="fp16: autocast the network on a CUDA GPU (p_malignant within 0.01 of fp32)")
     predict.add_argument("--nlst-cmst", metavar="ROI_DIR", help="read the authors' pre-cut {pid}_T0/T1.npy ROIs")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     predict.add_argument("--resume", action="store_true",

@@ -1,5 +1,6 @@
 """Running a trained model: load once, batch the cases, return p_malignant."""
 
+import contextlib
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -34,14 +35,53 @@ def fast_inference_model(model: nn.Module, channels_last: bool = False) -> nn.Mo
     return fast.to(memory_format=torch.channels_last_3d) if channels_last else fast
 
 
-def predict_rois(model: nn.Module, rois: RoiSet, device: torch.device, batch_size: int = 32) -> np.ndarray:
-    """p_malignant for every case of `rois`, in batches, in inference mode."""
+#: The dtype each precision autocasts to (None: plain fp32).
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: What a prediction may run in. fp16 autocast keeps p_malignant within 0.01 of fp32 (3.7e-3 at most
+#: on 13 synthetic nodules); bf16, with its 8-bit mantissa, moved it by up to 0.09 and turned one
+#: prediction over, so benchmarks measure it but predictions do not offer it (benchmarks/precision.py).
+PRECISIONS = ("fp32", "fp16")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision that is not offered, and fp16 off CUDA GPUs.
+
+    A CPU without native 16-bit 3-D convolutions runs them through torch's reference kernel (about
+    90x slower than fp32 on a 2-core EPYC); autocast on Apple MPS is untested here.
+    """
+    if precision == "bf16":
+        raise ValueError("precision bf16 moves p_malignant by up to 0.09 from fp32 (its 8-bit mantissa), beyond "
+                         "the 0.01 this tool allows; use fp16 on a CUDA GPU")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+    if precision != "fp32" and device.type != "cuda":
+        raise ValueError(f"precision {precision} is for CUDA GPUs (on {device.type} it is slow or untested); "
+                         "use fp32 there")
+
+
+def reduced_precision(device: torch.device, precision: str):
+    """Autocast to `precision` on `device`, or nothing for fp32."""
+    dtype = AUTOCAST[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def predict_rois(model: nn.Module, rois: RoiSet, device: torch.device, batch_size: int = 32,
+                 precision: str = "fp32") -> np.ndarray:
+    """p_malignant for every case of `rois`, in batches, in inference mode.
+
+    Under autocast a batch whose logits overflow the 16-bit range (inf or NaN) is computed again in fp32.
+    """
     model.eval()
     out = []
     with torch.inference_mode():
         for start in range(0, len(rois), batch_size):
             t0, t1, clinical, _ = rois.batch(np.arange(start, min(start + batch_size, len(rois))), device)
-            out.append(torch.softmax(model(t0, t1, clinical).float(), dim=1)[:, 1].cpu().numpy())
+            with reduced_precision(device, precision):
+                logits = model(t0, t1, clinical).float()
+            if precision != "fp32" and not torch.isfinite(logits).all():
+                logits = model(t0, t1, clinical)
+            out.append(torch.softmax(logits, dim=1)[:, 1].cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -53,15 +93,19 @@ CPU_FORWARD_BATCH = {"full": 2, "small": 8}
 class Predictor:
     """A checkpoint loaded once (weights_only) on a device; `checkpoint=None` is the shipped default model.
 
-    Predictions run on the inference fast path (batch norms folded); attention maps on the model as trained.
+    Predictions run on the inference fast path (batch norms folded), in `precision` (see PRECISIONS);
+    attention maps on the model as trained, in fp32.
     """
 
     threshold = 0.5
 
-    def __init__(self, checkpoint: Optional[Union[str, Path]] = None, device: str = "auto", batch_size: int = 16):
+    def __init__(self, checkpoint: Optional[Union[str, Path]] = None, device: str = "auto", batch_size: int = 16,
+                 precision: str = "fp32"):
         path = Path(checkpoint) if checkpoint else model_path()
-        self.checkpoint = load_checkpoint(path)
         self.device = resolve_device(device)
+        check_precision(precision, self.device)
+        self.precision = precision
+        self.checkpoint = load_checkpoint(path)
         self.model = self.checkpoint.build_model(self.device)
         self.fast_model = fast_inference_model(self.model)
         if self.device.type == "cpu":
@@ -73,6 +117,11 @@ class Predictor:
         self.note = str(info.get("note", ""))  # e.g. that the shipped demo weights are trained on phantoms
 
     @property
+    def device_text(self) -> str:
+        """The device, and the precision when it is not fp32: what a results row says it ran on."""
+        return str(self.device) if self.precision == "fp32" else f"{self.device} {self.precision}"
+
+    @property
     def preprocessing(self):
         return self.checkpoint.preprocessing
 
@@ -81,7 +130,7 @@ class Predictor:
         return self.checkpoint.vocabulary
 
     def predict(self, rois: RoiSet) -> np.ndarray:
-        return predict_rois(self.fast_model, rois, self.device, self.forward_batch)
+        return predict_rois(self.fast_model, rois, self.device, self.forward_batch, self.precision)
 
     def predict_with_attention(self, rois: RoiSet, method: str) -> Tuple[np.ndarray, np.ndarray]:
         """p_malignant (N,) and attention maps (N, 2, D, H, W) for T0 and T1, from the same forward pass."""

@@ -232,7 +232,7 @@ def _fill_table(table, rows: Sequence[Tuple[str, float]], predictor: Predictor, 
         "threshold": [predictor.threshold] * len(rows),
         "model": [predictor.name] * len(rows),
         "model_version": [predictor.version] * len(rows),
-        "device": [str(predictor.device)] * len(rows),
+        "device": [predictor.device_text] * len(rows),
         "seconds": [seconds] * len(rows),
         "model_note": [predictor.note] * len(rows),  # the demo weights say they are trained on phantoms
     }

@@ -54,6 +54,7 @@ def predict_cohort(
     attention_method: str = DEFAULT_METHOD,
     ranks: Ranks = SINGLE,
     resume: bool = False,
+    precision: str = "fp32",
 ) -> Tuple[int, int]:
     """Write results.csv; returns (cases predicted, cases failed). Never overwrites unless asked.
 
@@ -63,12 +64,15 @@ def predict_cohort(
     written there as a heat image and a label map (NRRD, on the ROI's grid where it lies in the
     scan) plus the labels' colour table. Under torchrun (`ranks`), each process predicts every
     `world`-th patient and rank 0 merges the rows into the same file, in the same order, as one
-    process would write.
+    process would write. `precision` fp16 autocasts the network on a CUDA GPU (see PRECISIONS).
     """
     ResultsWriter.check_target(Path(out), overwrite, resume)  # by every process, before any work
     if resume and ranks.several:
         raise ValueError("--resume continues a run of one process; rerun the distributed prediction whole")
-    predictor = Predictor(checkpoint, device, batch_size)
+    if attention_dir is not None and precision != "fp32":
+        raise ValueError("--attention-dir runs the network in fp32 (Grad-CAM needs its gradients); "
+                         f"drop --precision {precision} or the attention maps")
+    predictor = Predictor(checkpoint, device, batch_size, precision)
     if attention_dir is not None:
         Path(attention_dir).mkdir(parents=True, exist_ok=True)
         if ranks.main:

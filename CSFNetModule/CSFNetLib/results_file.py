@@ -34,9 +34,10 @@ class ResultsWriter:
         self.partial, self.about = _partial_files(self.out)
         self.threshold = predictor.threshold
         self.common: Dict[str, object] = {"model": predictor.name, "model_version": predictor.version,
-                                          "device": str(predictor.device),
+                                          "device": predictor.device_text,
                                           "csfnet_version": runtime_versions()["csfnet"]}
-        self.run = {"model": predictor.name, "model_version": predictor.version, **(run or {})}
+        reduced = {"precision": predictor.precision} if predictor.precision != "fp32" else {}  # as older runs
+        self.run = {"model": predictor.name, "model_version": predictor.version, **reduced, **(run or {})}
         self.resume = resume and self.partial.exists()
         self.done: Set[Tuple[str, str]] = set()
         self.errors: Set[str] = set()
