@@ -1,6 +1,7 @@
-"""How far 16-bit autocast moves p_malignant from fp32, for the shipped model (not a test).
+"""How far 16-bit autocast moves p_malignant from fp32, for a model (not a test).
 
-    python benchmarks/precision.py [--device cpu|cuda] [--patients 10] [--seed 29] [--json out.json]
+    python benchmarks/precision.py [--device cpu|cuda] [--checkpoint model.pt] [--patients 10] [--seed 29]
+                                   [--json out.json]
 
 For fp16 and bf16: the largest and mean |p(16-bit) - p(fp32)| and the predictions turned over, on
 the nodules of a synthetic cohort; the documented tolerance is 0.01. On a CPU the 16-bit 3-D
@@ -13,6 +14,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -28,9 +30,9 @@ from CSFNetLib.synth import write_cohort  # noqa: E402
 TOLERANCE = 0.01
 
 
-def drift(device: str, patients: int, seed: int) -> dict:
+def drift(device: str, patients: int, seed: int, checkpoint: Optional[Path] = None) -> dict:
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # a strict fp32 reference
-    predictor = Predictor(device=device)
+    predictor = Predictor(checkpoint, device)
     with tempfile.TemporaryDirectory() as folder:
         cohort_dir = Path(folder) / "cohort"
         write_cohort(cohort_dir, patients, seed, "small", workers=1)
@@ -62,11 +64,12 @@ def markdown(report: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", type=Path, help="default: the shipped demo model")
     parser.add_argument("--patients", type=int, default=10)
     parser.add_argument("--seed", type=int, default=29)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    report = drift(args.device, args.patients, args.seed)
+    report = drift(args.device, args.patients, args.seed, args.checkpoint)
     print(markdown(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
