@@ -258,13 +258,26 @@ def test_results_survive_a_scene_save_and_reload(tmp_path, case, scene, suffix):
         reloaded.close()
 
 
-def test_saving_a_mrml_never_overwrites_the_folder_s_own_scene_file(tmp_path, case, scene):
+def test_saving_a_mrml_leaves_the_rest_of_its_folder_as_it_was(tmp_path, case, scene):
     folder = tmp_path / "study"
     folder.mkdir()
-    (folder / "study.mrml").write_text("the user's scene")
-    with pytest.raises(FileExistsError, match="study.mrml would be overwritten"):
-        save_scene(scene, folder / "results.mrml")
+    (folder / "study.mrml").write_text("the user's scene")  # the name MRML itself would give a scene saved here
+    (folder / "notes.txt").write_text("the user's notes")
+    predict_scene(scene, *case[0], case[1], case[2], device="cpu")
+    first = save_scene(scene, folder / "results.mrml")
+    with pytest.raises(FileExistsError, match="would overwrite .* data file"):
+        save_scene(scene, folder / "again.mrml")  # the same nodes: the same data file names
+    assert not (folder / "again.mrml").exists()
     assert (folder / "study.mrml").read_text() == "the user's scene"
+    assert (folder / "notes.txt").read_text() == "the user's notes"
+    assert sorted(p.name for p in folder.iterdir()) == ["Data", "notes.txt", "results.mrml", "results_Private",
+                                                          "study.mrml"]
+    reloaded = StandaloneScene()
+    try:
+        load_scene(reloaded.scene, first)
+        assert len(table_rows(reloaded.scene.GetFirstNodeByName("CSF-net results"))) == 3
+    finally:
+        reloaded.close()
 
 
 def test_a_scene_file_is_never_overwritten_unless_asked(tmp_path, case, scene):

@@ -88,8 +88,9 @@ def load_scene(scene, path: PathLike) -> None:
 def save_scene(scene, path: PathLike, overwrite: bool = False) -> Path:
     """Write the scene with all its data: a .mrb bundle, or a .mrml with a Data folder beside it.
 
-    An existing file is kept unless `overwrite`; a .mrb is written in a temporary folder and moved,
-    so a failed save never leaves half a bundle where the user's file was.
+    An existing file is kept unless `overwrite`. Both are written in a temporary folder and moved into
+    place (MRML empties the folder it saves a scene into), so a failed save never leaves half a scene
+    where the user's files were and nothing else in the folder is touched.
     """
     path = Path(path)
     kind = scene_kind(path)
@@ -109,14 +110,30 @@ def save_scene(scene, path: PathLike, overwrite: bool = False) -> Path:
                 raise OSError(f"{path}: the scene could not be written")
             os.replace(partial, path)
     else:
-        written = path.parent / f"{path.parent.name}.mrml"  # the name MRML gives a scene saved into a folder
-        if written != path and written.exists():
-            raise FileExistsError(f"{written} would be overwritten while saving {path}; save into another folder")
-        if not scene.SaveSceneToSlicerDataBundleDirectory(str(path.parent.resolve())):
-            raise OSError(f"{path}: the scene could not be written")
-        if written != path:
-            os.replace(written, path)
+        with tempfile.TemporaryDirectory(prefix=".csfnet-", dir=path.parent) as folder:
+            staged = Path(folder).resolve() / path.stem  # MRML empties the folder it saves into: not the user's
+            staged.mkdir()
+            if not scene.SaveSceneToSlicerDataBundleDirectory(str(staged)):
+                raise OSError(f"{path}: the scene could not be written")
+            _move_staged_scene(staged, path, overwrite)
     return path
+
+
+def _move_staged_scene(staged: Path, path: Path, overwrite: bool) -> None:
+    """Move a scene saved into `staged` (its .mrml, Data/ and <name>_Private/ files) to `path` and its
+    folder; nothing moves if a data file is in the way. (MRML leaves the scene's own file names as they
+    were before the save, so nothing in the scene points into `staged`.)"""
+    target = path.parent.resolve()
+    scene_file = staged / f"{staged.name}.mrml"
+    moves = [(f, target / f.relative_to(staged)) for f in staged.rglob("*") if f.is_file() and f != scene_file]
+    in_the_way = [to for _, to in moves if to.exists()]
+    if in_the_way and not overwrite:
+        raise FileExistsError(f"saving {path} would overwrite {len(in_the_way)} data file(s) there, e.g. "
+                              f"{in_the_way[0]}; pass overwrite or save into another folder")
+    for source, to in moves:
+        to.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, to)
+    os.replace(scene_file, path)
 
 
 @contextlib.contextmanager
