@@ -161,6 +161,8 @@ def not_hu_volume(scene, image):
 
 @pytest.mark.parametrize("problem,message", [
     ("count", "2 baseline and 3 follow-up points"),
+    ("some labels", r"share some labels but not all \(baseline only \['n2'\], follow-up only \['n4'\]"),
+    ("unplaced", "'T0 nodules' point 2 \\('2'\\) is not placed"),
     ("empty", "'T0 nodules' hold no control points"),
     ("outside", "nodule '1' in the baseline volume: nodule centre .* lies outside the scan"),
     ("labelmap", "CT scalar volume node, got vtkMRMLLabelMapVolumeNode 'not a CT'"),
@@ -173,6 +175,14 @@ def test_bad_input_is_refused_before_any_output_node_exists(scene, case, problem
     checkpoint = None
     if problem == "count":
         f0.RemoveNthControlPoint(2)
+        for i in range(2):
+            f0.SetNthControlPointLabel(i, f"T0-{i + 1}")  # no shared labels: pairing by index
+    elif problem == "some labels":  # one nodule resolved, one new: by index they would be mixed up
+        for i, (before, after) in enumerate(zip(["n1", "n2", "n3"], ["n1", "n3", "n4"])):
+            f0.SetNthControlPointLabel(i, before)
+            f1.SetNthControlPointLabel(i, after)
+    elif problem == "unplaced":
+        f0.UnsetNthControlPointPosition(1)
     elif problem == "empty":
         f0.RemoveAllControlPoints()
     elif problem == "outside":

@@ -52,12 +52,21 @@ def pair_nodules(baseline: List[Tuple[str, np.ndarray]], followup: List[Tuple[st
     """([(label, baseline RAS, follow-up RAS)], rule used): n-th with n-th, or equal labels.
 
     `by="auto"` pairs by label when both lists carry the same set of distinct labels (then the
-    labels say which nodule is which, in whatever order), else by index.
+    labels say which nodule is which, in whatever order), by index when they share no label (as
+    Slicer's default labels, named after each list), and refuses lists that share only some labels:
+    there the labels name nodules that pairing by index would mix up (one resolved, one new).
     """
     if by == "auto":
         labels = [label for label, _ in baseline], [label for label, _ in followup]
         distinct = all(len(set(names)) == len(names) for names in labels)
-        by = "label" if distinct and set(labels[0]) == set(labels[1]) else "index"
+        if distinct and set(labels[0]) == set(labels[1]):
+            by = "label"
+        elif set(labels[0]) & set(labels[1]):
+            raise ValueError(f"the lists share some labels but not all (baseline only {_only(*labels)}, follow-up "
+                             f"only {_only(*labels[::-1])}{'' if distinct else ', or a label repeats'}): give each "
+                             "nodule the same label in both lists, or pair by index on purpose")
+        else:
+            by = "index"
     if by == "index":
         if len(baseline) != len(followup):
             raise ValueError(f"{len(baseline)} baseline and {len(followup)} follow-up points: the n-th point of "
@@ -65,12 +74,16 @@ def pair_nodules(baseline: List[Tuple[str, np.ndarray]], followup: List[Tuple[st
         return [(f[0], b[1], f[1]) for b, f in zip(baseline, followup)], by
     if by == "label":
         later = dict(followup)
-        missing = [label for label, _ in baseline if label not in later]
-        if missing or len(later) != len(baseline):
-            raise ValueError(f"labels do not match between the lists: baseline only {missing}, "
-                             f"follow-up only {sorted(set(later) - {label for label, _ in baseline})}")
+        labels = [label for label, _ in baseline], [label for label, _ in followup]
+        if set(labels[0]) != set(labels[1]) or len(later) != len(baseline):
+            raise ValueError(f"labels do not match between the lists: baseline only {_only(*labels)}, "
+                             f"follow-up only {_only(*labels[::-1])}")
         return [(label, position, later[label]) for label, position in baseline], by
     raise ValueError(f"pair_by must be 'auto', 'index' or 'label', got {by!r}")
+
+
+def _only(these: List[str], those: List[str]) -> List[str]:
+    return sorted(set(these) - set(those))
 
 
 def predict_scene(

@@ -65,11 +65,15 @@ def ct_volume(node, role: str) -> CTVolume:
 
 
 def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
-    """(label, RAS world position) of every control point, transforms applied."""
+    """(label, RAS world position) of every control point, transforms applied; a point that is not
+    placed (position undefined, or still following the mouse in place mode) is refused by name."""
     if node is None or not node.IsA("vtkMRMLMarkupsFiducialNode"):
         raise ValueError(f"{role} fiducials must be a markups fiducial node")
     points = []
     for i in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointPositionStatus(i) != node.PositionDefined:
+            raise ValueError(f"{role} fiducials '{node.GetName()}' point {i + 1} ('{node.GetNthControlPointLabel(i)}')"
+                             " is not placed: place it or delete it")
         position = [0.0, 0.0, 0.0]
         node.GetNthControlPointPositionWorld(i, position)
         if not np.all(np.isfinite(position)):
