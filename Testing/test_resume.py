@@ -66,3 +66,14 @@ def test_a_run_killed_before_its_header_reached_the_disk_resumes_with_one(tmp_pa
         again.prediction("P1", "1", 0.7)
     with open(out, newline="", encoding="utf-8") as handle:
         assert [(r["pid"], r["p_malignant"]) for r in csv.DictReader(handle)] == [("P1", "0.700000")]
+
+
+def test_the_prediction_follows_the_probability_as_written(tmp_path):
+    from CSFNetLib.results_file import ResultsWriter
+
+    with ResultsWriter(tmp_path / "results.csv", _Model()) as results:
+        results.prediction("P1", "1", 0.4999996)  # written as 0.500000: at the threshold
+        results.prediction("P2", "1", 0.4999994)  # written as 0.499999
+    with open(tmp_path / "results.csv", newline="", encoding="utf-8") as handle:
+        rows = [(r["p_malignant"], r["prediction"]) for r in csv.DictReader(handle)]
+    assert rows == [("0.500000", "1"), ("0.499999", "0")]

@@ -91,8 +91,9 @@ class ResultsWriter:
                 self.predicted += 1
 
     def prediction(self, pid: str, nodule: str, p_malignant: float) -> None:
-        self._writer.writerow({"pid": pid, "nodule": nodule, "p_malignant": f"{p_malignant:.6f}",
-                               "prediction": int(p_malignant >= self.threshold), "threshold": self.threshold,
+        written = f"{p_malignant:.6f}"  # the prediction follows the number the reader sees
+        self._writer.writerow({"pid": pid, "nodule": nodule, "p_malignant": written,
+                               "prediction": int(float(written) >= self.threshold), "threshold": self.threshold,
                                **self.common, "error": ""})
         self._handle.flush()
         self.predicted += 1
