@@ -240,16 +240,28 @@ def _file_error(tmp_path, kind):
     if kind == "clinical without pid":
         write_csv(clinical, ["patient", "age"], [["P1", "60"]])
         return cases, clinical, ValueError, "clinical.csv: missing column.* pid"
+    if kind == "clinical of other patients":  # e.g. a spreadsheet turned 007 into 7
+        write_csv(clinical, ["pid", "age"], [["1", "60"], ["2", "61"]])
+        return cases, clinical, ValueError, "clinical.csv: none of the 1 patients .* has a row here \\(e.g. 'P1'\\)"
     write_csv(clinical, ["pid", "age"], [["P1", "60"], ["P2", "61"], ["P1", "62"]])
     return cases, clinical, ValueError, "clinical.csv:4: patient P1 appears twice .*line 2"
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "header only", "not utf-8", "missing columns",
-                                  "clinical without pid", "clinical duplicate pid"])
+                                  "clinical without pid", "clinical duplicate pid", "clinical of other patients"])
 def test_file_level_errors_raise_naming_the_file(tmp_path, kind):
     cases, clinical, error, message = _file_error(tmp_path, kind)
     with pytest.raises(error, match=message):
         Cohort.from_csv(cases, clinical)
+
+
+def test_patients_without_a_clinical_row_are_named_in_a_warning(tmp_path):
+    cases = write_csv(tmp_path / "cases.csv", HEADER, nodule_rows("P1", "a.nrrd", "b.nrrd", (0, 0, 0))
+                      + nodule_rows("007", "a.nrrd", "b.nrrd", (0, 0, 0)))
+    clinical = write_csv(tmp_path / "clinical.csv", ["pid", "age"], [["P1", "60"], ["7", "61"]])
+    with pytest.warns(UserWarning, match="clinical.csv: 1 of 2 patients have no row \\(e.g. '007'\\)"):
+        cohort = Cohort.from_csv(cases, clinical)
+    assert "007" not in cohort.clinical and len(cohort.cases) == 2
 
 
 def test_row_problems_are_reported_with_file_row_patient_and_reason_and_the_rest_is_read(tmp_path):

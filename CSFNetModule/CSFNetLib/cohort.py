@@ -9,6 +9,7 @@ makes the whole file unusable (missing, empty, not UTF-8, required columns absen
 import csv
 import io
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -103,7 +104,24 @@ class Cohort:
         cases = _pair_rows(cases_csv, parsed, failed, problems)
         problems.sort(key=lambda p: p.row or 0)
         clinical = read_clinical(clinical_csv) if clinical_csv is not None else {}
+        if clinical_csv is not None:
+            _check_clinical_rows(Path(clinical_csv), [case.pid for case in cases], clinical)
         return cls(cases=cases, clinical=clinical, problems=problems, cases_csv=cases_csv)
+
+
+def _check_clinical_rows(clinical_csv: Path, pids: List[str], clinical: Dict[str, Dict[str, str]]) -> None:
+    """A clinical.csv matching none of the patients is refused (the ids differ, e.g. leading zeros lost in
+    a spreadsheet); one missing some patients is a warning, since their clinical data count as missing."""
+    patients = list(dict.fromkeys(pids))
+    absent = [pid for pid in patients if pid not in clinical]
+    if not absent:
+        return
+    example = ", ".join(repr(pid) for pid in absent[:3])
+    if len(absent) == len(patients):
+        raise ValueError(f"{clinical_csv}: none of the {len(patients)} patients of the cases file has a row here "
+                         f"(e.g. {example}); ids are compared as text: look for lost leading zeros or other ids")
+    warnings.warn(f"{clinical_csv}: {len(absent)} of {len(patients)} patients have no row (e.g. {example}); "
+                  "their clinical data count as missing", stacklevel=3)
 
 
 def read_clinical(clinical_csv: PathLike) -> Dict[str, Dict[str, str]]:
