@@ -72,3 +72,19 @@ def test_a_record_shows_as_the_labels_that_give_it_back():
     assert labels["race"] == labels["cigsmok"] == labels["scr_res0"] == NOT_GIVEN  # missing, or no NLST label
     assert record_from_choices(labels) == {"gender": "2", "age": "62", "race": None, "cigsmok": None,
                                            "scr_res0": None, "scr_iso0": None}
+
+
+def test_every_code_a_shipped_model_knows_is_offered_by_the_form_and_comes_back_unchanged():
+    """The Slicer panel and `csfnet predict` must feed a model the same rows for the same patient."""
+    from CSFNetLib.checkpoint import load_checkpoint
+    from CSFNetLib.clinical import NOT_GIVEN, choices_from_record, record_from_choices
+    from CSFNetLib.models import model_path, read_manifest
+
+    for entry in read_manifest()["models"]:
+        vocabulary = load_checkpoint(model_path(entry["name"])).vocabulary
+        for field in FIELDS:
+            for code in vocabulary.to_dict()[field]:
+                shown = choices_from_record({field: code})
+                assert shown[field] != NOT_GIVEN, (entry["name"], field, code)
+                record = record_from_choices(shown)
+                assert vocabulary.encode(record) == vocabulary.encode({field: code}), (entry["name"], field, code)

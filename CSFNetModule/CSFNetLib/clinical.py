@@ -16,17 +16,6 @@ MISSING_INDEX = 0
 UNKNOWN_INDEX = 1
 N_SPECIAL_ROWS = 2
 
-#: NLST participant-file codes, used by models that were not fitted on data (an untrained network).
-DEFAULT_CODES: Dict[str, List[str]] = {
-    "race": ["1", "2", "3", "4", "5", "6", "7"],  # white, black, asian, AI/AN, NH/PI, more than one, refused
-    "cigsmok": ["0", "1"],  # former, current smoker at baseline
-    "gender": ["1", "2"],  # male, female
-    "age": [str(a) for a in range(55, 75)],  # age at randomisation, years
-    "scr_res0": ["1", "2", "3", "4", "5", "6"],  # result of the T0 screen
-    "scr_iso0": ["0", "1"],
-}
-
-
 #: What a form (the Slicer panel) shows for each field: its title, and (label, NLST code) choices.
 #: Labels follow the NLST participant data dictionary; `NOT_GIVEN` means missing.
 NOT_GIVEN = "Not given"
@@ -36,7 +25,7 @@ FIELD_TITLES: Dict[str, str] = {
     "gender": "Sex",
     "age": "Age at randomisation",
     "scr_res0": "Baseline (T0) screen result",
-    "scr_iso0": "Baseline (T0) isolation screen result",
+    "scr_iso0": "Baseline (T0) isolation flag (NLST scr_iso0 code)",
 }
 _SCREEN_RESULTS = (
     ("Negative, no significant abnormalities", "1"),
@@ -53,8 +42,11 @@ CHOICES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "gender": (("Male", "1"), ("Female", "2")),
     "age": tuple((f"{age} years", str(age)) for age in range(55, 75)),
     "scr_res0": _SCREEN_RESULTS,
-    "scr_iso0": _SCREEN_RESULTS,
+    "scr_iso0": (("Code 0", "0"), ("Code 1", "1")),  # a 0 / 1 flag, as in the data the demo model saw
 }
+
+#: The codes of models that were not fitted on data (an untrained network): exactly what the form offers.
+DEFAULT_CODES: Dict[str, List[str]] = {field: [code for _, code in CHOICES[field]] for field in FIELDS}
 
 
 def choice_labels(field: str) -> List[str]:
