@@ -34,3 +34,65 @@ def test_mayo_check_value():
 def test_brock_refuses_bad_factors(change, message):
     with pytest.raises(ValueError, match=message):
         brock(**change)
+
+
+def nodule(facts):
+    from pathlib import Path
+
+    from CSFNetLib.cohort import NoduleCase, TimepointRow
+
+    rows = [TimepointRow(2 + i, "P1", "1", tp, Path("a.nrrd"), (0.0, 0.0, 0.0), 1, 0.0, dict(facts))
+            for i, tp in enumerate(("T0", "T1"))]
+    return NoduleCase("P1", "1", rows[0], rows[1], 1)
+
+
+def test_clinical_models_read_facts_however_they_are_spelt():
+    from CSFNetLib.evaluation import clinical_model_scores
+
+    as_codes = clinical_model_scores(
+        nodule({"diameter_mm": "12", "nodule_type": "part-solid", "spiculation": "1", "upper_lobe": "1"}),
+        {"age": "66", "gender": "2", "family_history": "1", "emphysema": "1", "prior_cancer": "0"})
+    as_words = clinical_model_scores(
+        nodule({"diameter_mm": "12.0", "nodule_type": "Part Solid", "spiculation": "yes", "upper_lobe": "TRUE"}),
+        {"age": "66", "gender": "F", "family_history": "Y", "emphysema": "True", "prior_cancer": "no"})
+    assert as_words == as_codes
+    unspiculated = clinical_model_scores(nodule({"diameter_mm": "12", "nodule_type": "part-solid"}), {})
+    assert unspiculated["Brock (PanCan)"] < as_codes["Brock (PanCan)"]  # the facts above were read as yes
+
+
+@pytest.mark.parametrize("facts,clinical,message", [
+    ({"diameter_mm": "12", "spiculation": "maybe"}, {}, "spiculation = 'maybe' is not 0/1, yes/no or true/false"),
+    ({"diameter_mm": "12", "nodule_type": "cystic"}, {}, "nodule_type = 'cystic' is not solid, part-solid"),
+    ({"diameter_mm": "12"}, {"gender": "3"}, "gender = '3' is not 1 / 2"),
+    ({"diameter_mm": "twelve"}, {}, "diameter_mm = 'twelve' is not a number"),
+    ({}, {}, "no diameter_mm"),
+])
+def test_a_fact_the_clinical_models_cannot_read_is_named_not_defaulted(facts, clinical, message):
+    from CSFNetLib.evaluation import clinical_model_scores
+
+    with pytest.raises(ValueError, match=message):
+        clinical_model_scores(nodule(facts), clinical)
+
+
+def test_evaluate_names_the_nodule_a_clinical_model_cannot_score(synthetic_cohort, tmp_path):
+    import csv
+
+    from CSFNetLib.cohort import Cohort
+    from CSFNetLib.evaluation import evaluate
+
+    with open(synthetic_cohort / "cases.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["image"] = str(synthetic_cohort / row["image"])
+    rows[0]["spiculation"] = "maybe"
+    with open(tmp_path / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    cohort = Cohort.from_csv(tmp_path / "cases.csv", synthetic_cohort / "clinical.csv")
+    with pytest.raises(ValueError, match=r"\['Mayo'\] name the clinical models' rows"):
+        evaluate(cohort, {"Mayo": None}, device="cpu")
+    report = evaluate(cohort, {"CSF-net": None}, device="cpu", resamples=10)
+    reason = f"patient {rows[0]['pid']} nodule {rows[0]['nodule']}: spiculation = 'maybe' is not 0/1"
+    assert reason in report["rows"]["Mayo"]["not_computed"]
+    assert "auc" in report["rows"]["CSF-net"]

@@ -54,3 +54,11 @@ def test_bootstrap_can_resample_whole_patients():
     by_nodule = bootstrap_intervals(labels, scores, resamples=400)
     assert by_patient["accuracy"][0] >= 0.5
     assert by_nodule["accuracy"][0] < 0.5
+
+
+@pytest.mark.parametrize("missing", [0, 2])  # a missing score among the positives or the negatives
+def test_a_missing_score_gives_no_metric_rather_than_a_confident_one(missing):
+    scores = [0.9, 0.8, 0.1, 0.2]
+    scores[missing] = float("nan")
+    assert np.isnan(roc_auc([1, 1, 0, 0], scores))
+    assert all(np.isnan(v) for v in classification_metrics([1, 1, 0, 0], scores).values())

@@ -26,37 +26,69 @@ CLINICAL_THRESHOLD = 0.10
 ROC_COLOURS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189), (255, 127, 14), (127, 127, 127)]
 
 
-def _number(value: Optional[str], default: float) -> float:
-    code = normalize_code(value)
-    try:
-        return float(code) if code is not None else default
-    except ValueError:
+CLINICAL_MODELS = ("Brock (PanCan)", "Mayo")
+_YES, _NO = ("1", "yes", "y", "true"), ("0", "no", "n", "false")
+_NODULE_TYPES = {"solid": "solid", "part-solid": "part-solid", "partsolid": "part-solid", "partly-solid": "part-solid",
+                 "non-solid": "non-solid", "nonsolid": "non-solid", "ground-glass": "non-solid", "ggn": "non-solid",
+                 "ggo": "non-solid"}
+
+
+def _number(facts: Dict[str, str], column: str, default: float) -> float:
+    code = normalize_code(facts.get(column))
+    if code is None:
         return default
+    try:
+        return float(code)
+    except ValueError:
+        raise ValueError(f"{column} = {facts[column]!r} is not a number") from None
+
+
+def _flag(facts: Dict[str, str], column: str) -> bool:
+    """0/1, yes/no, y/n or true/false in any case; missing is no."""
+    text = (normalize_code(facts.get(column)) or "0").lower()
+    if text not in _YES + _NO:
+        raise ValueError(f"{column} = {facts[column]!r} is not 0/1, yes/no or true/false")
+    return text in _YES
+
+
+def _female(clinical: Dict[str, str]) -> bool:
+    """NLST gender 2 (or F / female) is female; missing is male, Brock's reference."""
+    text = (normalize_code(clinical.get("gender")) or "1").lower()
+    if text not in ("1", "2", "m", "f", "male", "female"):
+        raise ValueError(f"gender = {clinical['gender']!r} is not 1 / 2 (NLST), M / F or male / female")
+    return text in ("2", "f", "female")
+
+
+def _nodule_type(facts: Dict[str, str]) -> str:
+    """solid, part-solid or non-solid, however spelt (case, spaces, GGN); missing is solid."""
+    text = (facts.get("nodule_type") or "").strip().lower().replace(" ", "-").replace("_", "-")
+    if not text:
+        return "solid"
+    if text not in _NODULE_TYPES:
+        raise ValueError(f"nodule_type = {facts['nodule_type']!r} is not solid, part-solid or non-solid")
+    return _NODULE_TYPES[text]
 
 
 def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str]) -> Dict[str, float]:
-    """Brock and Mayo probabilities from a nodule's T0 facts; NaN when its size is not recorded.
+    """Brock and Mayo probabilities from a nodule's T0 facts; a ValueError names a fact that is
+    missing (diameter_mm) or not understood, rather than a default that would change the risk.
 
     Missing patient facts take neutral values: age 62 (Brock's centre), male, no family history,
     no emphysema, no prior cancer, ever smoker (as everyone in a screening cohort).
     """
     facts = case.t0.extra
-    diameter = _number(facts.get("diameter_mm"), float("nan"))
+    diameter = _number(facts, "diameter_mm", float("nan"))
     if not diameter > 0:
-        return {"Brock (PanCan)": float("nan"), "Mayo": float("nan")}
-    age = _number(clinical.get("age"), 62.0)
-    upper = bool(_number(facts.get("upper_lobe"), 0.0))
-    spiculated = bool(_number(facts.get("spiculation"), 0.0))
-    kind = facts.get("nodule_type") or "solid"
+        raise ValueError("no diameter_mm above 0 at T0")
+    age = _number(clinical, "age", 62.0)
+    upper, spiculated = _flag(facts, "upper_lobe"), _flag(facts, "spiculation")
     return {
         "Brock (PanCan)": brock_probability(
-            age=age, female=_number(clinical.get("gender"), 1.0) == 2.0,
-            family_history=bool(_number(clinical.get("family_history"), 0.0)),
-            emphysema=bool(_number(clinical.get("emphysema"), 0.0)), diameter_mm=diameter,
-            nodule_type=kind if kind in ("solid", "part-solid", "non-solid") else "solid", upper_lobe=upper,
-            nodule_count=int(_number(facts.get("nodule_count"), 1.0)), spiculation=spiculated),
+            age=age, female=_female(clinical), family_history=_flag(clinical, "family_history"),
+            emphysema=_flag(clinical, "emphysema"), diameter_mm=diameter, nodule_type=_nodule_type(facts),
+            upper_lobe=upper, nodule_count=int(_number(facts, "nodule_count", 1.0)), spiculation=spiculated),
         "Mayo": mayo_probability(
-            age=age, ever_smoker=True, extrathoracic_cancer=bool(_number(clinical.get("prior_cancer"), 0.0)),
+            age=age, ever_smoker=True, extrathoracic_cancer=_flag(clinical, "prior_cancer"),
             diameter_mm=diameter, spiculation=spiculated, upper_lobe=upper),
     }
 
@@ -73,6 +105,9 @@ def evaluate(
 
     `checkpoints` maps a row name to a checkpoint (None = the shipped default model).
     """
+    clash = sorted(set(checkpoints) & set(CLINICAL_MODELS))
+    if clash:
+        raise ValueError(f"{clash} name the clinical models' rows; give the network another name")
     say = progress or (lambda message: None)
     scores: Dict[str, Dict[Tuple[str, str], float]] = {}
     problems = []
@@ -89,16 +124,24 @@ def evaluate(
         scores[name] = dict(zip(zip(rois.pids, rois.nodules), predictor.predict(rois).tolist()))
     cases = {(c.pid, c.nodule): c for c in cohort.cases if c.label is not None}
     keys = [k for k in cases if all(k in s for s in scores.values())]
+    unscored = []  # why a nodule has no clinical-model score
     for key in keys:
-        for name, value in clinical_model_scores(cases[key], cohort.clinical.get(key[0], {})).items():
+        try:
+            computed = clinical_model_scores(cases[key], cohort.clinical.get(key[0], {}))
+        except ValueError as error:
+            computed = dict.fromkeys(CLINICAL_MODELS, float("nan"))
+            unscored.append(f"patient {key[0]} nodule {key[1]}: {error}")
+        for name, value in computed.items():
             scores.setdefault(name, {})[key] = value
     labels = np.array([cases[k].label for k in keys])
     groups = [k[0] for k in keys]
     rows = {}
     for name, by_case in scores.items():
         values = np.array([by_case[k] for k in keys])
-        if np.isnan(values).any():
-            rows[name] = {"not_computed": "the cohort does not record every nodule's diameter_mm"}
+        if not np.isfinite(values).all():
+            missing = int((~np.isfinite(values)).sum())
+            rows[name] = {"not_computed": f"{missing} of {len(keys)} nodules cannot be scored, e.g. {unscored[0]}"
+                          if name in CLINICAL_MODELS else f"the network gave no probability for {missing} nodules"}
             continue
         threshold = 0.5 if name in checkpoints else CLINICAL_THRESHOLD
         rows[name] = {

@@ -8,10 +8,13 @@ METRICS = ("accuracy", "precision", "f1", "auc", "recall")
 
 
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """Area under the ROC curve: the chance a random positive outscores a random negative (ties half)."""
+    """Area under the ROC curve: the chance a random positive outscores a random negative (ties half).
+
+    NaN when a class is absent or a score is not finite (a diverged network has no ranking).
+    """
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     positive, negative = scores[labels == 1], scores[labels == 0]
-    if len(positive) == 0 or len(negative) == 0:
+    if len(positive) == 0 or len(negative) == 0 or not np.all(np.isfinite(scores)):
         return float("nan")
     order = np.argsort(np.concatenate([positive, negative]), kind="mergesort")
     ranks = np.empty(len(order))
@@ -39,8 +42,11 @@ def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> Tuple[np.ndarra
 
 
 def classification_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> Dict[str, float]:
-    """Accuracy, precision, F1, AUC and recall; predictions are scores >= threshold."""
+    """Accuracy, precision, F1, AUC and recall; predictions are scores >= threshold (all NaN when a
+    score is not finite: a missing score is no prediction)."""
     labels = np.asarray(labels).astype(int)
+    if not np.all(np.isfinite(np.asarray(scores, dtype=float))):
+        return {m: float("nan") for m in METRICS}
     predicted = (np.asarray(scores, dtype=float) >= threshold).astype(int)
     tp = int(np.sum((predicted == 1) & (labels == 1)))
     fp = int(np.sum((predicted == 1) & (labels == 0)))

@@ -118,6 +118,9 @@ def train_run(
         history, start_epoch = json.loads(state["history"]), state["epoch"] + 1
         best = {"auc": state["best_auc"], "score": state["best_score"], "epoch": state["best_epoch"],
                 "weights": state["best_weights"]}
+    if len(validation) == 0:
+        raise ValueError(f"{run_dir}: the validation split is empty, so no epoch can be chosen; "
+                         "use more patients or a larger validation fraction")
     by_loss = len(set(validation.labels.tolist())) < 2
     if by_loss:
         warnings.warn(f"{run_dir}: the validation split holds one class only, so the best epoch is chosen by "
@@ -151,6 +154,7 @@ def train_run(
         history.append({"epoch": epoch, "loss": mean(np.mean(losses), ranks), "val_auc": val_auc, "val_loss": val_loss,
                         "seconds": round(time.perf_counter() - started, 2)})
         score = -val_loss if by_loss else val_auc
+        score = score if np.isfinite(score) else -float("inf")  # a diverged epoch (NaN outputs) is never the best
         if best["weights"] is None or score > best["score"]:
             best = {"auc": val_auc, "score": score, "epoch": epoch,
                     "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
