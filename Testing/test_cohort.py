@@ -56,7 +56,8 @@ def assert_same_geometry(read: sitk.Image, written: sitk.Image):
     assert np.array_equal(sitk.GetArrayFromImage(read), sitk.GetArrayFromImage(written))
 
 
-def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, first_file: int = 0) -> None:
+def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, first_file: int = 0,
+                       position_decimals: int = 6) -> None:
     """One file per slice, with the tags a reader needs to rebuild the 3-D geometry."""
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
@@ -74,7 +75,7 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, first_f
             "0020|000e": series_uid,  # SeriesInstanceUID
             "0020|0052": "1.2.826.0.1.3680043.8.498.2",  # FrameOfReferenceUID
             "0020|0013": str(k + 1),  # InstanceNumber
-            "0020|0032": "\\".join(f"{v:.6f}" for v in position),  # ImagePositionPatient
+            "0020|0032": "\\".join(f"{v:.{position_decimals}f}" for v in position),  # ImagePositionPatient
             "0020|0037": orientation,  # ImageOrientationPatient
             "0018|0050": f"{sz}",  # SliceThickness
             "0028|0030": f"{sy}\\{sx}",  # PixelSpacing: row spacing (y), column spacing (x)
@@ -143,6 +144,13 @@ def test_a_dicom_series_with_a_missing_slice_is_refused(tmp_path):
     middle.unlink()
     with pytest.raises(ValueError, match=r"gap: uneven slice spacing .*slices are missing"):
         read_image(series)
+
+
+def test_a_complete_dicom_series_with_rounded_slice_positions_is_read(tmp_path):
+    image, _ = sphere_scan(direction=np.eye(3))
+    image.SetSpacing((image.GetSpacing()[0], image.GetSpacing()[1], 0.625))  # positions written to 0.1 mm
+    write_dicom_series(image, tmp_path / "thin", "1.2.826.0.1.3680043.8.498.31", position_decimals=1)
+    assert read_image(tmp_path / "thin").GetDepth() == image.GetDepth()
 
 
 def test_an_image_that_is_not_ct_in_hu_is_refused(tmp_path):
