@@ -436,9 +436,11 @@ def test_nlst_cmst_pre_cut_rois_are_scaled_and_bad_cases_reported(tmp_path):
     np.save(rois / "100001_T1.npy", p1_t1)
     np.save(rois / "100002_T0.npy", np.zeros((16, 64, 63), np.uint8))
     np.save(rois / "100002_T1.npy", np.zeros((16, 64, 64), np.uint8))
-    np.save(rois / "100003_T0.npy", np.zeros((16, 64, 64), np.uint8))
+    np.save(rois / "100003_T0.npy", np.full((16, 64, 64), 100, np.uint8))
     np.save(rois / "100006_T0.npy", np.full((16, 64, 64), 300.0))
     np.save(rois / "100006_T1.npy", np.zeros((16, 64, 64)))
+    for tp in ("T0", "T1"):  # already scaled to 0..1
+        np.save(rois / f"100008_{tp}.npy", np.random.default_rng(8).random((16, 64, 64)))
     header = ["Subject ID", "study_yr", "x", "y", "z1", "z2", "label"]
     rows = [
         ["100001", "T0", "30", "40", "10", "14", "1"],  # line 2
@@ -454,6 +456,8 @@ def test_nlst_cmst_pre_cut_rois_are_scaled_and_bad_cases_reported(tmp_path):
         ["100006", "T0", "30", "40", "10", "14", "0"],  # line 12
         ["100007", "T0", "30", "40", "10", "14", "0"],  # line 13
         ["100007", "T0", "30", "40", "10", "14", "0"],  # line 14: duplicate
+        ["100008", "T0", "30", "40", "10", "14", "0"],
+        ["100008", "T1", "30", "40", "10", "14", "0"],
     ]
     write_csv(tmp_path / "nlst.csv", header, rows)
     write_csv(tmp_path / "clinical.csv", ["pid", "race", "cigsmok", "gender", "age", "scr_res0", "scr_iso0"],
@@ -475,6 +479,8 @@ def test_nlst_cmst_pre_cut_rois_are_scaled_and_bad_cases_reported(tmp_path):
         f"{rois / '100003_T1.npy'}: patient 100003 nodule 1: ROI file missing",
         f"{rois / '100006_T0.npy'}: patient 100006 nodule 1: ROI values must be finite and within 0..255 "
         "(DSB2017 preprocessing)",
+        f"{rois / '100008_T0.npy'}: patient 100008 nodule 1: ROI values all lie within 0..1 (already scaled, or "
+        "empty); expected DSB2017's 0..255",
     ]
 
 

@@ -402,6 +402,8 @@ def _load_precut_roi(npy: Path) -> np.ndarray:
     roi = array.astype(np.float32)
     if not np.all(np.isfinite(roi)) or roi.min() < 0.0 or roi.max() > 255.0:
         raise ValueError("ROI values must be finite and within 0..255 (DSB2017 preprocessing)")
+    if roi.max() <= 1.0:  # divided by 255 again it would be black: the network would see no nodule
+        raise ValueError("ROI values all lie within 0..1 (already scaled, or empty); expected DSB2017's 0..255")
     return roi / np.float32(255.0)
 
 
