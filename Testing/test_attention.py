@@ -1,6 +1,7 @@
 """Attention maps: ROI-shaped, in [0, 1], deterministic, free of side effects, placed where the ROI lies."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -117,6 +118,21 @@ def test_predict_writes_attention_files_named_by_patient_nodule_and_time_point(s
         assert np.allclose(heat.TransformContinuousIndexToPhysicalPoint(middle), point, atol=0.5)
         assert set(np.unique(sitk.GetArrayFromImage(labels))) <= {0, 1, 2, 3}
     assert (folder / "attention-labels.ctbl").read_text().startswith("#")
+    before = {f.name: f.stat().st_mtime_ns for f in folder.iterdir()}
+    again = ["predict", "--cases", str(synthetic_cohort / "cases.csv"), "--out", str(tmp_path / "again.csv"),
+             "--device", "cpu", "--attention-dir", str(folder)]
+    assert main(again) == 2  # another run's maps are not replaced unless asked
+    assert {f.name: f.stat().st_mtime_ns for f in folder.iterdir()} == before
+    assert not (tmp_path / "again.csv").exists()
+
+
+def test_ids_become_file_names_that_work_everywhere_and_stay_apart():
+    from CSFNetLib.prediction import file_safe
+
+    assert file_safe("LIDC-0001_a.b") == "LIDC-0001_a.b"
+    names = [file_safe(pid) for pid in ("site/12", "site:12", "site_12", "P 7", "..")]
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in names)
+    assert len(set(names)) == len(names) and names[2] == "site_12"
 
 
 def test_the_command_defaults_to_the_librarys_method():

@@ -5,6 +5,8 @@ gets a row with its error instead of a probability, and the others carry on. Und
 patients are shared among the processes and their rows merged in the cohort's order.
 """
 
+import hashlib
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +19,7 @@ import torch
 from .attention import DEFAULT_METHOD, color_table, heat_image, label_image
 from .cohort import CaseProblem, Cohort, Sample, iter_nlst_cmst, iter_samples
 from .dataset import RoiSet
-from .distributed import SINGLE, Ranks, gather
+from .distributed import SINGLE, Ranks, barrier, gather
 from .inference import Predictor
 from .models import sha256_of
 from .results_file import ResultsWriter
@@ -74,6 +76,11 @@ def predict_cohort(
                          f"drop --precision {precision} or the attention maps")
     predictor = Predictor(checkpoint, device, batch_size, precision)
     if attention_dir is not None:
+        earlier = sorted(Path(attention_dir).glob("*-heat.nrrd")) if Path(attention_dir).is_dir() else []
+        if earlier and not (overwrite or resume):
+            raise FileExistsError(f"{attention_dir} already holds attention maps (e.g. {earlier[0].name}); pass "
+                                  "--overwrite to replace them or choose another folder")
+        barrier(ranks)  # every process has looked before any writes
         Path(attention_dir).mkdir(parents=True, exist_ok=True)
         if ranks.main:
             (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
@@ -162,6 +169,13 @@ def _predicted(items, predictor: Predictor, batch_size: int, attention) -> Itera
             yield item, None if isinstance(item, CaseProblem) else float(next(predicted))
 
 
+def file_safe(text: str) -> str:
+    """`text` as part of a file name on any system: kept when it is letters, digits, '.', '-' and '_',
+    else those characters with the rest as '_' and a short hash of the original, so ids stay apart."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", text)
+    return safe if safe == text else f"{safe}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
 def _write_attention(folder: Path, rois: RoiSet, maps, preprocessing, method: str) -> None:
     """{pid}_nodule{n}_{T0|T1}_{method}-heat.nrrd and ..._{method}-labels.nrrd for every case with a scan."""
     for i, (pid, nodule) in enumerate(zip(rois.pids, rois.nodules)):
@@ -169,7 +183,7 @@ def _write_attention(folder: Path, rois: RoiSet, maps, preprocessing, method: st
             center = rois.centers[i, t]
             if not np.all(np.isfinite(center)):  # pre-cut ROIs: no scan to place them in
                 continue
-            stem = folder / f"{pid}_nodule{nodule}_{timepoint}_{method}"
+            stem = folder / f"{file_safe(pid)}_nodule{file_safe(nodule)}_{timepoint}_{method}"
             sitk.WriteImage(heat_image(maps[i, t], center, preprocessing), f"{stem}-heat.nrrd", useCompression=True)
             sitk.WriteImage(label_image(maps[i, t], center, preprocessing), f"{stem}-labels.nrrd",
                             useCompression=True)
