@@ -3,6 +3,7 @@
 import csv
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,26 @@ def test_the_script_runs_under_plain_python_and_never_overwrites(cohort_run, syn
     before = results.read_bytes()
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "exists" in again.stderr and results.read_bytes() == before
+
+
+def test_an_interrupted_batch_resumes_without_redoing_or_repeating_a_case(cohort_run, synthetic_cohort, tmp_path):
+    _, out = cohort_run
+    results, partial = tmp_path / "results.csv", tmp_path / ".results.csv.partial"
+    arguments = ["--cases", str(synthetic_cohort / "cases.csv"), "--clinical", str(synthetic_cohort / "clinical.csv"),
+                 "--out", str(results), "--device", "cpu", "--no-attention"]
+    run = subprocess.Popen([sys.executable, str(SCRIPT), "--", *arguments],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while run.poll() is None and time.monotonic() < deadline:
+        if partial.exists() and len(partial.read_text(encoding="utf-8").splitlines()) >= 2:  # header + a row
+            break
+        time.sleep(0.02)
+    run.kill()
+    assert run.wait() < 0, "the batch finished before it could be interrupted"
+    written = [(r["pid"], r["nodule"]) for r in read_results(partial)]
+    assert batch(arguments) == 2  # an interrupted run is not silently thrown away
+    assert batch([*arguments, "--resume"]) == 0
+    rows = read_results(results)
+    keys = [(r["pid"], r["nodule"]) for r in rows]
+    assert keys[: len(written)] == written and len(set(keys)) == len(keys)  # kept, and nothing twice
+    assert_same(probabilities(rows), probabilities(read_results(out / "results.csv")))

@@ -4,6 +4,7 @@ Driven by `Scripts/csfnet_batch.py`, under 3D Slicer (`Slicer --no-main-window -
 plain Python with slicer-core. Each case runs through `predict_scene` exactly as in the module; a
 case that fails gets an error row and the run carries on. Exit status: 0 all done, 1 some cases
 failed, 2 nothing could run (bad arguments, an existing results file, a checkpoint that does not load).
+An interrupted run continues with --resume: the cases already in its results are kept and not redone.
 """
 
 import argparse
@@ -14,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .cohort import Cohort, NoduleCase, read_clinical, read_image
 from .mrml import predict_scene, predictor_for, table_rows
 from .preprocessing import check_inside_scan
-from .results_file import ResultsWriter
+from .results_file import ResultsWriter, fingerprint
 from .scene_files import load_scene, save_scene, scene_for_scripts
 from .scene_nodes import NODE_NAMES, add_fiducials, add_volume_node
 
@@ -48,6 +49,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--no-attention", action="store_true", help="skip the attention maps")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results and scene files")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run: cases already in its results are kept, not redone")
     args = parser.parse_args(list(argv))
     if args.same_position:
         args.baseline_points = None
@@ -61,9 +64,11 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     try:
         predictor = predictor_for(args.checkpoint, args.device)
-        clinical = read_clinical(args.clinical) if args.clinical else {}
-        cohort = Cohort.from_csv(args.cases) if args.cases else None
-        writer = ResultsWriter(args.out, predictor, args.overwrite)
+        cohort = Cohort.from_csv(args.cases, args.clinical) if args.cases else None
+        clinical = cohort.clinical if cohort else read_clinical(args.clinical) if args.clinical else {}
+        inputs = fingerprint(args.cases) if cohort else "; ".join(str(path.resolve()) for path in args.scenes)
+        writer = ResultsWriter(args.out, predictor, args.overwrite, args.resume,
+                               run={"inputs": inputs, "clinical": fingerprint(args.clinical)})
     except (OSError, ValueError) as exc:
         print(f"{PROGRAM}: {exc}", file=sys.stderr)
         return 2
@@ -87,9 +92,12 @@ class _Run:
 
     def __init__(self, scene, args: argparse.Namespace, clinical: Dict[str, Dict[str, str]], results: ResultsWriter):
         self.scene, self.args, self.clinical, self.results = scene, args, clinical, results
+        self.done_patients = {pid for pid, _ in results.done}  # an interrupted run's, when resuming
 
     def scene_file(self, path: Path) -> None:
         pid = path.stem
+        if pid in self.done_patients:  # a scene's rows are written together
+            return
         try:
             load_scene(self.scene, path)  # its errors name the file
         except (OSError, ValueError) as exc:
@@ -104,7 +112,8 @@ class _Run:
 
     def cohort(self, cohort: Cohort) -> None:
         for problem in cohort.problems:
-            self._failed(problem.pid, problem.nodule, str(problem))
+            if str(problem) not in self.results.errors:
+                self._failed(problem.pid, problem.nodule, str(problem))
         groups: Dict[Tuple[str, Path, Path], List[NoduleCase]] = {}  # one scene per patient and pair of scans
         for case in cohort.cases:
             groups.setdefault((case.pid, case.t0.image, case.t1.image), []).append(case)
@@ -112,7 +121,8 @@ class _Run:
         for (pid, t0_path, t1_path), cases in groups.items():
             per_patient[pid] = per_patient.get(pid, 0) + 1
             save_as = pid if per_patient[pid] == 1 else f"{pid}-{per_patient[pid]}"
-            self._cohort_case(cohort, pid, t0_path, t1_path, cases, save_as)
+            if not all((pid, case.nodule) in self.results.done for case in cases):
+                self._cohort_case(cohort, pid, t0_path, t1_path, cases, save_as)
 
     def _cohort_case(self, cohort: Cohort, pid: str, t0_path: Path, t1_path: Path, cases: List[NoduleCase],
                      save_as: str) -> None:
@@ -150,9 +160,10 @@ class _Run:
                               same_position=self.args.same_position)
         rows = table_rows(table)
         if self.args.save_dir is not None:
-            save_scene(self.scene, self.args.save_dir / f"{save_as}.mrb", self.args.overwrite)
+            save_scene(self.scene, self.args.save_dir / f"{save_as}.mrb", self.args.overwrite or self.args.resume)
         for row in rows:
-            self.results.prediction(pid, str(row["nodule"]), float(row["p_malignant"]))
+            if (pid, str(row["nodule"])) not in self.results.done:
+                self.results.prediction(pid, str(row["nodule"]), float(row["p_malignant"]))
         print(f"{PROGRAM}: {pid}: {len(rows)} nodules")
 
     def _node(self, name: str):
@@ -164,4 +175,5 @@ class _Run:
 
     def _failed(self, pid: str, nodule: Optional[str], reason: str) -> None:
         print(f"{PROGRAM}: skipped {reason}", file=sys.stderr)
-        self.results.problem(pid, nodule, reason)
+        if (pid, nodule or "") not in self.results.done:
+            self.results.problem(pid, nodule, reason)

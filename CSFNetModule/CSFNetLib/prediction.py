@@ -21,8 +21,7 @@ from .cohort import CaseProblem, Cohort, Sample, iter_nlst_cmst, iter_samples
 from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather
 from .inference import Predictor
-from .models import sha256_of
-from .results_file import ResultsWriter
+from .results_file import ResultsWriter, fingerprint
 
 COLOR_TABLE = "attention-labels.ctbl"
 
@@ -102,7 +101,7 @@ def predict_cohort(
                 _write(merged, results, batch_size)
             done, failed = results.predicted, results.failed
         return tuple(gather((done, failed), ranks)[0])  # also waits for rank 0's file
-    run = {"cases": _fingerprint(cases_csv), "clinical": _fingerprint(clinical_csv),
+    run = {"cases": fingerprint(cases_csv), "clinical": fingerprint(clinical_csv),
            "nlst_cmst_rois": str(Path(nlst_cmst_rois).resolve()) if nlst_cmst_rois else ""}
     with ResultsWriter(out, predictor, overwrite, resume, run) as results:
         if nlst_cmst_rois is not None:
@@ -121,11 +120,6 @@ def predict_cohort(
 
 def _patient_order(cohort: Cohort) -> Dict[str, int]:
     return {pid: i for i, pid in enumerate(dict.fromkeys(case.pid for case in cohort.cases))}
-
-
-def _fingerprint(path: Optional[Path]) -> str:
-    """What a resumed run must find again: the file's name and content."""
-    return f"{Path(path).resolve()} sha256:{sha256_of(Path(path))}" if path else ""
 
 
 def _write(rows: Iterable[Row], results: ResultsWriter, batch_size: int) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, Optional, Set, Tuple, Union
 
 from .checkpoint import runtime_versions
+from .models import sha256_of
 
 COLUMNS = ("pid", "nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device",
            "csfnet_version", "error")
@@ -115,6 +116,11 @@ class ResultsWriter:
             os.replace(self.partial, self.out)
             self.about.unlink(missing_ok=True)
         # otherwise the partial file stays, for --resume
+
+
+def fingerprint(path: Optional[Path]) -> str:
+    """What a resumed run must find again of an input file: its name and content."""
+    return f"{Path(path).resolve()} sha256:{sha256_of(Path(path))}" if path else ""
 
 
 def _partial_files(out: Path) -> Tuple[Path, Path]:
