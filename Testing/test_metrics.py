@@ -62,3 +62,15 @@ def test_a_missing_score_gives_no_metric_rather_than_a_confident_one(missing):
     scores[missing] = float("nan")
     assert np.isnan(roc_auc([1, 1, 0, 0], scores))
     assert all(np.isnan(v) for v in classification_metrics([1, 1, 0, 0], scores).values())
+
+
+def test_the_roc_picture_draws_tied_scores_as_the_diagonal_the_auc_counts(tmp_path):
+    import SimpleITK as sitk
+
+    from CSFNetLib.evaluation import ROC_COLOURS, write_roc_png
+
+    labels, scores = [1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5]  # one tie group of both classes: AUC 0.5
+    assert roc_auc(labels, scores) == 0.5
+    write_roc_png(tmp_path / "roc.png", {"tied": roc_curve(labels, scores)}, size=100)
+    picture = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "roc.png")))
+    assert tuple(picture[50, 50]) == ROC_COLOURS[0]  # the middle of the diagonal, not a corner step

@@ -204,5 +204,5 @@ def write_roc_png(path: Path, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], 
     draw(np.array([0, 1, 1, 0, 0.0]), np.array([0, 0, 1, 1, 0.0]), (0, 0, 0), 1)  # frame
     for i, (fpr, tpr) in enumerate(curves.values()):
         colour = ROC_COLOURS[i % len(ROC_COLOURS)]
-        draw(np.repeat(fpr, 2)[1:], np.repeat(tpr, 2)[:-1], colour)  # as steps
+        draw(fpr, tpr, colour)  # one point per tie group: a group of both classes is a diagonal, as the AUC counts it
     sitk.WriteImage(sitk.GetImageFromArray(canvas, isVector=True), str(path))
