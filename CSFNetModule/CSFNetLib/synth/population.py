@@ -4,10 +4,11 @@ Malignancy is drawn from a risk that follows the known factors: the Brock model'
 (age, sex, family history, emphysema, size, type, upper lobe, nodule count, spiculation) plus
 current smoking and lobulation, shifted so that about 40 % of nodules are malignant, with random
 noise drawn for each nodule (not shared by a patient's nodules) so that no clinical model can be
-perfect. What happens between the scans follows the label: malignant nodules grow (volume doubling time 100-400 days, 250-500 for ground glass, 400-900
-for the 15 % that are indolent) and ground glass may gain a solid core; benign ones stay stable,
-shrink, resolve or (10 %) grow a little. Growth therefore carries more signal than the clinical
-factors, as in screening, without separating the classes perfectly.
+perfect. What happens between the scans follows the label: malignant nodules grow (volume doubling
+time 100-400 days, 250-500 for ground glass, 400-900 for the 15 % that are indolent) and ground
+glass may gain a solid core; benign ones stay stable, shrink, resolve or (10 %) grow a little.
+Growth therefore carries more signal than the clinical factors, as in screening, without
+separating the classes perfectly.
 """
 
 from dataclasses import dataclass
