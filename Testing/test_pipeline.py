@@ -218,3 +218,7 @@ def test_k_fold_training_tests_every_patient_once(synthetic_cohort, tmp_path):
     for k in (1, 2):
         split = json.loads((tmp_path / f"fold_{k}" / "split.json").read_text())
         assert not set(split["train"]) & set(split["test"]) and not set(split["validation"]) & set(split["test"])
+        fold = json.loads((tmp_path / f"fold_{k}" / "summary.json").read_text())
+        if not split["validation"]:  # too few patients to validate on: the last epoch, said so
+            assert fold["selected_by"] == "the last epoch (no validation patients)"
+            assert fold["best_epoch"] == settings.epochs - 1

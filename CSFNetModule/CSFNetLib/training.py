@@ -118,11 +118,12 @@ def train_run(
         history, start_epoch = json.loads(state["history"]), state["epoch"] + 1
         best = {"auc": state["best_auc"], "score": state["best_score"], "epoch": state["best_epoch"],
                 "weights": state["best_weights"]}
-    if len(validation) == 0:
-        raise ValueError(f"{run_dir}: the validation split is empty, so no epoch can be chosen; "
-                         "use more patients or a larger validation fraction")
-    by_loss = len(set(validation.labels.tolist())) < 2
-    if by_loss:
+    unvalidated = len(validation) == 0
+    by_loss = not unvalidated and len(set(validation.labels.tolist())) < 2
+    if unvalidated:
+        warnings.warn(f"{run_dir}: no validation patients, so no epoch can be chosen: the last one is kept (no early "
+                      "stopping); use more patients for a selected model", stacklevel=2)
+    elif by_loss:
         warnings.warn(f"{run_dir}: the validation split holds one class only, so the best epoch is chosen by "
                       "validation loss, not AUC; use more patients for a meaningful selection", stacklevel=2)
     for epoch in range(start_epoch, settings.epochs):
@@ -148,13 +149,17 @@ def train_run(
                         "loss": float(np.mean(losses)), "best_auc": best["auc"]})
         schedule.step()
         share_buffers(model, ranks)  # each process's last steps moved its own batch-norm statistics
-        val_p = _predict_shared(model, validation, device, ranks)
-        val_auc = roc_auc(validation.labels, val_p)
-        val_loss = float(-np.mean(np.log(np.clip(np.where(validation.labels == 1, val_p, 1 - val_p), 1e-7, 1))))
+        if unvalidated:
+            val_auc = val_loss = float("nan")
+            score = float(epoch)  # the latest epoch is kept
+        else:
+            val_p = _predict_shared(model, validation, device, ranks)
+            val_auc = roc_auc(validation.labels, val_p)
+            val_loss = float(-np.mean(np.log(np.clip(np.where(validation.labels == 1, val_p, 1 - val_p), 1e-7, 1))))
+            score = -val_loss if by_loss else val_auc
+            score = score if np.isfinite(score) else -float("inf")  # a diverged epoch (NaN outputs) is never best
         history.append({"epoch": epoch, "loss": mean(np.mean(losses), ranks), "val_auc": val_auc, "val_loss": val_loss,
                         "seconds": round(time.perf_counter() - started, 2)})
-        score = -val_loss if by_loss else val_auc
-        score = score if np.isfinite(score) else -float("inf")  # a diverged epoch (NaN outputs) is never the best
         if best["weights"] is None or score > best["score"]:
             best = {"auc": val_auc, "score": score, "epoch": epoch,
                     "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
@@ -179,7 +184,8 @@ def train_run(
         "epochs_run": len(history),
         "best_epoch": best["epoch"],
         "validation_auc": best["auc"],
-        "selected_by": "validation loss (one-class validation split)" if by_loss else "validation AUC",
+        "selected_by": ("the last epoch (no validation patients)" if unvalidated
+                        else "validation loss (one-class validation split)" if by_loss else "validation AUC"),
         "test_metrics": classification_metrics(test.labels, test_scores) if len(test) else None,
         "train_seconds": round(sum(h["seconds"] for h in history), 1),
     }
