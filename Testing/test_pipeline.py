@@ -98,6 +98,19 @@ def test_augmentation_reaches_the_model_in_training_only(synthetic_cohort):
     augmented = rois.batch([0, 1], torch.device("cpu"), augment=np.random.default_rng(3))
     assert torch.equal(plain[0], torch.from_numpy(rois.t0[[0, 1]])[:, None])
     assert not torch.equal(plain[0], augmented[0])
+    assert torch.equal(plain[2], torch.from_numpy(rois.clinical[[0, 1]]))
+
+
+def test_training_hides_some_clinical_values_so_the_missing_and_unknown_rows_are_learnt():
+    from CSFNetLib.clinical import MISSING_INDEX, UNKNOWN_INDEX
+    from CSFNetLib.dataset import hide_clinical_values
+
+    clinical = np.random.default_rng(0).integers(2, 40, size=(4000, 6))
+    hidden = hide_clinical_values(clinical, np.random.default_rng(1))
+    changed = hidden != clinical
+    assert changed.mean() == pytest.approx(0.05, abs=0.005)
+    assert (hidden[changed] == MISSING_INDEX).mean() == pytest.approx(0.5, abs=0.05)
+    assert set(np.unique(hidden[changed])) == {MISSING_INDEX, UNKNOWN_INDEX} and hidden.dtype == clinical.dtype
 
 
 def test_evaluate_reports_networks_and_clinical_models_with_intervals(synthetic_cohort, trained, tmp_path):

@@ -7,7 +7,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy as np
 import torch
 
-from .clinical import FIELDS, ClinicalVocabulary
+from .clinical import FIELDS, MISSING_INDEX, UNKNOWN_INDEX, ClinicalVocabulary
 from .cohort import CaseProblem, Sample
 
 
@@ -79,12 +79,12 @@ class RoiSet:
 
     def batch(self, index: Sequence[int], device: torch.device, augment: Optional[np.random.Generator] = None):
         """Tensors (t0, t1, clinical, labels) of the given cases, augmented when a generator is given."""
-        t0, t1 = self.t0[index], self.t1[index]
+        t0, t1, clinical = self.t0[index], self.t1[index], self.clinical[index]
         if augment is not None:
             t0, t1 = augment_pairs(t0, t1, augment)
+            clinical = hide_clinical_values(clinical, augment)
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
-        return (as_tensor(t0[:, None]), as_tensor(t1[:, None]), as_tensor(self.clinical[index]),
-                as_tensor(self.labels[index]))
+        return as_tensor(t0[:, None]), as_tensor(t1[:, None]), as_tensor(clinical), as_tensor(self.labels[index])
 
 
 def augment_pairs(t0: np.ndarray, t1: np.ndarray, rng: np.random.Generator, noise_sd: float = 0.02):
@@ -103,3 +103,12 @@ def augment_pairs(t0: np.ndarray, t1: np.ndarray, rng: np.random.Generator, nois
     t0 = np.clip(t0 + rng.normal(0.0, noise_sd, t0.shape).astype(np.float32), 0.0, 1.0)
     t1 = np.clip(t1 + rng.normal(0.0, noise_sd, t1.shape).astype(np.float32), 0.0, 1.0)
     return t0, t1
+
+
+def hide_clinical_values(clinical: np.ndarray, rng: np.random.Generator, rate: float = 0.05) -> np.ndarray:
+    """Each encoded value replaced, with probability `rate`, by the missing row or (as often) the unknown
+    row, so that both shared rows are trained: a field not given, or a code the training patients never
+    had, then meets a learnt vector at prediction, not its random initial one. Applied in training only."""
+    draw = rng.random(clinical.shape)
+    hidden = np.where(draw < rate / 2, MISSING_INDEX, clinical)
+    return np.where((draw >= rate / 2) & (draw < rate), UNKNOWN_INDEX, hidden).astype(clinical.dtype)
