@@ -13,33 +13,46 @@ def keys(path):
         return [(row["pid"], row["nodule"]) for row in csv.DictReader(handle)]
 
 
-def test_a_killed_prediction_resumes_and_every_case_is_there_exactly_once(synthetic_cohort, tmp_path, capsys):
+def test_a_killed_prediction_resumes_and_every_case_is_there_exactly_once(synthetic_cohort, tmp_path, capsys,
+                                                                          monkeypatch):
+    cohort = tmp_path / "cohort"  # the synthetic cohort, its scans by absolute path, and a row in error
+    cohort.mkdir()
+    with open(synthetic_cohort / "cases.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["image"] = str(synthetic_cohort / row["image"])
+    rows.insert(0, {**rows[0], "pid": "BAD", "x": "abc"})
+    with open(cohort / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     out = tmp_path / "results.csv"
-    common = ["predict", "--cases", str(synthetic_cohort / "cases.csv"), "--clinical",
-              str(synthetic_cohort / "clinical.csv"), "--device", "cpu", "--batch-size", "1"]
-    run = subprocess.Popen([sys.executable, "-m", "CSFNetLib.cli", *common, "--out", str(out)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    common = ["predict", "--clinical", str(synthetic_cohort / "clinical.csv"), "--device", "cpu", "--batch-size", "1"]
+    run = subprocess.Popen([sys.executable, "-m", "CSFNetLib.cli", *common, "--cases", "cases.csv", "--out", str(out)],
+                           cwd=cohort, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = tmp_path / ".results.csv.partial"
     deadline = time.monotonic() + 600
     while run.poll() is None and time.monotonic() < deadline:
-        if partial.exists() and len(partial.read_text(encoding="utf-8").splitlines()) >= 3:  # header + 2 rows
+        if partial.exists() and len(partial.read_text(encoding="utf-8").splitlines()) >= 4:  # header + 3 rows
             break
         time.sleep(0.02)
     run.kill()
     assert run.wait() < 0, "the run finished before it could be interrupted"
     assert not out.exists()  # an unfinished run never looks finished
     written = keys(partial)
-    assert len(written) >= 2
+    assert len(written) >= 3 and written[0][0] == "BAD"
 
+    monkeypatch.chdir(tmp_path)  # resumed from elsewhere, the cases file spelt another way
+    common += ["--cases", "cohort/cases.csv"]
     assert main([*common, "--out", str(out)]) == 2  # an interrupted run is not silently thrown away
     assert "--resume" in capsys.readouterr().err
-    assert main([*common, "--out", str(out), "--resume"]) == 0
+    assert main([*common, "--out", str(out), "--resume"]) == 1  # 1: the row in error
     assert not partial.exists() and not (tmp_path / ".results.csv.partial.json").exists()
 
     reference = tmp_path / "reference.csv"
-    assert main([*common, "--out", str(reference)]) == 0
+    assert main([*common, "--out", str(reference)]) == 1
     assert keys(out)[: len(written)] == written  # the interrupted run's rows were kept, not redone
-    assert out.read_bytes() == reference.read_bytes()  # each case once, in order, with the same line endings
+    assert out.read_bytes() == reference.read_bytes()  # each case (and error) once, in order, same line endings
 
 
 def test_a_resumed_run_must_be_the_same_run(synthetic_cohort, tmp_path, capsys):

@@ -87,7 +87,7 @@ class Cohort:
     @classmethod
     def from_csv(cls, cases_csv: PathLike, clinical_csv: Optional[PathLike] = None) -> "Cohort":
         """Read cases.csv (and clinical.csv when given; without it every patient's clinical data is missing)."""
-        cases_csv = Path(cases_csv)
+        cases_csv = Path(cases_csv).resolve()  # one spelling in every message, whatever the working folder
         header, rows = _read_csv(cases_csv, CASES_REQUIRED)
         if not rows:
             raise ValueError(f"{cases_csv}: no cases after the header")
@@ -302,7 +302,7 @@ def iter_nlst_cmst(
     The CSVs are checked now (file-level errors raise here); the ROIs are scaled to float32 [0, 1]
     and loaded one patient at a time as the result is iterated, after the CSV's problems.
     """
-    cases_csv = Path(cases_csv)
+    cases_csv = Path(cases_csv).resolve()
     clinical = read_clinical(clinical_csv) if clinical_csv is not None else {}
     header, rows = _read_csv(cases_csv, NLST_CMST_REQUIRED)
     if not rows:
