@@ -219,6 +219,16 @@ def test_points_pair_by_label_when_the_lists_share_labels_and_the_rule_is_report
         "csfnet.pairing").startswith("the n-th")
 
 
+def test_pairing_by_label_refuses_a_repeated_label_rather_than_dropping_a_point():
+    from CSFNetLib.mrml import pair_nodules
+
+    point = np.zeros(3)
+    baseline, followup = [("a", point), ("b", point)], [("a", point), ("b", point), ("b", point + 1)]
+    for pair_by in ("label", "auto"):
+        with pytest.raises(ValueError, match=r"repeated \['b'\]"):
+            pair_nodules(baseline, followup, pair_by)
+
+
 def test_a_follow_up_list_alone_is_reused_in_the_baseline_only_when_asked(scene, case):
     (v0, v1), _, f1, _ = case
     with pytest.raises(ValueError, match="same_position=True"):

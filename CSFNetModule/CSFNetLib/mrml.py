@@ -56,34 +56,27 @@ def pair_nodules(baseline: List[Tuple[str, np.ndarray]], followup: List[Tuple[st
     Slicer's default labels, named after each list), and refuses lists that share only some labels:
     there the labels name nodules that pairing by index would mix up (one resolved, one new).
     """
+    if by not in ("auto", "index", "label"):
+        raise ValueError(f"pair_by must be 'auto', 'index' or 'label', got {by!r}")
+    before, after = [label for label, _ in baseline], [label for label, _ in followup]
+    repeated = sorted({label for names in (before, after) for label in names if names.count(label) > 1})
+    mismatch = (f"baseline only {sorted(set(before) - set(after))}, follow-up only {sorted(set(after) - set(before))}"
+                + (f", repeated {repeated}" if repeated else ""))
+    same = not repeated and set(before) == set(after)
     if by == "auto":
-        labels = [label for label, _ in baseline], [label for label, _ in followup]
-        distinct = all(len(set(names)) == len(names) for names in labels)
-        if distinct and set(labels[0]) == set(labels[1]):
-            by = "label"
-        elif set(labels[0]) & set(labels[1]):
-            raise ValueError(f"the lists share some labels but not all (baseline only {_only(*labels)}, follow-up "
-                             f"only {_only(*labels[::-1])}{'' if distinct else ', or a label repeats'}): give each "
-                             "nodule the same label in both lists, or pair by index on purpose")
-        else:
-            by = "index"
-    if by == "index":
-        if len(baseline) != len(followup):
-            raise ValueError(f"{len(baseline)} baseline and {len(followup)} follow-up points: the n-th point of "
-                             "each list must be the same nodule (or give both lists the same labels)")
-        return [(f[0], b[1], f[1]) for b, f in zip(baseline, followup)], by
+        if not same and set(before) & set(after):
+            raise ValueError(f"the lists share some labels but not all ({mismatch}): give each nodule the same "
+                             "label in both lists, or pair by index on purpose")
+        by = "label" if same else "index"
     if by == "label":
+        if not same:
+            raise ValueError(f"labels do not match between the lists: {mismatch}")
         later = dict(followup)
-        labels = [label for label, _ in baseline], [label for label, _ in followup]
-        if set(labels[0]) != set(labels[1]) or len(later) != len(baseline):
-            raise ValueError(f"labels do not match between the lists: baseline only {_only(*labels)}, "
-                             f"follow-up only {_only(*labels[::-1])}")
         return [(label, position, later[label]) for label, position in baseline], by
-    raise ValueError(f"pair_by must be 'auto', 'index' or 'label', got {by!r}")
-
-
-def _only(these: List[str], those: List[str]) -> List[str]:
-    return sorted(set(these) - set(those))
+    if len(baseline) != len(followup):
+        raise ValueError(f"{len(baseline)} baseline and {len(followup)} follow-up points: the n-th point of "
+                         "each list must be the same nodule (or give both lists the same labels)")
+    return [(f[0], b[1], f[1]) for b, f in zip(baseline, followup)], by
 
 
 def predict_scene(
