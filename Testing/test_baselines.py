@@ -58,6 +58,8 @@ def test_clinical_models_read_facts_however_they_are_spelt():
     assert as_words == as_codes
     unspiculated = clinical_model_scores(nodule({"diameter_mm": "12", "nodule_type": "part-solid"}), {})
     assert unspiculated["Brock (PanCan)"] < as_codes["Brock (PanCan)"]  # the facts above were read as yes
+    not_given = clinical_model_scores(nodule({"diameter_mm": "12", "nodule_type": "NA", "spiculation": ""}), {})
+    assert not_given == clinical_model_scores(nodule({"diameter_mm": "12"}), {})  # missing: the neutral value
 
 
 @pytest.mark.parametrize("facts,clinical,message", [

@@ -9,7 +9,7 @@ percentile bootstrap over patients (a patient's nodules are resampled together).
 import csv
 import json
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -27,7 +27,8 @@ ROC_COLOURS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189), (2
 
 
 CLINICAL_MODELS = ("Brock (PanCan)", "Mayo")
-_YES, _NO = ("1", "yes", "y", "true"), ("0", "no", "n", "false")
+_FLAG = {"1": True, "yes": True, "y": True, "true": True, "0": False, "no": False, "n": False, "false": False}
+_FEMALE = {"2": True, "f": True, "female": True, "1": False, "m": False, "male": False}  # NLST codes 2 / 1
 _NODULE_TYPES = {"solid": "solid", "part-solid": "part-solid", "partsolid": "part-solid", "partly-solid": "part-solid",
                  "non-solid": "non-solid", "nonsolid": "non-solid", "ground-glass": "non-solid", "ggn": "non-solid",
                  "ggo": "non-solid"}
@@ -43,30 +44,20 @@ def _number(facts: Dict[str, str], column: str, default: float) -> float:
         raise ValueError(f"{column} = {facts[column]!r} is not a number") from None
 
 
+def _choice(facts: Dict[str, str], column: str, table: Dict[str, Any], default: Any, expected: str) -> Any:
+    """`facts[column]` looked up in `table` whatever its case, spaces or '_' ('Part Solid', 'TRUE');
+    `default` when missing; a ValueError naming the column and value otherwise."""
+    code = normalize_code(facts.get(column))
+    if code is None:
+        return default
+    key = code.lower().replace(" ", "-").replace("_", "-")
+    if key not in table:
+        raise ValueError(f"{column} = {facts[column]!r} is not {expected}")
+    return table[key]
+
+
 def _flag(facts: Dict[str, str], column: str) -> bool:
-    """0/1, yes/no, y/n or true/false in any case; missing is no."""
-    text = (normalize_code(facts.get(column)) or "0").lower()
-    if text not in _YES + _NO:
-        raise ValueError(f"{column} = {facts[column]!r} is not 0/1, yes/no or true/false")
-    return text in _YES
-
-
-def _female(clinical: Dict[str, str]) -> bool:
-    """NLST gender 2 (or F / female) is female; missing is male, Brock's reference."""
-    text = (normalize_code(clinical.get("gender")) or "1").lower()
-    if text not in ("1", "2", "m", "f", "male", "female"):
-        raise ValueError(f"gender = {clinical['gender']!r} is not 1 / 2 (NLST), M / F or male / female")
-    return text in ("2", "f", "female")
-
-
-def _nodule_type(facts: Dict[str, str]) -> str:
-    """solid, part-solid or non-solid, however spelt (case, spaces, GGN); missing is solid."""
-    text = (facts.get("nodule_type") or "").strip().lower().replace(" ", "-").replace("_", "-")
-    if not text:
-        return "solid"
-    if text not in _NODULE_TYPES:
-        raise ValueError(f"nodule_type = {facts['nodule_type']!r} is not solid, part-solid or non-solid")
-    return _NODULE_TYPES[text]
+    return _choice(facts, column, _FLAG, False, "0/1, yes/no or true/false")
 
 
 def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str]) -> Dict[str, float]:
@@ -82,15 +73,15 @@ def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str]) -> Dict[st
         raise ValueError("no diameter_mm above 0 at T0")
     age = _number(clinical, "age", 62.0)
     upper, spiculated = _flag(facts, "upper_lobe"), _flag(facts, "spiculation")
-    return {
-        "Brock (PanCan)": brock_probability(
-            age=age, female=_female(clinical), family_history=_flag(clinical, "family_history"),
-            emphysema=_flag(clinical, "emphysema"), diameter_mm=diameter, nodule_type=_nodule_type(facts),
-            upper_lobe=upper, nodule_count=int(_number(facts, "nodule_count", 1.0)), spiculation=spiculated),
-        "Mayo": mayo_probability(
-            age=age, ever_smoker=True, extrathoracic_cancer=_flag(clinical, "prior_cancer"),
-            diameter_mm=diameter, spiculation=spiculated, upper_lobe=upper),
-    }
+    brock = brock_probability(
+        age=age, female=_choice(clinical, "gender", _FEMALE, False, "1 / 2 (NLST), M / F or male / female"),
+        family_history=_flag(clinical, "family_history"), emphysema=_flag(clinical, "emphysema"),
+        diameter_mm=diameter, upper_lobe=upper, spiculation=spiculated,
+        nodule_type=_choice(facts, "nodule_type", _NODULE_TYPES, "solid", "solid, part-solid or non-solid"),
+        nodule_count=int(_number(facts, "nodule_count", 1.0)))
+    mayo = mayo_probability(age=age, ever_smoker=True, extrathoracic_cancer=_flag(clinical, "prior_cancer"),
+                            diameter_mm=diameter, spiculation=spiculated, upper_lobe=upper)
+    return dict(zip(CLINICAL_MODELS, (brock, mayo)))
 
 
 def evaluate(
