@@ -173,27 +173,25 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()  # each slice's header, read once with its pixels
     try:
         image = reader.Execute()
     except RuntimeError as exc:
         raise ValueError(f"{folder}: cannot read DICOM series {series[0]}: {_sitk_reason(exc)}") from exc
-    _check_even_slices(folder, files, image)
+    _check_even_slices(folder, reader, len(files), image)
     return image
 
 
-def _check_even_slices(folder: Path, files: Sequence[str], image: sitk.Image) -> None:
+def _check_even_slices(folder: Path, reader: sitk.ImageSeriesReader, slices: int, image: sitk.Image) -> None:
     """Refuse a series whose slices are not evenly spaced (missing slices): its geometry would be wrong."""
-    if len(files) < 3:
+    if slices < 3:
         return
     normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
     positions = []
-    for name in files:
-        header = sitk.ImageFileReader()
-        header.SetFileName(name)
-        header.ReadImageInformation()
-        if not header.HasMetaDataKey("0020|0032"):
+    for k in range(slices):
+        if not reader.HasMetaDataKey(k, "0020|0032"):
             return  # no positions to check: SimpleITK spaced the slices from their order
-        positions.append(float(np.dot(normal, [float(v) for v in header.GetMetaData("0020|0032").split("\\")])))
+        positions.append(float(np.dot(normal, [float(v) for v in reader.GetMetaData(k, "0020|0032").split("\\")])))
     steps = np.diff(np.sort(positions))
     typical = float(np.median(steps))
     # A missing slice doubles a step, a repeated one zeroes it; positions written to 0.1 mm move a step by
