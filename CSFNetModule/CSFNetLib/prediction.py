@@ -98,7 +98,7 @@ def predict_cohort(
         done = failed = 0
         if ranks.main:
             with ResultsWriter(out, predictor, overwrite) as results:
-                _write(merged, results, batch_size)
+                _write(merged, results)
             done, failed = results.predicted, results.failed
         return tuple(gather((done, failed), ranks)[0])  # also waits for rank 0's file
     run = {"cases": fingerprint(cases_csv), "clinical": fingerprint(clinical_csv),
@@ -114,7 +114,7 @@ def predict_cohort(
                            problems=[p for p in cohort.problems if str(p) not in results.errors])
             rows = _rows(iter_samples(todo, predictor.preprocessing, predictor.vocabulary), _patient_order(cohort),
                          len(todo.problems), predictor, batch_size, attention)
-        _write(rows, results, batch_size)
+        _write(rows, results)
     return results.predicted, results.failed
 
 
@@ -122,14 +122,12 @@ def _patient_order(cohort: Cohort) -> Dict[str, int]:
     return {pid: i for i, pid in enumerate(dict.fromkeys(case.pid for case in cohort.cases))}
 
 
-def _write(rows: Iterable[Row], results: ResultsWriter, batch_size: int) -> None:
-    for n, (_, pid, nodule, error, p) in enumerate(rows, 1):
+def _write(rows: Iterable[Row], results: ResultsWriter) -> None:
+    for _, pid, nodule, error, p in rows:
         if error:
             results.problem(pid, nodule, error)
         else:
             results.prediction(pid, nodule, p)
-        if n % batch_size == 0:
-            results.sync()
 
 
 def _rows(items, patients: Dict[str, int], leading: int, predictor: Predictor, batch_size: int,

@@ -1,7 +1,7 @@
 """results.csv: one row per nodule, written as the run goes and put in place only when it completes.
 
-Rows go to a hidden `.<name>.partial` beside the target (flushed row by row, synced to disk batch
-by batch), which is renamed onto the target when the run completes. An interrupted run leaves the
+Rows go to a hidden `.<name>.partial` beside the target (flushed row by row, synced to disk every
+SYNC_EVERY rows), which is renamed onto the target when the run completes. An interrupted run leaves the
 partial file and a `.json` describing the run; `resume=True` continues it, skipping every case it
 already holds. An existing results file is never replaced unless the caller asks.
 """
@@ -15,6 +15,8 @@ from typing import Dict, Optional, Set, Tuple, Union
 
 from .checkpoint import runtime_versions
 from .models import sha256_of
+
+SYNC_EVERY = 16  # rows between fsyncs: a machine crash loses at most these, and few fsyncs cost little
 
 COLUMNS = ("pid", "nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device",
            "csfnet_version", "error")
@@ -42,7 +44,7 @@ class ResultsWriter:
         self.resume = resume and self.partial.exists()
         self.done: Set[Tuple[str, str]] = set()
         self.errors: Set[str] = set()
-        self.predicted = self.failed = 0
+        self.predicted = self.failed = self._unsynced = 0
 
     @staticmethod
     def check_target(out: Path, overwrite: bool = False, resume: bool = False) -> None:
@@ -93,20 +95,26 @@ class ResultsWriter:
 
     def prediction(self, pid: str, nodule: str, p_malignant: float) -> None:
         written = f"{p_malignant:.6f}"  # the prediction follows the number the reader sees
-        self._writer.writerow({"pid": pid, "nodule": nodule, "p_malignant": written,
-                               "prediction": int(float(written) >= self.threshold), "threshold": self.threshold,
-                               **self.common, "error": ""})
-        self._handle.flush()
+        self._write({"pid": pid, "nodule": nodule, "p_malignant": written,
+                     "prediction": int(float(written) >= self.threshold), "threshold": self.threshold,
+                     **self.common, "error": ""})
         self.predicted += 1
 
     def problem(self, pid: str, nodule: Optional[str], reason: str) -> None:
-        self._writer.writerow({"pid": pid, "nodule": nodule or "", **self.common, "error": reason})
-        self._handle.flush()
+        self._write({"pid": pid, "nodule": nodule or "", **self.common, "error": reason})
         self.failed += 1
+
+    def _write(self, row: Dict[str, object]) -> None:
+        self._writer.writerow(row)
+        self._handle.flush()
+        self._unsynced += 1
+        if self._unsynced == SYNC_EVERY:
+            self.sync()
 
     def sync(self) -> None:
         """Make the rows written so far survive a crash of the machine, not only of the process."""
         os.fsync(self._handle.fileno())
+        self._unsynced = 0
 
     def __exit__(self, kind, value, traceback) -> None:
         self._handle.flush()
