@@ -178,12 +178,13 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         image = reader.Execute()
     except RuntimeError as exc:
         raise ValueError(f"{folder}: cannot read DICOM series {series[0]}: {_sitk_reason(exc)}") from exc
-    _check_even_slices(folder, reader, len(files), image)
+    _check_even_slices(folder, reader, image)
     return image
 
 
-def _check_even_slices(folder: Path, reader: sitk.ImageSeriesReader, slices: int, image: sitk.Image) -> None:
+def _check_even_slices(folder: Path, reader: sitk.ImageSeriesReader, image: sitk.Image) -> None:
     """Refuse a series whose slices are not evenly spaced (missing slices): its geometry would be wrong."""
+    slices = len(reader.GetFileNames())
     if slices < 3:
         return
     normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
