@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
 from CSFNetLib.cli import VARIANT_LABELS  # noqa: E402
-from CSFNetLib.cohort import Cohort  # noqa: E402
+from CSFNetLib.cohort_csv import read_cohort  # noqa: E402
 from CSFNetLib.evaluation import evaluate, table_with_intervals  # noqa: E402
-from CSFNetLib.models import model_path, read_manifest  # noqa: E402
 from CSFNetLib.paper import REPORTED, format_table  # noqa: E402
+from CSFNetLib.shipped_weights import model_path, read_manifest  # noqa: E402
 from CSFNetLib.synth import write_cohort  # noqa: E402
 from CSFNetLib.synth.cohort_writer import print_progress  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> int:
     manifest = read_manifest()
     print(f"SlicerCSFNet demo evaluation. {manifest['note']}\n", flush=True)
     cohort_dir = test_cohort()
-    cohort = Cohort.from_csv(cohort_dir / "cases.csv", cohort_dir / "clinical.csv")
+    cohort = read_cohort(cohort_dir / "cases.csv", cohort_dir / "clinical.csv")
     checkpoints = {row: model_path(name) for row, name in ROWS.items()}
     report = evaluate(cohort, checkpoints, CACHE / "main-report", device="auto",
                       progress=lambda message: print(message, file=sys.stderr, flush=True))

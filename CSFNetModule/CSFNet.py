@@ -24,8 +24,8 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from CSFNetLib.clinical import FIELDS, NOT_GIVEN, choice_labels, record_from_choices
-from CSFNetLib.models import model_entries
 from CSFNetLib.progress import Cancelled
+from CSFNetLib.shipped_weights import model_entries
 from CSFNetLib.version import __version__
 
 MINIMUM_TORCH = "2.1"
@@ -400,7 +400,7 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
         Without a baseline list, the follow-up points are used at the same position in the baseline
         scan only when `samePosition` says so.
         """
-        from CSFNetLib.mrml import predict_scene
+        from CSFNetLib.scene.logic import predict_scene
 
         settings = parameterNode.settings
         checkpoint = settings.checkpointPath if settings.model == BROWSE else self.modelPath(settings.model)
@@ -416,20 +416,20 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def modelPath(name: str) -> str:
-        from CSFNetLib.models import model_path
+        from CSFNetLib.shipped_weights import model_path
 
         return str(model_path(name))
 
     @staticmethod
     def tableRows(table):
-        from CSFNetLib.mrml import table_rows
+        from CSFNetLib.scene.logic import table_rows
 
         return table_rows(table)
 
     def loadSampleData(self):
         """The synthetic pair with its nodule marked in both scans, generated once into Slicer's cache."""
         from CSFNetLib.clinical import choices_from_record
-        from CSFNetLib.sample_data import load_sample_pair
+        from CSFNetLib.scene.sample import load_sample_pair
 
         nodes = load_sample_pair(slicer.mrmlScene, os.path.join(slicer.app.cachePath, "CSFNet"))
         parameterNode = self.getParameterNode()
@@ -454,7 +454,7 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def showNodule(table, nodule: str, followupVolume, showAttention: bool = True):
         """The nodule's attention labels over the follow-up scan, the slice views centred on it."""
-        from CSFNetLib.mrml import nodule_attention
+        from CSFNetLib.scene.logic import nodule_attention
 
         try:
             heat, labels = nodule_attention(table, nodule, "T1")
@@ -496,7 +496,7 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         self.assertEqual([row["nodule"] for row in rows], ["1"])
         self.assertTrue(0.0 <= rows[0]["p_malignant"] <= 1.0)
         self.assertIn("synthetic phantoms", rows[0]["model_note"])
-        from CSFNetLib.mrml import nodule_attention
+        from CSFNetLib.scene.logic import nodule_attention
 
         heat, labels = nodule_attention(table, "1", "T1")
         values = set(slicer.util.arrayFromVolume(labels).ravel().tolist())

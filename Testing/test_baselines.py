@@ -39,7 +39,7 @@ def test_brock_refuses_bad_factors(change, message):
 def nodule(facts):
     from pathlib import Path
 
-    from CSFNetLib.cohort import NoduleCase, TimepointRow
+    from CSFNetLib.records import NoduleCase, TimepointRow
 
     rows = [TimepointRow(2 + i, "P1", "1", tp, Path("a.nrrd"), (0.0, 0.0, 0.0), 1, 0.0, dict(facts))
             for i, tp in enumerate(("T0", "T1"))]
@@ -79,7 +79,7 @@ def test_a_fact_the_clinical_models_cannot_read_is_named_not_defaulted(facts, cl
 def test_evaluate_names_the_nodule_a_clinical_model_cannot_score(synthetic_cohort, tmp_path):
     import csv
 
-    from CSFNetLib.cohort import Cohort
+    from CSFNetLib.cohort_csv import read_cohort
     from CSFNetLib.evaluation import evaluate
 
     with open(synthetic_cohort / "cases.csv", newline="", encoding="utf-8") as handle:
@@ -91,7 +91,7 @@ def test_evaluate_names_the_nodule_a_clinical_model_cannot_score(synthetic_cohor
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    cohort = Cohort.from_csv(tmp_path / "cases.csv", synthetic_cohort / "clinical.csv")
+    cohort = read_cohort(tmp_path / "cases.csv", synthetic_cohort / "clinical.csv")
     with pytest.raises(ValueError, match=r"\['Mayo'\] name the clinical models' rows"):
         evaluate(cohort, {"Mayo": None}, device="cpu")
     report = evaluate(cohort, {"CSF-net": None}, device="cpu", resamples=10)

@@ -78,7 +78,7 @@ def test_every_code_a_shipped_model_knows_is_offered_by_the_form_and_comes_back_
     """The Slicer panel and `csfnet predict` must feed a model the same rows for the same patient."""
     from CSFNetLib.checkpoint import load_checkpoint
     from CSFNetLib.clinical import NOT_GIVEN, choices_from_record, record_from_choices
-    from CSFNetLib.models import model_path, read_manifest
+    from CSFNetLib.shipped_weights import model_path, read_manifest
 
     for entry in read_manifest()["models"]:
         vocabulary = load_checkpoint(model_path(entry["name"])).vocabulary

@@ -7,17 +7,14 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import Phantom, bright_centroid, rotation
-from CSFNetLib import cohort as cohort_module
+from CSFNetLib import samples as samples_module
 from CSFNetLib.clinical import ClinicalVocabulary
-from CSFNetLib.cohort import (
-    CaseProblem,
-    Cohort,
-    Sample,
-    iter_nlst_cmst,
-    iter_samples,
-    read_image,
-)
+from CSFNetLib.cohort_csv import read_cohort
+from CSFNetLib.images import read_image
+from CSFNetLib.nlst_cmst import iter_nlst_cmst
 from CSFNetLib.preprocessing import Preprocessing, hu_to_unit
+from CSFNetLib.records import CaseProblem, Sample
+from CSFNetLib.samples import iter_samples
 
 ROI_CENTRE = np.array([7.5, 31.5, 31.5])  # (z, y, x): between the middle voxels
 BRIGHT = hu_to_unit(0.0)
@@ -104,7 +101,7 @@ def test_every_file_type_reads_back_with_its_geometry_and_the_nodule_at_the_roi_
     assert_same_geometry(read_image(tmp_path / "scans" / f"p1{suffix}"), image)
 
     rows = nodule_rows("P1", f"scans/p1{suffix}", f"scans/p1{suffix}", centre)
-    samples, problems = samples_and_problems(iter_samples(Cohort.from_csv(write_csv(tmp_path / "c.csv", HEADER, rows))))
+    samples, problems = samples_and_problems(iter_samples(read_cohort(write_csv(tmp_path / "c.csv", HEADER, rows))))
     assert problems == []
     (sample,) = samples
     assert sample.t0.shape == sample.t1.shape == (16, 64, 64) and sample.t0.dtype == np.float32
@@ -118,7 +115,7 @@ def test_dicom_series_round_trip_keeps_the_geometry_and_the_nodule_at_the_roi_ce
     assert_same_geometry(read_image(tmp_path / "P1" / "T0"), image)
 
     rows = nodule_rows("P1", "P1/T0", "P1/T1", centre)
-    samples, problems = samples_and_problems(iter_samples(Cohort.from_csv(write_csv(tmp_path / "c.csv", HEADER, rows))))
+    samples, problems = samples_and_problems(iter_samples(read_cohort(write_csv(tmp_path / "c.csv", HEADER, rows))))
     assert problems == []
     for roi in (samples[0].t0, samples[0].t1):
         assert np.allclose(bright_centroid(roi, BRIGHT), ROI_CENTRE, atol=0.35)
@@ -188,7 +185,7 @@ def test_relative_paths_are_relative_to_the_csv_and_absolute_paths_stay(tmp_path
     write_csv(tmp_path / "cohort" / "cases.csv", HEADER, rows)
     monkeypatch.chdir(tmp_path / "elsewhere")  # the working folder plays no part
 
-    cohort = Cohort.from_csv(Path("..") / "cohort" / "cases.csv")
+    cohort = read_cohort(Path("..") / "cohort" / "cases.csv")
     (case,) = cohort.cases
     assert case.t0.image == (tmp_path / "cohort" / "scans" / "t0.nrrd").resolve()
     assert case.t1.image == tmp_path / "elsewhere" / "t1.mha"
@@ -208,7 +205,7 @@ def test_columns_values_and_clinical_rows_are_read_and_kept(tmp_path):
     clinical_header = ["pid", "race", "cigsmok", "gender", "age", "scr_res0", "scr_iso0", "family_history"]
     write_csv(tmp_path / "clinical.csv", clinical_header, [["P1", "1", "0", "2", "63", "", "1", "yes"]])
 
-    cohort = Cohort.from_csv(tmp_path / "cases.csv", tmp_path / "clinical.csv")
+    cohort = read_cohort(tmp_path / "cases.csv", tmp_path / "clinical.csv")
     assert cohort.problems == []
     p1, p2 = cohort.cases
     assert (p1.pid, p1.nodule, p1.label) == ("P1", "1", 1)  # nodule defaults to 1; a label on one row is enough
@@ -217,12 +214,12 @@ def test_columns_values_and_clinical_rows_are_read_and_kept(tmp_path):
     assert p1.t0.extra == {"diameter_mm": "8.5", "nodule_type": "solid"}
     assert (p2.label, p2.t0.days) == (None, None)
     assert cohort.clinical["P1"]["family_history"] == "yes" and cohort.clinical["P1"]["age"] == "63"
-    assert Cohort.from_csv(tmp_path / "cases.csv").clinical == {}
+    assert read_cohort(tmp_path / "cases.csv").clinical == {}
 
 
 def test_utf8_bom_is_accepted(tmp_path):
     rows = nodule_rows("Pé", "a.nrrd", "b.nrrd", (0, 0, 0))
-    cohort = Cohort.from_csv(write_csv(tmp_path / "cases.csv", HEADER, rows, encoding="utf-8-sig"))
+    cohort = read_cohort(write_csv(tmp_path / "cases.csv", HEADER, rows, encoding="utf-8-sig"))
     assert [c.pid for c in cohort.cases] == ["Pé"]
 
 
@@ -260,7 +257,7 @@ def _file_error(tmp_path, kind):
 def test_file_level_errors_raise_naming_the_file(tmp_path, kind):
     cases, clinical, error, message = _file_error(tmp_path, kind)
     with pytest.raises(error, match=message):
-        Cohort.from_csv(cases, clinical)
+        read_cohort(cases, clinical)
 
 
 def test_patients_without_a_clinical_row_are_named_in_a_warning(tmp_path):
@@ -268,7 +265,7 @@ def test_patients_without_a_clinical_row_are_named_in_a_warning(tmp_path):
                       + nodule_rows("007", "a.nrrd", "b.nrrd", (0, 0, 0)))
     clinical = write_csv(tmp_path / "clinical.csv", ["pid", "age"], [["P1", "60"], ["7", "61"]])
     with pytest.warns(UserWarning, match="clinical.csv: 1 of 2 patients have no row \\(e.g. '007'\\)"):
-        cohort = Cohort.from_csv(cases, clinical)
+        cohort = read_cohort(cases, clinical)
     assert "007" not in cohort.clinical and len(cohort.cases) == 2
 
 
@@ -295,7 +292,7 @@ def test_row_problems_are_reported_with_file_row_patient_and_reason_and_the_rest
         ["", "1", "T0", "a.nrrd", "1", "2", "3", "0", "0"],  # line 20
         ["P12", "1", "T0", "", "1", "2", "3", "0", "0"],  # line 21
     ]
-    cohort = Cohort.from_csv(write_csv(tmp_path / "cases.csv", HEADER, rows))
+    cohort = read_cohort(write_csv(tmp_path / "cases.csv", HEADER, rows))
     expected = [
         (5, "patient P2 nodule 1", "T0: coordinate x = 'abc' is not a number"),
         (7, "patient P3 nodule 1", "T0: coordinate z = 'inf' is not finite"),
@@ -332,7 +329,7 @@ def test_case_problem_reads_like_a_compiler_message():
 
 def test_each_scan_is_read_once_per_patient_and_patients_stream_one_at_a_time(tmp_path, monkeypatch):
     reads, masks = Counter(), Counter()
-    real_read, real_mask = cohort_module.read_image, cohort_module.lung_mask
+    real_read, real_mask = samples_module.read_image, samples_module.lung_mask
 
     def counting_read(path):
         reads[Path(path).name] += 1
@@ -342,8 +339,8 @@ def test_each_scan_is_read_once_per_patient_and_patients_stream_one_at_a_time(tm
         masks[image.GetOrigin()] += 1
         return real_mask(image, *args)
 
-    monkeypatch.setattr(cohort_module, "read_image", counting_read)
-    monkeypatch.setattr(cohort_module, "lung_mask", counting_mask)
+    monkeypatch.setattr(samples_module, "read_image", counting_read)
+    monkeypatch.setattr(samples_module, "lung_mask", counting_mask)
     image, centre = sphere_scan()
     walled = sitk.GetArrayFromImage(image)  # a body wall round the in-plane border makes the inside a lung
     walled[:, :3, :] = walled[:, -3:, :] = walled[:, :, :3] = walled[:, :, -3:] = 40
@@ -358,7 +355,7 @@ def test_each_scan_is_read_once_per_patient_and_patients_stream_one_at_a_time(tm
         sitk.WriteImage(moved, str(tmp_path / f"{pid}_t1.nrrd"))
         for nodule, offset in (("1", 0.0), ("2", 3.0)):
             rows += nodule_rows(pid, f"{pid}_t0.nrrd", f"{pid}_t1.nrrd", centre + offset, nodule=nodule)
-    cohort = Cohort.from_csv(write_csv(tmp_path / "cases.csv", HEADER, rows))
+    cohort = read_cohort(write_csv(tmp_path / "cases.csv", HEADER, rows))
 
     stream = iter_samples(cohort, Preprocessing(lung_mask=True))
     first = next(stream)
@@ -372,13 +369,13 @@ def test_each_scan_is_read_once_per_patient_and_patients_stream_one_at_a_time(tm
 
 def test_bad_images_and_points_outside_the_scan_become_problems_and_the_batch_carries_on(tmp_path, monkeypatch):
     reads = Counter()
-    real_read = cohort_module.read_image
+    real_read = samples_module.read_image
 
     def counting_read(path):
         reads[Path(path).name] += 1
         return real_read(path)
 
-    monkeypatch.setattr(cohort_module, "read_image", counting_read)
+    monkeypatch.setattr(samples_module, "read_image", counting_read)
     image, centre = sphere_scan()
     sitk.WriteImage(image, str(tmp_path / "good.nrrd"))
     (tmp_path / "broken.nii").write_bytes(b"not a nifti file")
@@ -393,7 +390,7 @@ def test_bad_images_and_points_outside_the_scan_become_problems_and_the_batch_ca
     )
     write_csv(tmp_path / "clinical.csv", ["pid", "race", "cigsmok", "gender", "age", "scr_res0", "scr_iso0"],
               [["P4", "1", "1", "2", "60", "1", "0"]])
-    cohort = Cohort.from_csv(write_csv(tmp_path / "cases.csv", HEADER, rows), tmp_path / "clinical.csv")
+    cohort = read_cohort(write_csv(tmp_path / "cases.csv", HEADER, rows), tmp_path / "clinical.csv")
     items = list(iter_samples(cohort))
 
     assert isinstance(items[0], CaseProblem) and items[0].row == 12  # the CSV's problems come first
@@ -416,7 +413,7 @@ def test_patients_without_clinical_rows_get_missing_codes_and_a_fitted_vocabular
     sitk.WriteImage(image, str(tmp_path / "s.mha"))
     rows = nodule_rows("P1", "s.mha", "s.mha", centre) + nodule_rows("P2", "s.mha", "s.mha", centre)
     write_csv(tmp_path / "clinical.csv", ["pid", "age", "gender"], [["P1", "70", "1"]])
-    cohort = Cohort.from_csv(write_csv(tmp_path / "cases.csv", HEADER, rows), tmp_path / "clinical.csv")
+    cohort = read_cohort(write_csv(tmp_path / "cases.csv", HEADER, rows), tmp_path / "clinical.csv")
     vocabulary = ClinicalVocabulary.fit([{"age": "70", "gender": "2"}])
     samples, _ = samples_and_problems(iter_samples(cohort, vocabulary=vocabulary))
     assert samples[0].clinical == vocabulary.encode({"age": "70", "gender": "1"})

@@ -10,10 +10,10 @@ slicer = pytest.importorskip("slicer")
 
 from CSFNetLib.checkpoint import CheckpointError  # noqa: E402
 from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
-from CSFNetLib.mrml import ROLE, predict_scene, table_rows  # noqa: E402
+from CSFNetLib.scene.logic import ROLE, predict_scene, table_rows  # noqa: E402
 from CSFNetLib.progress import Cancelled  # noqa: E402
-from CSFNetLib.scene_files import StandaloneScene, load_scene, save_scene  # noqa: E402
-from CSFNetLib.scene_nodes import add_fiducials, add_volume_node  # noqa: E402
+from CSFNetLib.scene.files import StandaloneScene, load_scene, save_scene  # noqa: E402
+from CSFNetLib.scene.nodes import add_fiducials, add_volume_node  # noqa: E402
 
 
 @pytest.fixture
@@ -220,7 +220,7 @@ def test_points_pair_by_label_when_the_lists_share_labels_and_the_rule_is_report
 
 
 def test_pairing_by_label_refuses_a_repeated_label_rather_than_dropping_a_point():
-    from CSFNetLib.mrml import pair_nodules
+    from CSFNetLib.pairing import pair_nodules
 
     point = np.zeros(3)
     baseline, followup = [("a", point), ("b", point)], [("a", point), ("b", point), ("b", point + 1)]
@@ -336,8 +336,8 @@ def test_a_bad_bundle_is_refused_by_name_and_leaves_the_working_directory(tmp_pa
 
 
 def test_the_sample_pair_loads_into_a_scene_and_its_nodule_is_found(scene, tmp_path):
-    from CSFNetLib.mrml import nodule_attention
-    from CSFNetLib.sample_data import load_sample_pair
+    from CSFNetLib.scene.logic import nodule_attention
+    from CSFNetLib.scene.sample import load_sample_pair
 
     nodes = load_sample_pair(scene, tmp_path)
     table = predict_scene(scene, nodes.baseline_volume, nodes.followup_volume, nodes.baseline_fiducials,
@@ -354,7 +354,7 @@ def test_the_sample_pair_loads_into_a_scene_and_its_nodule_is_found(scene, tmp_p
 
 def test_a_roi_cut_from_the_part_of_the_scan_around_it_equals_one_cut_from_the_whole_scan(scene, case):
     from CSFNetLib.preprocessing import extract_roi, roi_grid
-    from CSFNetLib.scene_nodes import ct_volume
+    from CSFNetLib.scene.nodes import ct_volume
 
     (_, v1), _, _, ras = case
     volume = ct_volume(v1, "follow-up")

@@ -11,7 +11,7 @@ import torch
 
 from CSFNetLib.checkpoint import load_checkpoint
 from CSFNetLib.cli import CONFIG_NAMES, VARIANT_NAMES, main
-from CSFNetLib.cohort import Cohort
+from CSFNetLib.cohort_csv import read_cohort
 from CSFNetLib.dataset import RoiSet, augment_pairs
 from CSFNetLib.evaluation import evaluate, table_with_intervals
 from CSFNetLib.model import CONFIGS, VARIANTS
@@ -90,8 +90,8 @@ def test_augmentation_keeps_time_points_aligned_and_changes_the_input():
 
 
 def test_augmentation_reaches_the_model_in_training_only(synthetic_cohort):
-    cohort = Cohort.from_csv(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
-    from CSFNetLib.cohort import iter_samples
+    cohort = read_cohort(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
+    from CSFNetLib.samples import iter_samples
 
     rois, _ = RoiSet.collect(iter_samples(cohort))
     plain = rois.batch([0, 1], torch.device("cpu"))
@@ -114,7 +114,7 @@ def test_training_hides_some_clinical_values_so_the_missing_and_unknown_rows_are
 
 
 def test_evaluate_reports_networks_and_clinical_models_with_intervals(synthetic_cohort, trained, tmp_path):
-    cohort = Cohort.from_csv(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
+    cohort = read_cohort(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
     report = evaluate(cohort, {"CSF-net": trained[0] / "model.pt"}, tmp_path, device="cpu", resamples=50)
     assert set(report["rows"]) == {"CSF-net", "Brock (PanCan)", "Mayo"}
     for row in report["rows"].values():

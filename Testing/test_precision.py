@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from CSFNetLib.cli import build_parser, main
-from CSFNetLib.cohort import Cohort, iter_samples
+from CSFNetLib.cohort_csv import read_cohort
 from CSFNetLib.dataset import RoiSet
 from CSFNetLib.inference import PRECISIONS, Predictor, predict_rois
+from CSFNetLib.samples import iter_samples
 
 TOLERANCE = 0.01  # the README's documented bound on |p(fp16) - p(fp32)|
 NEEDS_CPU_FP16 = pytest.mark.skipif(tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4),
@@ -24,7 +25,7 @@ NEEDS_CPU_FP16 = pytest.mark.skipif(tuple(int(v) for v in torch.__version__.spli
 @pytest.fixture(scope="module")
 def demo_rois(synthetic_cohort):
     predictor = Predictor(device="cpu")
-    cohort = Cohort.from_csv(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
+    cohort = read_cohort(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
     rois, problems = RoiSet.collect(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary))
     assert not problems and len(rois) >= 3
     return predictor, rois

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from CSFNetLib.clinical import FIELDS
-from CSFNetLib.models import read_manifest
+from CSFNetLib.shipped_weights import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "CSFNetModule"
@@ -113,7 +113,7 @@ def test_the_module_has_the_four_classes_slicer_expects():
 def test_torch_is_never_imported_when_the_module_loads():
     """Module level and class bodies import only what Slicer has before the PyTorch extension runs."""
     top_imports = [ast.unparse(n) for n in TREE.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    assert not [line for line in top_imports if "torch" in line or "CSFNetLib.mrml" in line]
+    assert not [line for line in top_imports if "torch" in line or "CSFNetLib.scene.logic" in line]
     assert "installTorch(" in CODE and "confirmOkCancelDisplay" in CODE
 
 

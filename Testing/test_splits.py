@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from CSFNetLib.cohort import NoduleCase, TimepointRow
+from CSFNetLib.records import NoduleCase, TimepointRow
 from CSFNetLib.splits import PARTS, kfold_patients, patient_labels, split_patients
 
 FRACTIONS = [(0.6, 0.2, 0.2), (0.8, 0.1, 0.1), (0.5, 0.5, 0.0), (1 / 3, 1 / 3, 1 / 3), (0.7, 0.15, 0.15)]

@@ -10,9 +10,11 @@ from conftest import SYNTH_PATIENTS, SYNTH_SEED
 from CSFNetLib.baselines import brock_probability
 from CSFNetLib.cli import main
 from CSFNetLib.clinical import DEFAULT_CODES, FIELDS
-from CSFNetLib.cohort import Cohort, iter_samples, read_image
+from CSFNetLib.cohort_csv import read_cohort
+from CSFNetLib.images import read_image
 from CSFNetLib.metrics import roc_auc
 from CSFNetLib.preprocessing import extract_roi, hu_to_unit
+from CSFNetLib.samples import iter_samples
 from CSFNetLib.synth import synthesize_patient
 from CSFNetLib.synth.anatomy import Anatomy
 from CSFNetLib.synth.population import sample_patient
@@ -69,7 +71,7 @@ def test_cohort_files_follow_the_formats_page(cohort_dir):
         assert row["timepoint"] in ("T0", "T1") and row["label"] in ("0", "1")
         assert (row["days"] == "0") == (row["timepoint"] == "T0")
         assert row["nodule_type"] in ("solid", "part-solid", "non-solid")
-    cohort = Cohort.from_csv(cohort_dir / "cases.csv", cohort_dir / "clinical.csv")
+    cohort = read_cohort(cohort_dir / "cases.csv", cohort_dir / "clinical.csv")
     assert cohort.problems == []
     samples = list(iter_samples(cohort))
     assert len(samples) == len(cases) // 2 and all(s.t0.shape == (16, 64, 64) for s in samples)

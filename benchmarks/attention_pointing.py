@@ -19,10 +19,11 @@ import SimpleITK as sitk
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
 from CSFNetLib.attention import METHODS, attention_for_rois, peak_index  # noqa: E402
-from CSFNetLib.cohort import Cohort, iter_samples  # noqa: E402
+from CSFNetLib.cohort_csv import read_cohort  # noqa: E402
 from CSFNetLib.dataset import RoiSet  # noqa: E402
 from CSFNetLib.inference import Predictor  # noqa: E402
 from CSFNetLib.preprocessing import roi_grid  # noqa: E402
+from CSFNetLib.samples import iter_samples  # noqa: E402
 
 
 def overlay(ct: np.ndarray, heat: np.ndarray, scale: int = 4) -> np.ndarray:
@@ -40,7 +41,7 @@ def main() -> int:
     parser.add_argument("--figure", type=Path, default=Path("docs/attention_overlay.png"))
     args = parser.parse_args()
     predictor = Predictor(device="auto")
-    cohort = Cohort.from_csv(args.cohort / "cases.csv", args.cohort / "clinical.csv")
+    cohort = read_cohort(args.cohort / "cases.csv", args.cohort / "clinical.csv")
     rows = {(c.pid, c.nodule): c for c in cohort.cases}
     rois, _ = RoiSet.collect(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary))
     rng = np.random.default_rng(0)

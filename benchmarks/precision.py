@@ -22,9 +22,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
-from CSFNetLib.cohort import Cohort, iter_samples  # noqa: E402
+from CSFNetLib.cohort_csv import read_cohort  # noqa: E402
 from CSFNetLib.dataset import RoiSet  # noqa: E402
 from CSFNetLib.inference import Predictor, predict_rois  # noqa: E402
+from CSFNetLib.samples import iter_samples  # noqa: E402
 from CSFNetLib.synth import write_cohort  # noqa: E402
 
 TOLERANCE = 0.01
@@ -36,7 +37,7 @@ def drift(device: str, patients: int, seed: int, checkpoint: Optional[Path] = No
     with tempfile.TemporaryDirectory() as folder:
         cohort_dir = Path(folder) / "cohort"
         write_cohort(cohort_dir, patients, seed, "small", workers=1)
-        cohort = Cohort.from_csv(cohort_dir / "cases.csv", cohort_dir / "clinical.csv")
+        cohort = read_cohort(cohort_dir / "cases.csv", cohort_dir / "clinical.csv")
         rois = RoiSet.collect(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary))[0]
     exact = predictor.predict(rois)
     report = {"model": predictor.name, "device": str(predictor.device), "patients": patients, "seed": seed,

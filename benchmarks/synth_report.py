@@ -19,7 +19,7 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
-from CSFNetLib.cohort import read_image  # noqa: E402
+from CSFNetLib.images import read_image  # noqa: E402
 from CSFNetLib.synth import synthesize_patient  # noqa: E402
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
 from CSFNetLib.clinical import FIELDS, choice_labels  # noqa: E402
-from CSFNetLib.models import model_entries  # noqa: E402
+from CSFNetLib.shipped_weights import model_entries  # noqa: E402
 
 STAND_INS = {"ctkCollapsibleButton": "QGroupBox", "qMRMLNodeComboBox": "QComboBox", "ctkPathLineEdit": "QLineEdit",
              "qMRMLWidget": "QWidget"}

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from .dataset import RoiSet
-from .model import CSFNet
 from .model.blocks import SpatialAttention
+from .model.csfnet import CSFNet
 from .preprocessing import Preprocessing, roi_grid
 
 METHODS = ("cbam", "gradcam")

@@ -18,7 +18,8 @@ import SimpleITK as sitk
 import torch
 
 from .clinical import ClinicalVocabulary
-from .model import CSFNet, ModelConfig
+from .model.config import ModelConfig
+from .model.csfnet import CSFNet
 from .preprocessing import Preprocessing
 from .version import __version__
 

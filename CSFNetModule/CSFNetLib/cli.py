@@ -97,12 +97,12 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .cohort import Cohort
+    from .cohort_csv import read_cohort
     from .evaluation import evaluate, table_with_intervals
 
     checkpoints = {"CSF-net": Path(args.checkpoint) if args.checkpoint else None}
     if not args.checkpoint and args.compare is None:  # the shipped demo model: with its shipped ablations
-        from .models import model_entries, model_path
+        from .shipped_weights import model_entries, model_path
 
         for entry in model_entries():
             if entry.get("variant", "csf-net") != "csf-net":
@@ -110,7 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for spec in args.compare or []:
         name, _, path = spec.partition("=")
         checkpoints[name] = Path(path)
-    cohort = Cohort.from_csv(Path(args.cases), Path(args.clinical) if args.clinical else None)
+    cohort = read_cohort(Path(args.cases), Path(args.clinical) if args.clinical else None)
     report = evaluate(cohort, checkpoints, Path(args.out) if args.out else None, args.device, args.resamples,
                       ProgressBar.message)
     print(f"{report['nodules']} nodules of {report['patients']} patients ({report['malignant']} malignant); "

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from .clinical import FIELDS, MISSING_INDEX, UNKNOWN_INDEX, ClinicalVocabulary
-from .cohort import CaseProblem, Sample
+from .options import ROI_SIZE_ZYX
+from .records import CaseProblem, Sample
 
 
 @dataclass
@@ -37,7 +38,7 @@ class RoiSet:
             (problems if isinstance(item, CaseProblem) else samples).append(item)
             if progress:
                 progress(len(samples) + len(problems))
-        roi_shape = samples[0].t0.shape if samples else (16, 64, 64)
+        roi_shape = samples[0].t0.shape if samples else ROI_SIZE_ZYX
         return cls(
             pids=[s.pid for s in samples],
             nodules=[s.nodule for s in samples],

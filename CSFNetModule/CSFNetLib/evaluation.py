@@ -16,11 +16,12 @@ import SimpleITK as sitk
 
 from .baselines import brock_probability, mayo_probability
 from .clinical import normalize_code
-from .cohort import Cohort, NoduleCase, iter_samples
 from .dataset import RoiSet
 from .inference import Predictor
 from .metrics import METRICS, bootstrap_intervals, classification_metrics, roc_curve
 from .paper import format_table
+from .records import Cohort, NoduleCase
+from .samples import iter_samples
 
 CLINICAL_THRESHOLD = 0.10
 ROC_COLOURS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189), (255, 127, 14), (127, 127, 127)]

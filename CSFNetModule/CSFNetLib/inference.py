@@ -11,7 +11,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .dataset import RoiSet
 from .model.folding import fold_batch_norm
-from .models import model_path
+from .shipped_weights import model_path
 
 
 def resolve_device(device: str = "auto") -> torch.device:

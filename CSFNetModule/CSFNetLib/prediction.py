@@ -17,11 +17,14 @@ import SimpleITK as sitk
 import torch
 
 from .attention import DEFAULT_METHOD, color_table, heat_image, label_image
-from .cohort import CaseProblem, Cohort, Sample, iter_nlst_cmst, iter_samples
+from .cohort_csv import read_cohort
 from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather
 from .inference import Predictor
+from .nlst_cmst import iter_nlst_cmst
+from .records import CaseProblem, Cohort, Sample
 from .results_file import ResultsWriter, fingerprint
+from .samples import iter_samples
 
 COLOR_TABLE = "attention-labels.ctbl"
 
@@ -87,7 +90,7 @@ def predict_cohort(
     if ranks.several:
         if nlst_cmst_rois is not None:
             raise ValueError("--distributed prediction reads cases.csv cohorts; run NLST-cmst ROIs in one process")
-        cohort = Cohort.from_csv(cases_csv, clinical_csv)
+        cohort = read_cohort(cases_csv, clinical_csv)
         patients = _patient_order(cohort)
         mine = replace(cohort, cases=[c for c in cohort.cases if ranks.mine(patients[c.pid])],
                        problems=cohort.problems if ranks.main else [])
@@ -109,7 +112,7 @@ def predict_cohort(
                      if (item.pid, item.nodule) not in results.done)
             rows = _rows(items, {}, 0, predictor, batch_size, attention)
         else:
-            cohort = Cohort.from_csv(cases_csv, clinical_csv)
+            cohort = read_cohort(cases_csv, clinical_csv)
             todo = replace(cohort, cases=[c for c in cohort.cases if (c.pid, c.nodule) not in results.done],
                            problems=[p for p in cohort.problems if str(p) not in results.errors])
             rows = _rows(iter_samples(todo, predictor.preprocessing, predictor.vocabulary), _patient_order(cohort),

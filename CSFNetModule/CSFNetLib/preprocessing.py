@@ -12,13 +12,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from .geometry import VoxelGrid, as_lps_point
+from .options import ROI_SIZE_ZYX
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """Everything that turns a scan and a point into a network input; travels with the weights."""
 
-    roi_size_zyx: Tuple[int, int, int] = (16, 64, 64)
+    roi_size_zyx: Tuple[int, int, int] = ROI_SIZE_ZYX
     spacing_mm: float = 1.0
     hu_min: float = -1200.0
     hu_max: float = 600.0
@@ -52,13 +53,19 @@ class Preprocessing:
         return cls(**known)
 
 
-def hu_to_unit(hu: np.ndarray, hu_min: float = -1200.0, hu_max: float = 600.0) -> np.ndarray:
+#: What a model trained without saying otherwise was trained with (the paper's DSB2017 settings).
+DEFAULT_PREPROCESSING = Preprocessing()
+
+
+def hu_to_unit(hu: np.ndarray, hu_min: float = DEFAULT_PREPROCESSING.hu_min,
+               hu_max: float = DEFAULT_PREPROCESSING.hu_max) -> np.ndarray:
     """DSB2017 window: HU clipped to [hu_min, hu_max], mapped linearly to [0, 1] (float32)."""
     unit = (np.asarray(hu, dtype=np.float32) - np.float32(hu_min)) / np.float32(hu_max - hu_min)
     return np.clip(unit, 0.0, 1.0)
 
 
-def apply_lung_mask(roi_unit: np.ndarray, mask: np.ndarray, outside_value: float = 170.0 / 255.0) -> np.ndarray:
+def apply_lung_mask(roi_unit: np.ndarray, mask: np.ndarray,
+                    outside_value: float = DEFAULT_PREPROCESSING.outside_lung_value) -> np.ndarray:
     """Write `outside_value` wherever `mask` is zero (DSB2017 writes 170 of 255 outside the lungs)."""
     roi_unit = np.asarray(roi_unit, dtype=np.float32)
     if np.shape(mask) != roi_unit.shape:
@@ -66,7 +73,8 @@ def apply_lung_mask(roi_unit: np.ndarray, mask: np.ndarray, outside_value: float
     return np.where(np.asarray(mask) != 0, roi_unit, np.float32(outside_value)).astype(np.float32)
 
 
-def lung_mask(image: sitk.Image, threshold_hu: float = -400.0, dilation_mm: float = 10.0) -> sitk.Image:
+def lung_mask(image: sitk.Image, threshold_hu: float = DEFAULT_PREPROCESSING.lung_threshold_hu,
+              dilation_mm: float = DEFAULT_PREPROCESSING.lung_dilation_mm) -> sitk.Image:
     """A dilated mask of the lungs: air-like regions inside the body, grown by `dilation_mm`.
 
     Air below `threshold_hu` that touches the in-plane border of the scan is outside the body and
@@ -100,8 +108,7 @@ def lung_mask(image: sitk.Image, threshold_hu: float = -400.0, dilation_mm: floa
 
 def _axis_closest_to_superior(image: sitk.Image) -> int:
     """The numpy array axis (0 = k, 1 = j, 2 = i) whose direction is closest to LPS z."""
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    itk_axis = int(np.argmax(np.abs(direction[2, :])))  # column = image axis i, j, k
+    itk_axis = int(np.argmax(np.abs(VoxelGrid.of_image(image).matrix[2, :])))  # column = image axis i, j, k
     return 2 - itk_axis
 
 
@@ -129,7 +136,7 @@ def check_looks_like_hu(array: np.ndarray, what: str = "image") -> None:
                          "(a chest CT holds air and lung below -500 HU)")
 
 
-def roi_grid(center_lps: Sequence[float], preprocessing: Preprocessing = Preprocessing()) -> VoxelGrid:
+def roi_grid(center_lps: Sequence[float], preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> VoxelGrid:
     """The ROI's grid in physical space, as `extract_roi` samples it."""
     return VoxelGrid.centred(center_lps, preprocessing.roi_size_zyx, (preprocessing.spacing_mm,) * 3)
 
@@ -153,7 +160,7 @@ def resample_to_grid(image: sitk.Image, grid: VoxelGrid, interpolator: int, defa
 def extract_roi(
     image: sitk.Image,
     center_lps: Sequence[float],
-    preprocessing: Preprocessing = Preprocessing(),
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     mask: Optional[sitk.Image] = None,
 ) -> np.ndarray:
     """The network input for one nodule at one time point: float32 (16, 64, 64) in [0, 1].

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, Optional, Set, Tuple, Union
 
 from .checkpoint import runtime_versions
-from .models import sha256_of
+from .shipped_weights import sha256_of
 
 SYNC_EVERY = 16  # rows between fsyncs: a machine crash loses at most these, and few fsyncs cost little
 

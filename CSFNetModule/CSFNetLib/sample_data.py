@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Dict, Tuple, Union
 
 import SimpleITK as sitk
 
@@ -44,29 +44,6 @@ def sample_pair(folder: Union[str, Path]) -> SamplePair:
         manifest.unlink()
         return sample_pair(folder)
     return pair
-
-
-@dataclass(frozen=True)
-class SampleNodes:
-    """The sample pair as scene nodes, ready for `predict_scene`, and the patient's clinical data."""
-
-    baseline_volume: Any
-    followup_volume: Any
-    baseline_fiducials: Any
-    followup_fiducials: Any
-    clinical: Dict[str, str]
-
-
-def load_sample_pair(scene, folder: Union[str, Path]) -> SampleNodes:
-    """Add the sample pair to `scene`: two CT volumes and one fiducial list per scan (nodule "1")."""
-    from .scene_nodes import NODE_NAMES, add_fiducials, add_volume_node
-
-    pair = sample_pair(folder)
-    volumes = [add_volume_node(scene, sitk.ReadImage(str(path)), name)
-               for path, name in zip((pair.baseline, pair.followup), NODE_NAMES[:2])]
-    points = [add_fiducials(scene, name, [centre], ["1"])
-              for centre, name in zip((pair.nodule_t0_lps, pair.nodule_t1_lps), NODE_NAMES[2:])]
-    return SampleNodes(volumes[0], volumes[1], points[0], points[1], pair.clinical)
 
 
 def _generate(folder: Path) -> None:

@@ -9,7 +9,7 @@ import math
 import random
 from typing import Dict, List, Sequence, Tuple
 
-from .cohort import NoduleCase
+from .records import NoduleCase
 
 PARTS = ("train", "validation", "test")
 

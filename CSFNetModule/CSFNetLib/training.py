@@ -23,14 +23,16 @@ from torch.utils.data import DistributedSampler
 
 from .checkpoint import save_checkpoint
 from .clinical import ClinicalVocabulary
-from .cohort import Cohort, iter_samples
+from .cohort_csv import read_cohort
 from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather, mean, share, share_buffers
 from .inference import predict_rois, resolve_device
 from .metrics import classification_metrics, roc_auc
-from .model import build_model
-from .models import sha256_of
-from .preprocessing import Preprocessing
+from .model.csfnet import build_model
+from .preprocessing import DEFAULT_PREPROCESSING, Preprocessing
+from .records import Cohort
+from .samples import iter_samples
+from .shipped_weights import sha256_of
 from .splits import kfold_patients, patient_labels, split_patients
 
 
@@ -242,8 +244,8 @@ def train(
 
     `device` is a name ("auto", "cuda", ...) or, under torchrun, the process's own device.
     """
-    preprocessing = preprocessing or Preprocessing()
-    cohort = Cohort.from_csv(cases_csv, clinical_csv)
+    preprocessing = preprocessing or DEFAULT_PREPROCESSING
+    cohort = read_cohort(cases_csv, clinical_csv)
     labels = patient_labels(cohort.cases)
     torch_device = device if isinstance(device, torch.device) else resolve_device(device)
     if folds > 1:

@@ -9,6 +9,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # CSFNetModule/, which holds CSFNetLib
 
-from CSFNetLib.batch import main  # noqa: E402
+from CSFNetLib.scene.batch import main  # noqa: E402
 
 sys.exit(main(sys.argv[1:]))

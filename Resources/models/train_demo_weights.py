@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "CSFNetModule"))
 import torch  # noqa: E402
 
 from CSFNetLib.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from CSFNetLib.models import MANIFEST, sha256_of  # noqa: E402
+from CSFNetLib.shipped_weights import MANIFEST, sha256_of  # noqa: E402
 from CSFNetLib.version import __version__  # noqa: E402
 
 TRAIN_SEED = 1001

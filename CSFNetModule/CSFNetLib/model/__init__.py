@@ -1,6 +1,30 @@
-"""The CSF-net network, built from small blocks and a configuration given as data."""
+"""The CSF-net network, built from small blocks and a configuration given as data.
 
-from .config import CONFIGS, VARIANTS, ModelConfig, get_config
-from .csfnet import CSFNet, build_model, count_parameters
+The configurations (`model.config`) import without torch; the network's names load on first use.
+"""
 
-__all__ = ["CONFIGS", "CSFNet", "ModelConfig", "VARIANTS", "build_model", "count_parameters", "get_config"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CONFIGS": "config",
+    "ModelConfig": "config",
+    "get_config": "config",
+    "CSFNet": "csfnet",
+    "build_model": "csfnet",
+    "count_parameters": "csfnet",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'CSFNetLib.model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -3,6 +3,8 @@
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, Optional, Tuple, Union
 
+from ..options import ROI_SIZE_ZYX, VARIANTS, ConfigName, Variant
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -11,7 +13,7 @@ class ModelConfig:
     name: str
     stage_widths: Tuple[Tuple[int, ...], ...]
     stem_width: int = 4
-    input_size_zyx: Tuple[int, int, int] = (16, 64, 64)
+    input_size_zyx: Tuple[int, int, int] = ROI_SIZE_ZYX
     cbam_reduction: int = 4
     cbam_kernel: int = 5
     image_hidden: int = 256  # GAP -> FC image_hidden -> ReLU -> FC feature_dim
@@ -22,7 +24,7 @@ class ModelConfig:
     head_hidden: int = 128
     num_classes: int = 2
     fusion_gate_init: Tuple[float, float] = (0.3, 0.7)  # a (fused conv), b (T1 features)
-    variant: str = "csf-net"  # or one of the ablations the paper's argument rests on (VARIANTS)
+    variant: Variant = "csf-net"  # or one of the ablations the paper's argument rests on (options.VARIANTS)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -64,16 +66,7 @@ class ModelConfig:
         return cls(**d)
 
 
-#: CSF-net and its ablations: T1 image only; both images, no clinical branch; image + clinical
-#: concatenated instead of fused by CMAF.
-VARIANTS = {
-    "csf-net": "CSF-net",
-    "t1-only": "T1 image only",
-    "no-clinical": "T0 + T1 images, no clinical branch",
-    "concat": "Images + clinical, concatenation instead of CMAF",
-}
-
-CONFIGS: Dict[str, ModelConfig] = {
+CONFIGS: Dict[ConfigName, ModelConfig] = {
     # The paper: feature maps 4x16x64x64 -> 64x8x32x32 -> 256x4x16x16 -> 512x2x8x8.
     "full": ModelConfig(name="full", stage_widths=((64, 64, 64), (128, 128, 256), (256, 256, 256, 512))),
     # Same depth and blocks at a quarter of the widths: for CPU training and the demo weights.

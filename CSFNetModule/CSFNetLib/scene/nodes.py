@@ -12,8 +12,8 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
-from .geometry import VoxelGrid, grid_of_ijk_to_ras, ijk_to_ras_of, lps_to_ras
-from .preprocessing import check_looks_like_hu
+from ..geometry import VoxelGrid, grid_of_ijk_to_ras, ijk_to_ras_of, lps_to_ras
+from ..preprocessing import check_looks_like_hu
 
 #: Names of a case's input nodes where this module makes them (cohort batch scenes, sample data).
 NODE_NAMES = ("baseline CT", "follow-up CT", "baseline nodules", "follow-up nodules")

@@ -12,12 +12,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .cohort import Cohort, NoduleCase, read_clinical, read_image
-from .mrml import predict_scene, predictor_for, table_rows
-from .preprocessing import check_inside_scan
-from .results_file import ResultsWriter, fingerprint
-from .scene_files import load_scene, save_scene, scene_for_scripts
-from .scene_nodes import NODE_NAMES, add_fiducials, add_volume_node
+from ..cohort_csv import read_clinical, read_cohort
+from ..images import read_image
+from ..preprocessing import check_inside_scan
+from ..records import Cohort, NoduleCase
+from ..results_file import ResultsWriter, fingerprint
+from .files import load_scene, save_scene, scene_for_scripts
+from .logic import predict_scene, predictor_for, table_rows
+from .nodes import NODE_NAMES, add_fiducials, add_volume_node
 
 PROGRAM = "csfnet_batch"
 EXAMPLES = """examples:
@@ -64,7 +66,7 @@ def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     try:
         predictor = predictor_for(args.checkpoint, args.device)
-        cohort = Cohort.from_csv(args.cases, args.clinical) if args.cases else None
+        cohort = read_cohort(args.cases, args.clinical) if args.cases else None
         clinical = cohort.clinical if cohort else read_clinical(args.clinical) if args.clinical else {}
         inputs = fingerprint(args.cases) if cohort else "; ".join(str(path.resolve()) for path in args.scenes)
         writer = ResultsWriter(args.out, predictor, args.overwrite, args.resume,

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from CSFNetLib.cohort_csv import read_cohort
 from CSFNetLib.inference import Predictor
-from CSFNetLib.models import model_entries, model_path, models_dir, read_manifest
+from CSFNetLib.shipped_weights import model_entries, model_path, models_dir, read_manifest
 
 
 def test_every_manifest_entry_verifies_and_says_it_was_trained_on_phantoms():
@@ -46,11 +47,11 @@ def test_a_weights_file_that_does_not_match_its_manifest_is_refused(tmp_path):
 
 
 def test_demo_model_separates_a_growing_nodule_from_a_stable_one(synthetic_cohort):
-    from CSFNetLib.cohort import Cohort, iter_samples
     from CSFNetLib.dataset import RoiSet
+    from CSFNetLib.samples import iter_samples
 
     predictor = Predictor(device="cpu")
-    cohort = Cohort.from_csv(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
+    cohort = read_cohort(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
     rois, _ = RoiSet.collect(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary))
     p = predictor.predict(rois)
     assert p.shape == (len(rois),) and np.all((p >= 0) & (p <= 1))
@@ -74,6 +75,7 @@ def test_an_installed_module_finds_the_models_installed_beside_it(tmp_path):
     (installed / "Resources" / "models").mkdir(parents=True)
     shutil.copy(models_dir() / "manifest.json", installed / "Resources" / "models" / "manifest.json")
     env = {k: v for k, v in os.environ.items() if k not in ("CSFNET_MODELS_DIR", "PYTHONPATH")}
-    found = subprocess.run([sys.executable, "-c", "from CSFNetLib.models import models_dir; print(models_dir())"],
+    script = "from CSFNetLib.shipped_weights import models_dir; print(models_dir())"
+    found = subprocess.run([sys.executable, "-c", script],
                            cwd=installed, env=env, capture_output=True, text=True, check=True).stdout.strip()
     assert Path(found) == installed / "Resources" / "models"

@@ -13,14 +13,15 @@ import slicer
 import torch
 import vtk
 
-from .attention import DEFAULT_METHOD, LEVELS, heat_image, label_image
-from .cohort import Sample
-from .dataset import RoiSet
-from .geometry import ras_to_lps
-from .inference import Predictor
-from .preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
-from .progress import Progress, no_progress
-from .scene_nodes import CTVolume, add_volume_node, control_points, ct_volume
+from ..attention import DEFAULT_METHOD, LEVELS, heat_image, label_image
+from ..dataset import RoiSet
+from ..geometry import ras_to_lps
+from ..inference import Predictor
+from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
+from ..pairing import PAIRING_RULES, pair_nodules
+from ..progress import Progress, no_progress
+from ..records import Sample
+from .nodes import CTVolume, add_volume_node, control_points, ct_volume
 
 ROLE = "csfnet.attention"
 OUTPUT_ATTRIBUTE = "csfnet.output"  # set on every node this module creates
@@ -39,44 +40,6 @@ def predictor_for(checkpoint: Optional[str], device: str) -> Predictor:
     if key not in _PREDICTORS:
         _PREDICTORS[key] = Predictor(checkpoint, device)
     return _PREDICTORS[key]
-
-
-PAIRING_RULES = {
-    "index": "the n-th baseline point with the n-th follow-up point",
-    "label": "baseline and follow-up points with equal labels",
-    "same position": "each follow-up point at the same physical position in the baseline scan",
-}
-
-
-def pair_nodules(baseline: List[Tuple[str, np.ndarray]], followup: List[Tuple[str, np.ndarray]], by: str = "auto"):
-    """([(label, baseline RAS, follow-up RAS)], rule used): n-th with n-th, or equal labels.
-
-    `by="auto"` pairs by label when both lists carry the same set of distinct labels (then the
-    labels say which nodule is which, in whatever order), by index when they share no label (as
-    Slicer's default labels, named after each list), and refuses lists that share only some labels:
-    there the labels name nodules that pairing by index would mix up (one resolved, one new).
-    """
-    if by not in ("auto", "index", "label"):
-        raise ValueError(f"pair_by must be 'auto', 'index' or 'label', got {by!r}")
-    before, after = [label for label, _ in baseline], [label for label, _ in followup]
-    repeated = sorted({label for names in (before, after) for label in names if names.count(label) > 1})
-    mismatch = (f"baseline only {sorted(set(before) - set(after))}, follow-up only {sorted(set(after) - set(before))}"
-                + (f", repeated {repeated}" if repeated else ""))
-    same = not repeated and set(before) == set(after)
-    if by == "auto":
-        if not same and set(before) & set(after):
-            raise ValueError(f"the lists share some labels but not all ({mismatch}): give each nodule the same "
-                             "label in both lists, or pair by index on purpose")
-        by = "label" if same else "index"
-    if by == "label":
-        if not same:
-            raise ValueError(f"labels do not match between the lists: {mismatch}")
-        later = dict(followup)
-        return [(label, position, later[label]) for label, position in baseline], by
-    if len(baseline) != len(followup):
-        raise ValueError(f"{len(baseline)} baseline and {len(followup)} follow-up points: the n-th point of "
-                         "each list must be the same nodule (or give both lists the same labels)")
-    return [(f[0], b[1], f[1]) for b, f in zip(baseline, followup)], by
 
 
 def predict_scene(

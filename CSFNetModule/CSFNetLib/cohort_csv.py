@@ -1,0 +1,200 @@
+"""Reading a cohort's CSV files: cases.csv (a nodule's scan and point at each time point) and clinical.csv.
+
+The formats are defined in docs/data-formats.md. The reader never stops at one bad case: a problem
+with a row or a nodule becomes a `CaseProblem` (file, line, patient, nodule, reason) and the other
+cases are still read, so a batch run reports every skipped case and why. What makes the whole file
+unusable (missing, empty, not UTF-8, required columns absent) raises instead.
+"""
+
+import csv
+import io
+import math
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from .records import TIMEPOINTS, CaseProblem, Cohort, NoduleCase, PathLike, TimepointRow
+
+CASES_REQUIRED = ("pid", "timepoint", "image", "x", "y", "z")
+CASES_KNOWN = CASES_REQUIRED + ("nodule", "label", "days")
+
+
+def read_cohort(cases_csv: PathLike, clinical_csv: Optional[PathLike] = None) -> Cohort:
+    """Read cases.csv (and clinical.csv when given; without it every patient's clinical data is missing)."""
+    cases_csv = Path(cases_csv).resolve()  # one spelling in every message, whatever the working folder
+    header, rows = read_csv_rows(cases_csv, CASES_REQUIRED)
+    if not rows:
+        raise ValueError(f"{cases_csv}: no cases after the header")
+    problems: List[CaseProblem] = []
+    parsed: List[TimepointRow] = []
+    failed = set()  # (pid, nodule) with a bad row: already reported, so not reported again as incomplete
+    for line, values in rows:
+        result = _parse_case_row(cases_csv, header, line, values)
+        if isinstance(result, CaseProblem):
+            problems.append(result)
+            failed.add((result.pid, result.nodule))
+        else:
+            parsed.append(result)
+    cases = _pair_rows(cases_csv, parsed, failed, problems)
+    problems.sort(key=lambda p: p.row or 0)
+    clinical = read_clinical(clinical_csv) if clinical_csv is not None else {}
+    if clinical_csv is not None:
+        _check_clinical_rows(Path(clinical_csv), [case.pid for case in cases], clinical)
+    return Cohort(cases=cases, clinical=clinical, problems=problems, cases_csv=cases_csv)
+
+
+def _check_clinical_rows(clinical_csv: Path, pids: List[str], clinical: Dict[str, Dict[str, str]]) -> None:
+    """A clinical.csv matching none of the patients is refused (the ids differ, e.g. leading zeros lost in
+    a spreadsheet); one missing some patients is a warning, since their clinical data count as missing."""
+    patients = list(dict.fromkeys(pids))
+    absent = [pid for pid in patients if pid not in clinical]
+    if not absent:
+        return
+    example = ", ".join(repr(pid) for pid in absent[:3])
+    if len(absent) == len(patients):
+        raise ValueError(f"{clinical_csv}: none of the {len(patients)} patients of the cases file has a row here "
+                         f"(e.g. {example}); ids are compared as text: look for lost leading zeros or other ids")
+    warnings.warn(f"{clinical_csv}: {len(absent)} of {len(patients)} patients have no row (e.g. {example}); "
+                  "their clinical data count as missing", stacklevel=3)
+
+
+def read_clinical(clinical_csv: PathLike) -> Dict[str, Dict[str, str]]:
+    """clinical.csv as pid -> {column: value} (all columns kept); an empty or repeated pid or a short row raises."""
+    clinical_csv = Path(clinical_csv)
+    header, rows = read_csv_rows(clinical_csv, ("pid",))
+    records: Dict[str, Dict[str, str]] = {}
+    first_line: Dict[str, int] = {}
+    for line, values in rows:
+        if len(values) != len(header):
+            raise ValueError(f"{clinical_csv}:{line}: {len(values)} values but the header has {len(header)} columns")
+        record = {name: value.strip() for name, value in zip(header, values) if name}
+        pid = record["pid"]
+        if not pid:
+            raise ValueError(f"{clinical_csv}:{line}: empty pid")
+        if pid in records:
+            raise ValueError(f"{clinical_csv}:{line}: patient {pid} appears twice (also on line {first_line[pid]})")
+        records[pid] = record
+        first_line[pid] = line
+    return records
+
+
+def read_csv_rows(path: Path, required: Sequence[str]) -> Tuple[List[str], List[Tuple[int, List[str]]]]:
+    """Header (names stripped) and non-blank rows with their line numbers; file-level problems raise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        reason = f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        raise ValueError(f"{path}:{line}: {reason}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise ValueError(f"{path}: empty file, expected a header with {', '.join(required)}") from None
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the header has {', '.join(header)}")
+    named = [name for name in header if name]
+    repeated = sorted({name for name in named if named.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{path}: column(s) {', '.join(repeated)} appear more than once in the header")
+    rows = []
+    try:
+        for values in reader:
+            if any(v.strip() for v in values):
+                rows.append((reader.line_num, values))
+    except csv.Error as exc:
+        raise ValueError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from exc
+    return header, rows
+
+
+def _parse_case_row(
+    csv_path: Path, header: List[str], line: int, values: List[str]
+) -> Union[TimepointRow, CaseProblem]:
+    """One cases.csv row as a `TimepointRow`, or the problem with it."""
+    cells = dict(zip(header, (v.strip() for v in values)))
+    pid = cells.get("pid", "")  # a short row may lack it: reported below as a problem
+    nodule = cells.get("nodule") or "1"
+
+    def problem(reason: str) -> CaseProblem:
+        return CaseProblem(pid, nodule if pid else "", reason, str(csv_path), line)
+
+    if len(values) != len(header):
+        return problem(f"{len(values)} values but the header has {len(header)} columns")
+    if not pid:
+        return problem("empty pid")
+    timepoint = cells["timepoint"].upper()
+    if timepoint not in TIMEPOINTS:
+        return problem(f"timepoint {cells['timepoint']!r} is not T0 or T1")
+    if not cells["image"]:
+        return problem(f"{timepoint}: empty image")
+    try:
+        centre = tuple(_number(cells[axis], f"coordinate {axis}") for axis in ("x", "y", "z"))
+        label = parse_label(cells.get("label", ""))
+        days = _number(cells["days"], "days") if cells.get("days") else None
+    except ValueError as exc:
+        return problem(f"{timepoint}: {exc}")
+    image = Path(cells["image"])
+    if not image.is_absolute():
+        image = csv_path.resolve().parent / image
+    extra = {name: value for name, value in cells.items() if name and name not in CASES_KNOWN}
+    return TimepointRow(line, pid, nodule, timepoint, image, centre, label, days, extra)
+
+
+def _number(text: str, what: str) -> float:
+    """A finite float from a CSV cell; ValueError naming `what` and the text otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{what} = {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{what} = {text!r} is not finite")
+    return value
+
+
+def parse_label(text: str) -> Optional[int]:
+    """'' -> None; 0 / 1 (also written 0.0 / 1.0) -> int; anything else is an error."""
+    if not text:
+        return None
+    try:
+        value: Optional[float] = float(text)
+    except ValueError:
+        value = None
+    if value not in (0.0, 1.0):
+        raise ValueError(f"label {text!r} is not 0 (benign) or 1 (malignant)")
+    return int(value)
+
+
+def _pair_rows(
+    csv_path: Path, rows: List[TimepointRow], failed: set, problems: List[CaseProblem]
+) -> List[NoduleCase]:
+    """Valid rows grouped into nodules (file order); incomplete, repeated or contradictory ones are problems."""
+    groups: Dict[Tuple[str, str], Dict[str, List[TimepointRow]]] = {}
+    for row in rows:
+        groups.setdefault((row.pid, row.nodule), {}).setdefault(row.timepoint, []).append(row)
+
+    def report(reason: str, row: TimepointRow) -> None:
+        problems.append(CaseProblem(row.pid, row.nodule, reason, str(csv_path), row.row))
+
+    cases = []
+    for key, by_time in groups.items():
+        repeats = [(same[0], extra) for same in by_time.values() for extra in same[1:]]
+        for first, extra in repeats:
+            report(f"duplicate {extra.timepoint} row (also on line {first.row})", extra)
+        if repeats or key in failed:
+            continue  # ambiguous, or its other row was already reported
+        missing = [t for t in TIMEPOINTS if t not in by_time]
+        if missing:
+            report(f"{missing[0]} row missing", next(iter(by_time.values()))[0])
+            continue
+        t0, t1 = by_time["T0"][0], by_time["T1"][0]
+        if t0.label is not None and t1.label is not None and t0.label != t1.label:
+            report(f"labels disagree: {t0.label} on line {t0.row} (T0), {t1.label} on line {t1.row} (T1)", t1)
+            continue
+        label = t0.label if t0.label is not None else t1.label
+        cases.append(NoduleCase(key[0], key[1], t0, t1, label))
+    return cases
+

@@ -1,0 +1,87 @@
+"""The records the library passes around: a cohort's cases, one nodule ready for the network, a skipped case.
+
+Readers (cases.csv, NLST-cmst, the Slicer scene) make them; the dataset, splits, inference and
+scene logic use them without depending on any reader.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+PathLike = Union[str, Path]
+PointLPS = Tuple[float, float, float]
+TIMEPOINTS = ("T0", "T1")
+
+
+@dataclass(frozen=True)
+class CaseProblem:
+    """Why one case (a patient's nodule) was skipped; `row` is the line in `file` (header = line 1)."""
+
+    pid: str
+    nodule: str
+    reason: str
+    file: str = ""
+    row: Optional[int] = None
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.row}" if self.row is not None else "")
+        who = f"patient {self.pid}" if self.pid else ""
+        if self.pid and self.nodule:
+            who += f" nodule {self.nodule}"
+        return ": ".join(part for part in (where, who, self.reason) if part)
+
+
+@dataclass(frozen=True)
+class TimepointRow:
+    """One valid row of cases.csv: a nodule at one time point."""
+
+    row: int
+    pid: str
+    nodule: str
+    timepoint: str
+    image: Path
+    center_lps: Tuple[float, float, float]
+    label: Optional[int] = None
+    days: Optional[float] = None
+    extra: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NoduleCase:
+    """A nodule with its baseline (T0) and follow-up (T1) rows."""
+
+    pid: str
+    nodule: str
+    t0: TimepointRow
+    t1: TimepointRow
+    label: Optional[int]
+
+
+
+@dataclass
+class Cohort:
+    """The cases of a cases.csv, the clinical rows by patient, and the problems met while reading
+    (made by `CSFNetLib.cohort_csv.read_cohort`)."""
+
+    cases: List[NoduleCase]
+    clinical: Dict[str, Dict[str, str]]
+    problems: List[CaseProblem]
+    cases_csv: Path
+
+
+@dataclass
+class Sample:
+    """One nodule ready for the network: the two ROIs (float32, 16 x 64 x 64, [0, 1]), clinical rows, label.
+
+    `centers_lps` are the ROI centres (T0, T1) in each scan's LPS mm, or None for pre-cut ROIs.
+    """
+
+    pid: str
+    nodule: str
+    t0: np.ndarray
+    t1: np.ndarray
+    clinical: List[int]
+    label: Optional[int]
+    centers_lps: Optional[Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = None

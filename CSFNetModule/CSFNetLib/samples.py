@@ -1,0 +1,75 @@
+"""A cohort's cases as network inputs: each nodule's two ROIs cut from its scans, streamed patient by patient."""
+
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .clinical import ClinicalVocabulary
+from .images import read_image
+from .preprocessing import DEFAULT_PREPROCESSING, Preprocessing, extract_roi, lung_mask
+from .records import CaseProblem, Cohort, NoduleCase, Sample, TimepointRow
+
+
+def iter_samples(
+    cohort: Cohort,
+    preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
+    vocabulary: Optional[ClinicalVocabulary] = None,
+) -> Iterator[Union[Sample, CaseProblem]]:
+    """Every case of `cohort` as a `Sample`, or a `CaseProblem` when it cannot be made.
+
+    The problems found while reading the CSV come first. Then patient by patient: each scan of the
+    patient is read once (and its lung mask computed once), shared by the nodules in it, and
+    released before the next patient, so a cohort larger than memory streams.
+    """
+    vocabulary = vocabulary or ClinicalVocabulary.default()
+    yield from cohort.problems
+    by_patient: Dict[str, List[NoduleCase]] = {}
+    for case in cohort.cases:
+        by_patient.setdefault(case.pid, []).append(case)
+    for pid, cases in by_patient.items():
+        clinical = vocabulary.encode(cohort.clinical.get(pid))
+        scans = _PatientScans(preprocessing)
+        for case in cases:
+            rois = []
+            for row in (case.t0, case.t1):
+                try:
+                    rois.append(scans.roi(row))
+                except (OSError, ValueError, RuntimeError) as exc:
+                    yield CaseProblem(case.pid, case.nodule, f"{row.timepoint}: {exc}",
+                                      str(cohort.cases_csv), row.row)
+                    break
+            else:
+                yield Sample(case.pid, case.nodule, rois[0], rois[1], list(clinical), case.label,
+                             (case.t0.center_lps, case.t1.center_lps))
+
+
+class _PatientScans:
+    """One patient's scans, each read (and lung-masked) at most once; a failed read is remembered too."""
+
+    def __init__(self, preprocessing: Preprocessing):
+        self.preprocessing = preprocessing
+        self._scans: Dict[Path, Union[Tuple[sitk.Image, Optional[sitk.Image]], Exception]] = {}
+
+    def roi(self, row: TimepointRow) -> np.ndarray:
+        if row.image not in self._scans:
+            self._scans[row.image] = self._load(row.image)
+        scan = self._scans[row.image]
+        if isinstance(scan, Exception):
+            raise scan
+        image, mask = scan
+        try:
+            return extract_roi(image, row.center_lps, self.preprocessing, mask)
+        except (ValueError, RuntimeError) as exc:
+            raise ValueError(f"{row.image}: {exc}") from exc
+
+    def _load(self, path: Path) -> Union[Tuple[sitk.Image, Optional[sitk.Image]], Exception]:
+        p = self.preprocessing
+        try:
+            image = read_image(path)
+            mask = lung_mask(image, p.lung_threshold_hu, p.lung_dilation_mm) if p.lung_mask else None
+        except (OSError, ValueError, RuntimeError) as exc:
+            return exc
+        return image, mask
+
