@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
-from CSFNetLib.cli import VARIANT_LABELS  # noqa: E402
 from CSFNetLib.cohort_csv import read_cohort  # noqa: E402
 from CSFNetLib.evaluation import evaluate, table_with_intervals  # noqa: E402
+from CSFNetLib.options import VARIANTS  # noqa: E402
 from CSFNetLib.paper import REPORTED, format_table  # noqa: E402
 from CSFNetLib.shipped_weights import model_path, read_manifest  # noqa: E402
 from CSFNetLib.synth import write_cohort  # noqa: E402
@@ -26,8 +26,8 @@ from CSFNetLib.synth.cohort_writer import print_progress  # noqa: E402
 TEST_SEED = 2024  # training used 1001, the quality check 3003
 TEST_PATIENTS = 40
 CACHE = Path(os.environ.get("CSFNET_CACHE", ROOT / "cache"))  # where the test cohort and the report go
-ROWS = {"CSF-net": "csfnet-small-demo", **{label: f"csfnet-small-demo-{variant}"
-                                          for variant, label in VARIANT_LABELS.items()}}
+ROWS = {label: "csfnet-small-demo" + ("" if variant == "csf-net" else f"-{variant}")
+        for variant, label in VARIANTS.items()}
 
 
 def test_cohort() -> Path:

@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("slicer")
 
-from CSFNetLib.scene.batch import main as batch  # noqa: E402
 from CSFNetLib.cli import main as csfnet  # noqa: E402
+from CSFNetLib.scene.batch import main as batch  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[1] / "CSFNetModule" / "Scripts" / "csfnet_batch.py"
 

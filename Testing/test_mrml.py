@@ -10,9 +10,9 @@ slicer = pytest.importorskip("slicer")
 
 from CSFNetLib.checkpoint import CheckpointError  # noqa: E402
 from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
-from CSFNetLib.scene.logic import ROLE, predict_scene, table_rows  # noqa: E402
 from CSFNetLib.progress import Cancelled  # noqa: E402
 from CSFNetLib.scene.files import StandaloneScene, load_scene, save_scene  # noqa: E402
+from CSFNetLib.scene.logic import ROLE, predict_scene, table_rows  # noqa: E402
 from CSFNetLib.scene.nodes import add_fiducials, add_volume_node  # noqa: E402
 
 

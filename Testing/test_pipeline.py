@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -10,11 +11,12 @@ import SimpleITK as sitk
 import torch
 
 from CSFNetLib.checkpoint import load_checkpoint
-from CSFNetLib.cli import CONFIG_NAMES, VARIANT_NAMES, main
+from CSFNetLib.cli import main
 from CSFNetLib.cohort_csv import read_cohort
 from CSFNetLib.dataset import RoiSet, augment_pairs
 from CSFNetLib.evaluation import evaluate, table_with_intervals
-from CSFNetLib.model import CONFIGS, VARIANTS
+from CSFNetLib.model import CONFIGS
+from CSFNetLib.options import CONFIG_NAMES, VARIANTS, Variant
 from CSFNetLib.training import TrainSettings, train
 
 SETTINGS = TrainSettings(epochs=2, batch_size=4, seed=0, fractions=(0.5, 0.25, 0.25))
@@ -199,7 +201,7 @@ def test_predict_reads_the_authors_precut_rois(trained, tmp_path):
 
 
 def test_cli_choices_match_the_library():
-    assert set(CONFIG_NAMES) == set(CONFIGS) and tuple(VARIANT_NAMES) == tuple(VARIANTS)
+    assert set(CONFIG_NAMES) == set(CONFIGS) and tuple(VARIANTS) == get_args(Variant)
 
 
 def test_train_command_shows_progress_with_loss_and_validation_auc(synthetic_cohort, tmp_path, capsys):

@@ -6,13 +6,11 @@ import os
 import sys
 from typing import List, Optional
 
+from .options import ATTENTION_METHODS, CONFIG_NAMES, DEFAULT_ATTENTION_METHOD, DEVICES, PRECISIONS, VARIANTS
 from .version import __version__
 
-CONFIG_NAMES = ("full", "small")  # as CSFNetLib.model.CONFIGS; listed here so that --help needs no torch
-VARIANT_NAMES = ("csf-net", "t1-only", "no-clinical", "concat")
 DISTRIBUTED_HELP = ("one of several processes started by torchrun, e.g. "
                     "torchrun --nproc-per-node 2 -m CSFNetLib.cli COMMAND ... --distributed")
-VARIANT_LABELS = {"t1-only": "T1 image only", "no-clinical": "T0+T1, no clinical", "concat": "Concat fusion"}
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -106,7 +104,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         for entry in model_entries():
             if entry.get("variant", "csf-net") != "csf-net":
-                checkpoints[VARIANT_LABELS[entry["variant"]]] = model_path(entry["name"])
+                checkpoints[VARIANTS[entry["variant"]]] = model_path(entry["name"])
     for spec in args.compare or []:
         name, _, path = spec.partition("=")
         checkpoints[name] = Path(path)
@@ -160,19 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes to use")
     synth.set_defaults(run=_synth)
 
-    devices = ["auto", "cpu", "cuda", "mps"]
     train = commands.add_parser("train", help="train CSF-net (or an ablation) on a cohort")
     train.add_argument("--cases", required=True, help="cases.csv")
     train.add_argument("--clinical", help="clinical.csv")
     train.add_argument("--out", required=True, help="run folder: checkpoint, history, splits (rerun to resume)")
-    train.add_argument("--config", choices=sorted(CONFIG_NAMES), default="small")
-    train.add_argument("--variant", choices=list(VARIANT_NAMES), default="csf-net",
-                       help="csf-net, or an ablation: t1-only, no-clinical, concat")
+    train.add_argument("--config", choices=CONFIG_NAMES, default="small",
+                       help="small: narrow, for CPUs and the demo; full: the paper's widths")
+    train.add_argument("--variant", choices=list(VARIANTS), default="csf-net",
+                       help="; ".join(f"{name}: {label}" for name, label in VARIANTS.items()))
     train.add_argument("--folds", type=int, default=1, help="1: train / validation / test split; K: K-fold CV")
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val AUC")
-    train.add_argument("--device", choices=devices, default="auto")
+    train.add_argument("--device", choices=DEVICES, default="auto")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--roi-cache", help="an .npz keeping the cohort's ROIs for later runs")
     train.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
@@ -185,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--compare", nargs="*", metavar="NAME=CHECKPOINT",
                           help="more networks for the table (default with the shipped model: its ablations)")
     evaluate.add_argument("--out", help="report folder: metrics.json, predictions.csv, roc.png")
-    evaluate.add_argument("--device", choices=devices, default="auto")
+    evaluate.add_argument("--device", choices=DEVICES, default="auto")
     evaluate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     evaluate.set_defaults(run=_evaluate)
 
@@ -194,16 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--clinical")
     predict.add_argument("--checkpoint", help="default: the shipped demo model")
     predict.add_argument("--out", required=True, help="results.csv to write")
-    predict.add_argument("--device", choices=devices, default="auto")
+    predict.add_argument("--device", choices=DEVICES, default="auto")
     predict.add_argument("--batch-size", type=int, default=16)
-    predict.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+    predict.add_argument("--precision", choices=PRECISIONS, default="fp32",
                          help="fp16: autocast the network on a CUDA GPU (p_malignant within 0.01 of fp32)")
     predict.add_argument("--nlst-cmst", metavar="ROI_DIR", help="read the authors' pre-cut {pid}_T0/T1.npy ROIs")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     predict.add_argument("--resume", action="store_true",
                          help="continue an interrupted run (its rows are kept; the cases it holds are not redone)")
     predict.add_argument("--attention-dir", help="write each nodule's T0 / T1 attention (heat and label NRRDs) here")
-    predict.add_argument("--attention-method", choices=["cbam", "gradcam"], default="gradcam",
+    predict.add_argument("--attention-method", choices=ATTENTION_METHODS, default=DEFAULT_ATTENTION_METHOD,
                          help="cbam: the network's own spatial attention; gradcam: Grad-CAM on the last stage")
     predict.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     predict.set_defaults(run=_predict)

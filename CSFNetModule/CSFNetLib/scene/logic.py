@@ -8,7 +8,6 @@ never modified. Transforms under which volumes or fiducials lie are applied (wha
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import slicer
 import torch
 import vtk
@@ -17,8 +16,8 @@ from ..attention import DEFAULT_METHOD, LEVELS, heat_image, label_image
 from ..dataset import RoiSet
 from ..geometry import ras_to_lps
 from ..inference import Predictor
-from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from ..pairing import PAIRING_RULES, pair_nodules
+from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from ..progress import Progress, no_progress
 from ..records import Sample
 from .nodes import CTVolume, add_volume_node, control_points, ct_volume
