@@ -74,4 +74,4 @@ def test_bf16_fp16_on_the_cpu_and_fp16_with_attention_are_refused_before_any_wor
 
 def test_the_cli_offers_the_library_precisions():
     predict = build_parser()._subparsers._group_actions[0].choices["predict"]
-    assert next(a.choices for a in predict._actions if a.dest == "precision") == list(PRECISIONS)
+    assert tuple(next(a.choices for a in predict._actions if a.dest == "precision")) == PRECISIONS

@@ -33,7 +33,7 @@ TOLERANCE = 0.01
 
 def drift(device: str, patients: int, seed: int, checkpoint: Optional[Path] = None) -> dict:
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # a strict fp32 reference
-    predictor = Predictor(checkpoint, device)
+    predictor = Predictor(checkpoint, device=device)
     with tempfile.TemporaryDirectory() as folder:
         cohort_dir = Path(folder) / "cohort"
         write_cohort(cohort_dir, patients, seed, "small", workers=1)

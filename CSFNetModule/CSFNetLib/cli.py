@@ -2,12 +2,21 @@
 
 import argparse
 import json
+import logging
 import os
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional
 
+from .console import counting_bar, messages_on_stderr, progress_bar, worded
+from .errors import UsageError
 from .options import ATTENTION_METHODS, CONFIG_NAMES, DEFAULT_ATTENTION_METHOD, DEVICES, PRECISIONS, VARIANTS
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .training import TrainingStatus
+
+log = logging.getLogger("CSFNetLib.cli")
 
 DISTRIBUTED_HELP = ("one of several processes started by torchrun, e.g. "
                     "torchrun --nproc-per-node 2 -m CSFNetLib.cli COMMAND ... --distributed")
@@ -39,34 +48,35 @@ def _info(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     """Write a synthetic longitudinal cohort (phantoms, not patient data)."""
-    from pathlib import Path
-
     from .synth import write_cohort
-    from .synth.cohort_writer import print_progress
 
-    summary = write_cohort(Path(args.out), args.cases, args.seed, args.size, args.workers, print_progress)
+    summary = write_cohort(Path(args.out), args.cases, args.seed, args.size, args.workers,
+                           counting_bar("synth", "patients"))
     print(json.dumps(summary, indent=2))
     return 0
 
 
-class ProgressBar:
-    """One line on stderr that redraws itself: what is being done, how far, and the latest figures."""
+class _EpochBars:
+    """Training progress: a bar per epoch (in a terminal) and a line per finished epoch (anywhere)."""
 
-    def __init__(self, width: int = 30):
-        self.width = width
+    def __init__(self) -> None:
+        self.bar = None
 
-    def training(self, status: dict) -> None:
-        filled = int(self.width * status["step"] / status["steps"])
-        bar = "#" * filled + "." * (self.width - filled)
-        best = f" best val AUC {status['best_auc']:.3f}" if status.get("best_auc", -1) >= 0 else ""
-        val = f" val AUC {status['val_auc']:.3f}" if "val_auc" in status else ""
-        end = "\n" if status.get("done") else ""
-        print(f"\repoch {status['epoch'] + 1}/{status['epochs']} [{bar}] loss {status['loss']:.4f}{val}{best}",
-              end=end, file=sys.stderr, flush=True)
-
-    @staticmethod
-    def message(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+    def __call__(self, status: "TrainingStatus") -> None:
+        epoch = f"epoch {status.epoch + 1}/{status.epochs}"
+        if self.bar is None:
+            self.bar = progress_bar(status.steps, epoch, "batches")
+        self.bar.update(status.step - self.bar.n)
+        self.bar.set_postfix_str(f"loss {status.loss:.4f}", refresh=False)
+        if status.done:
+            self.bar.close()
+            self.bar = None
+            figures = [f"loss {status.loss:.4f}"]
+            if status.val_auc is not None:
+                figures.append(f"val AUC {status.val_auc:.3f}")
+            if status.best_auc >= 0:
+                figures.append(f"best val AUC {status.best_auc:.3f}")
+            log.info("%s: %s", epoch, ", ".join(figures))
 
 
 def _processes(args: argparse.Namespace):
@@ -76,17 +86,19 @@ def _processes(args: argparse.Namespace):
     return join(args.device) if args.distributed else (SINGLE, args.device)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _optional_path(value: Optional[str]) -> Optional[Path]:
+    return Path(value) if value else None
 
+
+def _train(args: argparse.Namespace) -> int:
     from .training import TrainSettings, train
 
     settings = TrainSettings(config=args.config, variant=args.variant, epochs=args.epochs, batch_size=args.batch_size,
                              seed=args.seed, patience=args.patience)
     ranks, device = _processes(args)
-    summary = train(Path(args.cases), Path(args.clinical) if args.clinical else None, Path(args.out), settings,
-                    folds=args.folds, device=device, roi_cache=Path(args.roi_cache) if args.roi_cache else None,
-                    report=ProgressBar().training, ranks=ranks)
+    summary = train(Path(args.cases), _optional_path(args.clinical), Path(args.out), settings,
+                    folds=args.folds, device=device, roi_cache=_optional_path(args.roi_cache),
+                    report=_EpochBars(), ranks=ranks)
     if ranks.main:
         print(json.dumps(summary, indent=2))
     return 0
@@ -109,31 +121,29 @@ def _evaluate(args: argparse.Namespace) -> int:
         name, _, path = spec.partition("=")
         checkpoints[name] = Path(path)
     cohort = read_cohort(Path(args.cases), Path(args.clinical) if args.clinical else None)
-    report = evaluate(cohort, checkpoints, Path(args.out) if args.out else None, args.device, args.resamples,
-                      ProgressBar.message)
-    print(f"{report['nodules']} nodules of {report['patients']} patients ({report['malignant']} malignant); "
+    report = evaluate(cohort, checkpoints, out_dir=Path(args.out) if args.out else None, device=args.device,
+                      resamples=args.resamples, progress=log.info)
+    print(f"{report.nodules} nodules of {report.patients} patients ({report.malignant} malignant); "
           "95 % bootstrap intervals over patients\n")
     print(table_with_intervals(report))
-    for problem in report["skipped_cases"]:
+    for problem in report.skipped_cases:
         print(f"skipped: {problem}", file=sys.stderr)
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .prediction import predict_cohort
+    from .prediction import AttentionOutput, predict_cohort
 
     ranks, device = _processes(args)
-    done, failed = predict_cohort(  # exit status: 0 all predicted, 1 some cases failed, 2 the run could not proceed
-        Path(args.cases), Path(args.out), Path(args.clinical) if args.clinical else None,
-        Path(args.checkpoint) if args.checkpoint else None, device, args.batch_size,
-        Path(args.nlst_cmst) if args.nlst_cmst else None, args.overwrite,
-        Path(args.attention_dir) if args.attention_dir else None, args.attention_method, ranks, args.resume,
-        args.precision)
+    attention = AttentionOutput(Path(args.attention_dir), args.attention_method) if args.attention_dir else None
+    counts = predict_cohort(
+        Path(args.cases), Path(args.out), clinical_csv=_optional_path(args.clinical),
+        checkpoint=_optional_path(args.checkpoint), device=device, batch_size=args.batch_size,
+        precision=args.precision, nlst_cmst_rois=_optional_path(args.nlst_cmst), attention=attention,
+        overwrite=args.overwrite, resume=args.resume, ranks=ranks)
     if ranks.main:
-        print(f"csfnet predict: {done} nodules predicted, {failed} failed -> {args.out}", file=sys.stderr)
-    return 1 if failed else 0
+        log.info("%d nodules predicted, %d failed -> %s", counts.predicted, counts.failed, args.out)
+    return 1 if counts.failed else 0  # and 2 when the run could not proceed (see main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,8 +225,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # the run cannot proceed: exit status 2
+        with messages_on_stderr(f"csfnet {args.command}"):
+            return args.run(args)
+    except UsageError as exc:  # asked for something that cannot be done: exit status 2, and how to ask instead
+        print(f"csfnet {args.command}: error: {worded(exc)}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # an input that cannot be used (file, checkpoint, CSV): exit status 2
         print(f"csfnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -12,6 +12,15 @@ from .options import ROI_SIZE_ZYX
 from .records import CaseProblem, Sample
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """How training varies its cases: Gaussian noise on the [0, 1] ROIs, and the share of clinical values
+    shown as missing or unknown (see `hide_clinical_values`)."""
+
+    noise_sd: float = 0.02
+    clinical_hide_rate: float = 0.05
+
+
 @dataclass
 class RoiSet:
     """N nodules: T0 and T1 ROIs (N, 16, 64, 64) float32, clinical rows (N, 6), labels (N,), ids, and
@@ -78,17 +87,19 @@ class RoiSet:
                        data["t1"].astype(np.float32), data["clinical"], data["labels"], data["centers"])
             return rois, str(data["key"])
 
-    def batch(self, index: Sequence[int], device: torch.device, augment: Optional[np.random.Generator] = None):
+    def batch(self, index: Sequence[int], device: torch.device, *, augment: Optional[np.random.Generator] = None,
+              augmentation: Augmentation = Augmentation()):
         """Tensors (t0, t1, clinical, labels) of the given cases, augmented when a generator is given."""
         t0, t1, clinical = self.t0[index], self.t1[index], self.clinical[index]
         if augment is not None:
-            t0, t1 = augment_pairs(t0, t1, augment)
-            clinical = hide_clinical_values(clinical, augment)
+            t0, t1 = augment_pairs(t0, t1, augment, augmentation.noise_sd)
+            clinical = hide_clinical_values(clinical, augment, augmentation.clinical_hide_rate)
         as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
         return as_tensor(t0[:, None]), as_tensor(t1[:, None]), as_tensor(clinical), as_tensor(self.labels[index])
 
 
-def augment_pairs(t0: np.ndarray, t1: np.ndarray, rng: np.random.Generator, noise_sd: float = 0.02):
+def augment_pairs(t0: np.ndarray, t1: np.ndarray, rng: np.random.Generator,
+                  noise_sd: float = Augmentation.noise_sd):
     """Random flips (each axis), 90-degree in-plane rotations and a little Gaussian noise.
 
     A case's two time points get the same flips and rotation, so they stay aligned; noise is drawn
@@ -106,7 +117,8 @@ def augment_pairs(t0: np.ndarray, t1: np.ndarray, rng: np.random.Generator, nois
     return t0, t1
 
 
-def hide_clinical_values(clinical: np.ndarray, rng: np.random.Generator, rate: float = 0.05) -> np.ndarray:
+def hide_clinical_values(clinical: np.ndarray, rng: np.random.Generator,
+                         rate: float = Augmentation.clinical_hide_rate) -> np.ndarray:
     """Each encoded value replaced, with probability `rate`, by the missing row or (as often) the unknown
     row, so that both shared rows are trained: a field not given, or a code the training patients never
     had, then meets a learnt vector at prediction, not its random initial one. Applied in training only."""

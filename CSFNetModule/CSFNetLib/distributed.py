@@ -12,6 +12,7 @@ from typing import Any, List, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
+from .errors import UnusableOptions
 from .inference import resolve_device
 
 
@@ -41,8 +42,8 @@ SINGLE = Ranks()
 def join(device: str = "auto") -> Tuple[Ranks, torch.device]:
     """Join the process group torchrun started; each process gets its own GPU (by LOCAL_RANK) or the CPU."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise RuntimeError("--distributed needs to be launched by torchrun "
-                           "(e.g. torchrun --nproc-per-node 2 -m CSFNetLib.cli train ... --distributed)")
+        raise UnusableOptions("{distributed} needs to be launched by torchrun (e.g. torchrun --nproc-per-node 2 -m "
+                              "CSFNetLib.cli train ... --distributed)")
     chosen = resolve_device(device)
     if chosen.type == "cuda":
         chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -62,5 +62,5 @@ class DeviceUnavailable(UsageError, ValueError):
     """The device asked for is not there, or a precision is asked for where it is not offered."""
 
 
-class ConflictingOptions(UsageError, ValueError):
-    """Options that cannot be used together, or an option its run cannot honour."""
+class UnusableOptions(UsageError, ValueError):
+    """Options that cannot be used together, or an option value the run cannot use."""

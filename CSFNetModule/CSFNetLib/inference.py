@@ -1,8 +1,9 @@
 """Running a trained model: load once, batch the cases, return p_malignant."""
 
 import contextlib
+import os
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -10,11 +11,13 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .dataset import RoiSet
+from .errors import DeviceUnavailable, UnusableOptions
 from .model.folding import fold_batch_norm
+from .options import PRECISION_TOLERANCE, PRECISIONS, AttentionMethod
 from .shipped_weights import model_path
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
     """`auto` picks CUDA, then Apple MPS, then the CPU."""
     if device == "auto":
         if torch.cuda.is_available():
@@ -23,9 +26,9 @@ def resolve_device(device: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA GPU")
+        raise DeviceUnavailable("{device} cuda asked for, but torch sees no CUDA GPU")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps asked for, but this torch has no Apple MPS device")
+        raise DeviceUnavailable("{device} mps asked for, but this torch has no Apple MPS device")
     return torch.device(device)
 
 
@@ -35,29 +38,26 @@ def fast_inference_model(model: nn.Module, channels_last: bool = False) -> nn.Mo
     return fast.to(memory_format=torch.channels_last_3d) if channels_last else fast
 
 
-#: The dtype each precision autocasts to (None: plain fp32).
+#: The dtype each precision autocasts to (None: plain fp32); the benchmarks also measure bf16.
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-#: What a prediction may run in. fp16 autocast keeps p_malignant within 0.01 of fp32 (3.7e-3 at most
-#: on 13 synthetic nodules); bf16, with its 8-bit mantissa, moved it by up to 0.09 and turned one
-#: prediction over, so benchmarks measure it but predictions do not offer it (benchmarks/precision.py).
-PRECISIONS = ("fp32", "fp16")
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    """Refuse a precision that is not offered, and fp16 off CUDA GPUs.
+    """Refuse a precision that is not offered (options.PRECISIONS), and fp16 off CUDA GPUs.
 
-    A CPU without native 16-bit 3-D convolutions runs them through torch's reference kernel (about
-    90x slower than fp32 on a 2-core EPYC); autocast on Apple MPS is untested here.
+    bf16's 8-bit mantissa moves p_malignant beyond the tolerance (README, "Reduced precision"). A CPU
+    without native 16-bit 3-D convolutions runs them through torch's slow reference kernel;
+    autocast on Apple MPS is untested.
     """
     if precision == "bf16":
-        raise ValueError("precision bf16 moves p_malignant by up to 0.09 from fp32 (its 8-bit mantissa), beyond "
-                         "the 0.01 this tool allows; use fp16 on a CUDA GPU")
+        raise UnusableOptions("{precision} bf16 moves p_malignant further from fp32 than the {tolerance} this "
+                              "tool allows (its 8-bit mantissa); use fp16 on a CUDA GPU", tolerance=PRECISION_TOLERANCE)
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+        raise UnusableOptions("unknown {precision} {value!r}; choose one of {choices}", value=precision,
+                              choices=list(PRECISIONS))
     if precision != "fp32" and device.type != "cuda":
-        raise ValueError(f"precision {precision} is for CUDA GPUs (on {device.type} it is slow or untested); "
-                         "use fp32 there")
+        raise DeviceUnavailable("{precision} {value} is for CUDA GPUs (on {kind} it is slow or untested); use "
+                                "fp32 there", value=precision, kind=device.type)
 
 
 def reduced_precision(device: torch.device, precision: str):
@@ -86,7 +86,7 @@ def predict_rois(model: nn.Module, rois: RoiSet, device: torch.device, batch_siz
 
 
 #: On a CPU the forward pass costs least per case at small batches, whose feature maps stay in cache
-#: (benchmarks/performance.py, 2 cores: full 369 ms per case at batch 2 but 519 at 16; small best at 8).
+#: (the sizes measured fastest by benchmarks/performance.py; README, "Performance").
 CPU_FORWARD_BATCH = {"full": 2, "small": 8}
 
 
@@ -99,8 +99,8 @@ class Predictor:
 
     threshold = 0.5
 
-    def __init__(self, checkpoint: Optional[Union[str, Path]] = None, device: str = "auto", batch_size: int = 16,
-                 precision: str = "fp32"):
+    def __init__(self, checkpoint: Optional[Union[str, Path]] = None, *, device: Union[str, torch.device] = "auto",
+                 batch_size: int = 16, precision: str = "fp32"):
         path = Path(checkpoint) if checkpoint else model_path()
         self.device = resolve_device(device)
         check_precision(precision, self.device)
@@ -132,8 +132,25 @@ class Predictor:
     def predict(self, rois: RoiSet) -> np.ndarray:
         return predict_rois(self.fast_model, rois, self.device, self.forward_batch, self.precision)
 
-    def predict_with_attention(self, rois: RoiSet, method: str) -> Tuple[np.ndarray, np.ndarray]:
+    def predict_with_attention(self, rois: RoiSet, method: AttentionMethod) -> Tuple[np.ndarray, np.ndarray]:
         """p_malignant (N,) and attention maps (N, 2, D, H, W) for T0 and T1, from the same forward pass."""
         from .attention import attention_for_rois
 
         return attention_for_rois(self.model, rois, self.device, method, self.forward_batch)
+
+
+class PredictorCache:
+    """Models loaded once per (checkpoint, device) and reused across runs (the Slicer module's Apply,
+    a batch of scenes); a checkpoint file changed since it was loaded is loaded again."""
+
+    def __init__(self) -> None:
+        self._loaded: Dict[Tuple[str, str], Tuple[Tuple[int, int], Predictor]] = {}
+
+    def get(self, checkpoint: Optional[Union[str, Path]], device: str) -> Predictor:
+        path = Path(checkpoint) if checkpoint else model_path()
+        stat = os.stat(path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        key = (str(path.resolve()), device)
+        if key not in self._loaded or self._loaded[key][0] != stamp:
+            self._loaded[key] = (stamp, Predictor(path, device=device))
+        return self._loaded[key][1]

@@ -1,10 +1,21 @@
 """Which baseline point is which follow-up point: pairing two lists of labelled nodule points."""
 
-from typing import List, Tuple
+from typing import List, NamedTuple, Tuple
 
 import numpy as np
 
 from .options import PAIR_BY
+
+LabelledPoint = Tuple[str, np.ndarray]  # a control point's label and RAS position
+
+
+class NodulePair(NamedTuple):
+    """One nodule: its label and its point in each scan (RAS mm)."""
+
+    label: str
+    baseline_ras: np.ndarray
+    followup_ras: np.ndarray
+
 
 PAIRING_RULES = {
     "index": "the n-th baseline point with the n-th follow-up point",
@@ -13,8 +24,9 @@ PAIRING_RULES = {
 }
 
 
-def pair_nodules(baseline: List[Tuple[str, np.ndarray]], followup: List[Tuple[str, np.ndarray]], by: str = "auto"):
-    """([(label, baseline RAS, follow-up RAS)], rule used): n-th with n-th, or equal labels.
+def pair_nodules(baseline: List[LabelledPoint], followup: List[LabelledPoint],
+                 by: str = "auto") -> Tuple[List[NodulePair], str]:
+    """(the nodules, the rule used): n-th point with n-th point, or equal labels.
 
     `by="auto"` pairs by label when both lists carry the same set of distinct labels (then the
     labels say which nodule is which, in whatever order), by index when they share no label (as
@@ -37,8 +49,8 @@ def pair_nodules(baseline: List[Tuple[str, np.ndarray]], followup: List[Tuple[st
         if not same:
             raise ValueError(f"labels do not match between the lists: {mismatch}")
         later = dict(followup)
-        return [(label, position, later[label]) for label, position in baseline], by
+        return [NodulePair(label, position, later[label]) for label, position in baseline], by
     if len(baseline) != len(followup):
         raise ValueError(f"{len(baseline)} baseline and {len(followup)} follow-up points: the n-th point of "
                          "each list must be the same nodule (or give both lists the same labels)")
-    return [(f[0], b[1], f[1]) for b, f in zip(baseline, followup)], by
+    return [NodulePair(f[0], b[1], f[1]) for b, f in zip(baseline, followup)], by

@@ -6,34 +6,195 @@ patients are shared among the processes and their rows merged in the cohort's or
 """
 
 import hashlib
+import logging
 import re
-import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 
-from .attention import DEFAULT_METHOD, color_table, heat_image, label_image
+from .attention import color_table, heat_image, label_image
 from .cohort_csv import read_cohort
 from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather
+from .errors import ResultsExist, UnusableOptions
 from .inference import Predictor
 from .nlst_cmst import iter_nlst_cmst
+from .options import DEFAULT_ATTENTION_METHOD, AttentionMethod, Precision
+from .preprocessing import Preprocessing
 from .records import CaseProblem, Cohort, Sample
 from .results_file import ResultsWriter, fingerprint
 from .samples import iter_samples
 
+log = logging.getLogger(__name__)
+
 COLOR_TABLE = "attention-labels.ctbl"
 
+Item = Union[Sample, CaseProblem]
 
-Row = Tuple[Tuple[int, int], str, str, str, Optional[float]]  # (order key), pid, nodule, error, p_malignant
+
+@dataclass(frozen=True)
+class _Job:
+    """What every batch of a run needs: the loaded model, how many nodules go through it at once, and
+    where attention maps go (None: no maps)."""
+
+    predictor: Predictor
+    batch_size: int
+    attention: Optional["AttentionOutput"]
 
 
-def _batches(items: Iterable[Union[Sample, CaseProblem]], size: int) -> Iterator[List[Union[Sample, CaseProblem]]]:
-    batch: List[Union[Sample, CaseProblem]] = []
+@dataclass(frozen=True)
+class AttentionOutput:
+    """Where each nodule's T0 and T1 attention maps are written, and how they are made."""
+
+    folder: Path
+    method: AttentionMethod = DEFAULT_ATTENTION_METHOD
+
+
+class Counts(NamedTuple):
+    """How a prediction run ended: nodules predicted, and nodules that got an error row."""
+
+    predicted: int
+    failed: int
+
+
+class Row(NamedTuple):
+    """One line of results.csv before it is written; `order` merges shares of a cohort back into its order."""
+
+    order: Tuple[int, int]
+    pid: str
+    nodule: str
+    error: str
+    p_malignant: Optional[float]
+
+
+def predict_cohort(
+    cases_csv: Path,
+    out: Path,
+    *,
+    clinical_csv: Optional[Path] = None,
+    checkpoint: Optional[Path] = None,
+    device: Union[str, torch.device] = "auto",
+    batch_size: int = 16,
+    precision: Precision = "fp32",
+    nlst_cmst_rois: Optional[Path] = None,
+    attention: Optional[AttentionOutput] = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    ranks: Ranks = SINGLE,
+) -> Counts:
+    """Write results.csv; never overwrites unless asked.
+
+    Rows come in the cohort's order: problems found in the CSV first, then patient by patient. They
+    are written as they come (see `ResultsWriter`); `resume` continues an interrupted run without
+    redoing or repeating a case. With `attention`, each nodule's attention at T0 and T1 is written
+    to its folder as a heat image and a label map (NRRD, on the ROI's grid where it lies in the
+    scan) plus the labels' colour table. Under torchrun (`ranks`), each process predicts every
+    `world`-th patient and rank 0 merges the rows into the same file, in the same order, as one
+    process would write. `precision` fp16 autocasts the network on a CUDA GPU.
+    """
+    out = Path(out)
+    ResultsWriter.check_target(out, overwrite=overwrite, resume=resume)  # by every process, before any work
+    _check_options(precision=precision, attention=attention, resume=resume, nlst_cmst_rois=nlst_cmst_rois,
+                   ranks=ranks)
+    predictor = Predictor(checkpoint, device=device, batch_size=batch_size, precision=precision)
+    if attention is not None:
+        _prepare_attention_folder(attention.folder, replace_maps=overwrite or resume, ranks=ranks)
+    job = _Job(predictor, batch_size, attention)
+    if ranks.several:
+        return _predict_shared(read_cohort(cases_csv, clinical_csv), out, job, overwrite=overwrite, ranks=ranks)
+    run = {"cases": fingerprint(cases_csv), "clinical": fingerprint(clinical_csv),
+           "nlst_cmst_rois": str(Path(nlst_cmst_rois).resolve()) if nlst_cmst_rois else ""}
+    with ResultsWriter(out, predictor, overwrite=overwrite, resume=resume, run=run) as results:
+        if nlst_cmst_rois is not None:
+            items = (item for item in iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, predictor.vocabulary)
+                     if (item.pid, item.nodule) not in results.done)
+            rows = _rows(items, {}, 0, job)
+        else:
+            cohort = read_cohort(cases_csv, clinical_csv)
+            todo = replace(cohort, cases=[c for c in cohort.cases if (c.pid, c.nodule) not in results.done],
+                           problems=[p for p in cohort.problems if str(p) not in results.errors])
+            rows = _rows(iter_samples(todo, predictor.preprocessing, predictor.vocabulary), _patient_order(cohort),
+                         len(todo.problems), job)
+        _write(rows, results)
+    return Counts(results.predicted, results.failed)
+
+
+def _check_options(*, precision: str, attention: Optional[AttentionOutput], resume: bool,
+                   nlst_cmst_rois: Optional[Path], ranks: Ranks) -> None:
+    """Refuse, before any work, options that cannot go together."""
+    if resume and ranks.several:
+        raise UnusableOptions("{resume} continues a run of one process; rerun the {distributed} prediction whole")
+    if ranks.several and nlst_cmst_rois is not None:
+        raise UnusableOptions("{distributed} prediction reads cases.csv cohorts; run pre-cut ({nlst_cmst}) ROIs in "
+                              "one process")
+    if attention is not None and precision != "fp32":
+        raise UnusableOptions("{attention_dir} runs the network in fp32 (Grad-CAM needs its gradients); drop "
+                              "{precision} {value} or the attention maps", value=precision)
+
+
+def _prepare_attention_folder(folder: Path, *, replace_maps: bool, ranks: Ranks) -> None:
+    """The attention folder, refused when it holds maps already (unless they are to be replaced)."""
+    folder = Path(folder)
+    earlier = sorted(folder.glob("*-heat.nrrd")) if folder.is_dir() else []
+    if earlier and not replace_maps:
+        raise ResultsExist("{folder} already holds attention maps (e.g. {example}); pass {overwrite} to replace "
+                           "them or choose another folder", folder=folder, example=earlier[0].name)
+    barrier(ranks)  # every process has looked before any writes
+    folder.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        (folder / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
+
+
+def _predict_shared(cohort: Cohort, out: Path, job: _Job, *, overwrite: bool, ranks: Ranks) -> Counts:
+    """One of several processes: predict this process's patients; rank 0 writes everyone's rows in order."""
+    patients = _patient_order(cohort)
+    mine = replace(cohort, cases=[c for c in cohort.cases if ranks.mine(patients[c.pid])],
+                   problems=cohort.problems if ranks.main else [])
+    samples = iter_samples(mine, job.predictor.preprocessing, job.predictor.vocabulary)
+    everyone = gather(list(_rows(samples, patients, len(mine.problems), job)), ranks)
+    counts = Counts(0, 0)
+    if ranks.main:
+        with ResultsWriter(out, job.predictor, overwrite=overwrite) as results:
+            _write(sorted((row for part in everyone for row in part), key=lambda row: row.order), results)
+        counts = Counts(results.predicted, results.failed)
+    return Counts(*gather(counts, ranks)[0])  # also waits for rank 0's file
+
+
+def _patient_order(cohort: Cohort) -> Dict[str, int]:
+    return {pid: i for i, pid in enumerate(dict.fromkeys(case.pid for case in cohort.cases))}
+
+
+def _write(rows: Iterable[Row], results: ResultsWriter) -> None:
+    for row in rows:
+        if row.error:
+            results.problem(row.pid, row.nodule, row.error)
+        else:
+            results.prediction(row.pid, row.nodule, row.p_malignant)
+
+
+def _rows(items: Iterable[Item], patients: Dict[str, int], leading: int, job: _Job) -> Iterator[Row]:
+    """One row per item, in the items' order, keyed so that shares of a cohort merge back into that order.
+
+    A key is (the patient's index in the cohort, the item's position in this stream): a patient's
+    items all come from one stream, in order. The first `leading` items (problems found in the CSV)
+    and items of no known patient come first, by position.
+    """
+    for position, (item, p) in enumerate(_predicted(items, job)):
+        order = (-1 if position < leading else patients.get(item.pid, -1), position)
+        if isinstance(item, CaseProblem):
+            log.warning("skipped %s", item)
+            yield Row(order, item.pid, item.nodule, str(item), None)
+        else:
+            yield Row(order, item.pid, item.nodule, "", p)
+
+
+def _batches(items: Iterable[Item], size: int) -> Iterator[List[Item]]:
+    """Runs of items holding `size` samples each (problems ride along where they come)."""
+    batch: List[Item] = []
     samples = 0
     for item in items:
         batch.append(item)
@@ -45,120 +206,15 @@ def _batches(items: Iterable[Union[Sample, CaseProblem]], size: int) -> Iterator
         yield batch
 
 
-def predict_cohort(
-    cases_csv: Path,
-    out: Path,
-    clinical_csv: Optional[Path] = None,
-    checkpoint: Optional[Path] = None,
-    device: Union[str, torch.device] = "auto",
-    batch_size: int = 16,
-    nlst_cmst_rois: Optional[Path] = None,
-    overwrite: bool = False,
-    attention_dir: Optional[Path] = None,
-    attention_method: str = DEFAULT_METHOD,
-    ranks: Ranks = SINGLE,
-    resume: bool = False,
-    precision: str = "fp32",
-) -> Tuple[int, int]:
-    """Write results.csv; returns (cases predicted, cases failed). Never overwrites unless asked.
-
-    Rows come in the cohort's order: problems found in the CSV first, then patient by patient. They
-    are written as they come (see `ResultsWriter`); `resume` continues an interrupted run without
-    redoing or repeating a case. With `attention_dir`, each nodule's attention at T0 and T1 is
-    written there as a heat image and a label map (NRRD, on the ROI's grid where it lies in the
-    scan) plus the labels' colour table. Under torchrun (`ranks`), each process predicts every
-    `world`-th patient and rank 0 merges the rows into the same file, in the same order, as one
-    process would write. `precision` fp16 autocasts the network on a CUDA GPU (see PRECISIONS).
-    """
-    ResultsWriter.check_target(Path(out), overwrite, resume)  # by every process, before any work
-    if resume and ranks.several:
-        raise ValueError("--resume continues a run of one process; rerun the distributed prediction whole")
-    if attention_dir is not None and precision != "fp32":
-        raise ValueError("--attention-dir runs the network in fp32 (Grad-CAM needs its gradients); "
-                         f"drop --precision {precision} or the attention maps")
-    predictor = Predictor(checkpoint, device, batch_size, precision)
-    if attention_dir is not None:
-        earlier = sorted(Path(attention_dir).glob("*-heat.nrrd")) if Path(attention_dir).is_dir() else []
-        if earlier and not (overwrite or resume):
-            raise FileExistsError(f"{attention_dir} already holds attention maps (e.g. {earlier[0].name}); pass "
-                                  "--overwrite to replace them or choose another folder")
-        barrier(ranks)  # every process has looked before any writes
-        Path(attention_dir).mkdir(parents=True, exist_ok=True)
-        if ranks.main:
-            (Path(attention_dir) / COLOR_TABLE).write_text(color_table(), encoding="utf-8")
-    attention = (Path(attention_dir), attention_method) if attention_dir is not None else None
-    if ranks.several:
-        if nlst_cmst_rois is not None:
-            raise ValueError("--distributed prediction reads cases.csv cohorts; run NLST-cmst ROIs in one process")
-        cohort = read_cohort(cases_csv, clinical_csv)
-        patients = _patient_order(cohort)
-        mine = replace(cohort, cases=[c for c in cohort.cases if ranks.mine(patients[c.pid])],
-                       problems=cohort.problems if ranks.main else [])
-        rows = _rows(iter_samples(mine, predictor.preprocessing, predictor.vocabulary), patients,
-                     len(mine.problems), predictor, batch_size, attention)
-        everyone = gather(list(rows), ranks)
-        merged = sorted((row for part in everyone for row in part), key=lambda row: row[0])
-        done = failed = 0
-        if ranks.main:
-            with ResultsWriter(out, predictor, overwrite) as results:
-                _write(merged, results)
-            done, failed = results.predicted, results.failed
-        return tuple(gather((done, failed), ranks)[0])  # also waits for rank 0's file
-    run = {"cases": fingerprint(cases_csv), "clinical": fingerprint(clinical_csv),
-           "nlst_cmst_rois": str(Path(nlst_cmst_rois).resolve()) if nlst_cmst_rois else ""}
-    with ResultsWriter(out, predictor, overwrite, resume, run) as results:
-        if nlst_cmst_rois is not None:
-            items = (item for item in iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, predictor.vocabulary)
-                     if (item.pid, item.nodule) not in results.done)
-            rows = _rows(items, {}, 0, predictor, batch_size, attention)
-        else:
-            cohort = read_cohort(cases_csv, clinical_csv)
-            todo = replace(cohort, cases=[c for c in cohort.cases if (c.pid, c.nodule) not in results.done],
-                           problems=[p for p in cohort.problems if str(p) not in results.errors])
-            rows = _rows(iter_samples(todo, predictor.preprocessing, predictor.vocabulary), _patient_order(cohort),
-                         len(todo.problems), predictor, batch_size, attention)
-        _write(rows, results)
-    return results.predicted, results.failed
-
-
-def _patient_order(cohort: Cohort) -> Dict[str, int]:
-    return {pid: i for i, pid in enumerate(dict.fromkeys(case.pid for case in cohort.cases))}
-
-
-def _write(rows: Iterable[Row], results: ResultsWriter) -> None:
-    for _, pid, nodule, error, p in rows:
-        if error:
-            results.problem(pid, nodule, error)
-        else:
-            results.prediction(pid, nodule, p)
-
-
-def _rows(items, patients: Dict[str, int], leading: int, predictor: Predictor, batch_size: int,
-          attention) -> Iterator[Row]:
-    """One row per item, in the items' order, keyed so that shares of a cohort merge back into that order.
-
-    A key is (the patient's index in the cohort, the item's position in this stream): a patient's
-    items all come from one stream, in order. The first `leading` items (problems found in the CSV)
-    and items of no known patient come first, by position.
-    """
-    for position, (item, p) in enumerate(_predicted(items, predictor, batch_size, attention)):
-        group = -1 if position < leading else patients.get(item.pid, -1)
-        if isinstance(item, CaseProblem):
-            print(f"csfnet predict: skipped {item}", file=sys.stderr)
-            yield (group, position), item.pid, item.nodule, str(item), None
-        else:
-            yield (group, position), item.pid, item.nodule, "", p
-
-
-def _predicted(items, predictor: Predictor, batch_size: int, attention) -> Iterator[Tuple[object, Optional[float]]]:
+def _predicted(items: Iterable[Item], job: _Job) -> Iterator[Tuple[Item, Optional[float]]]:
     """(item, p_malignant or None for a problem), in the items' order, predicted batch by batch."""
-    for batch in _batches(items, batch_size):
+    for batch in _batches(items, job.batch_size):
         rois, _ = RoiSet.collect(batch)
-        if attention is not None and len(rois):
-            probabilities, maps = predictor.predict_with_attention(rois, attention[1])
-            _write_attention(attention[0], rois, maps, predictor.preprocessing, attention[1])
+        if job.attention is not None and len(rois):
+            probabilities, maps = job.predictor.predict_with_attention(rois, job.attention.method)
+            _write_attention(job.attention, rois, maps, job.predictor.preprocessing)
         else:
-            probabilities = predictor.predict(rois) if len(rois) else []
+            probabilities = job.predictor.predict(rois) if len(rois) else np.zeros(0)
         predicted = iter(probabilities)
         for item in batch:
             yield item, None if isinstance(item, CaseProblem) else float(next(predicted))
@@ -171,14 +227,14 @@ def file_safe(text: str) -> str:
     return safe if safe == text else f"{safe}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
-def _write_attention(folder: Path, rois: RoiSet, maps, preprocessing, method: str) -> None:
+def _write_attention(attention: AttentionOutput, rois: RoiSet, maps: np.ndarray, preprocessing: Preprocessing) -> None:
     """{pid}_nodule{n}_{T0|T1}_{method}-heat.nrrd and ..._{method}-labels.nrrd for every case with a scan."""
     for i, (pid, nodule) in enumerate(zip(rois.pids, rois.nodules)):
         for t, timepoint in enumerate(("T0", "T1")):
             center = rois.centers[i, t]
             if not np.all(np.isfinite(center)):  # pre-cut ROIs: no scan to place them in
                 continue
-            stem = folder / f"{file_safe(pid)}_nodule{file_safe(nodule)}_{timepoint}_{method}"
+            stem = attention.folder / f"{file_safe(pid)}_nodule{file_safe(nodule)}_{timepoint}_{attention.method}"
             sitk.WriteImage(heat_image(maps[i, t], center, preprocessing), f"{stem}-heat.nrrd", useCompression=True)
             sitk.WriteImage(label_image(maps[i, t], center, preprocessing), f"{stem}-labels.nrrd",
                             useCompression=True)

@@ -11,10 +11,14 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Dict, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Optional, Set, Tuple, Union
 
 from .checkpoint import runtime_versions
+from .errors import InterruptedRun, OtherRun, ResultsExist
 from .shipped_weights import sha256_of
+
+if TYPE_CHECKING:
+    from .inference import Predictor
 
 SYNC_EVERY = 16  # rows between fsyncs: a machine crash loses at most these, and few fsyncs cost little
 
@@ -30,10 +34,10 @@ class ResultsWriter:
     error texts, so the caller can skip them.
     """
 
-    def __init__(self, out: Union[str, Path], predictor, overwrite: bool = False, resume: bool = False,
-                 run: Optional[Dict[str, str]] = None):
+    def __init__(self, out: Union[str, Path], predictor: "Predictor", *, overwrite: bool = False,
+                 resume: bool = False, run: Optional[Dict[str, str]] = None):
         self.out = Path(out)
-        self.check_target(self.out, overwrite, resume)
+        self.check_target(self.out, overwrite=overwrite, resume=resume)
         self.partial, self.about = _partial_files(self.out)
         self.threshold = predictor.threshold
         self.common: Dict[str, object] = {"model": predictor.name, "model_version": predictor.version,
@@ -47,15 +51,15 @@ class ResultsWriter:
         self.predicted = self.failed = self._unsynced = 0
 
     @staticmethod
-    def check_target(out: Path, overwrite: bool = False, resume: bool = False) -> None:
+    def check_target(out: Path, *, overwrite: bool = False, resume: bool = False) -> None:
         """Refuse, before any work, a run that would replace a results file or an interrupted run's rows."""
         out = Path(out)
         if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+            raise ResultsExist("{out} exists; pass {overwrite} to replace it", out=out)
         partial = _partial_files(out)[0]
         if partial.exists() and not resume and not overwrite:
-            raise FileExistsError(f"{partial} holds an interrupted run; pass --resume to continue it "
-                                  "or --overwrite to start again")
+            raise InterruptedRun("{partial} holds an interrupted run; pass {resume} to continue it or {overwrite} "
+                                 "to start again", partial=partial)
 
     def __enter__(self) -> "ResultsWriter":
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -75,8 +79,8 @@ class ResultsWriter:
         """Keep the complete rows of the interrupted run (a torn last line is dropped) and note them."""
         about = json.loads(self.about.read_text(encoding="utf-8")) if self.about.exists() else {}
         if about != self.run:
-            raise ValueError(f"{self.partial} was written by another run ({about}); this run is {self.run}. "
-                             "Pass --overwrite to start again")
+            raise OtherRun("{partial} was written by another run ({about}); this run is {run}. Pass {overwrite} to "
+                           "start again", partial=self.partial, about=about, run=self.run)
         with open(self.partial, newline="", encoding="utf-8") as handle:  # line endings as written
             text = handle.read()
         complete = text[: text.rfind("\n") + 1]

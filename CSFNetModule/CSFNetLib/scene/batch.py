@@ -8,7 +8,7 @@ An interrupted run continues with --resume: the cases already in its results are
 """
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -18,8 +18,14 @@ from ..preprocessing import check_inside_scan
 from ..records import Cohort, NoduleCase
 from ..results_file import ResultsWriter, fingerprint
 from .files import load_scene, save_scene, scene_for_scripts
-from .logic import predict_scene, predictor_for, table_rows
+from ..console import messages_on_stderr, worded
+from ..errors import UsageError
+from ..inference import PredictorCache
+from ..options import DEVICES, PAIR_BY
+from .logic import predict_scene, table_rows
 from .nodes import NODE_NAMES, add_fiducials, add_volume_node
+
+log = logging.getLogger(__name__)
 
 PROGRAM = "csfnet_batch"
 EXAMPLES = """examples:
@@ -40,7 +46,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--clinical", type=Path, help="clinical.csv by pid (a scene's pid: its file name, no suffix)")
     for flag, default in zip(("--baseline", "--followup", "--baseline-points", "--followup-points"), NODE_NAMES):
         parser.add_argument(flag, default=default, help=f"node name in the scenes (default: '{default}')")
-    parser.add_argument("--pair-by", choices=("auto", "index", "label"), default="auto",
+    parser.add_argument("--pair-by", choices=PAIR_BY, default="auto",
                         help="n-th point with n-th point, or equal point labels (default auto: by label when "
                              "both lists have the same labels, else by index)")
     parser.add_argument("--same-position", action="store_true",
@@ -48,7 +54,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="results.csv to write")
     parser.add_argument("--save-dir", type=Path, help="save each case's scene with its results here (.mrb)")
     parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped demo model)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--no-attention", action="store_true", help="skip the attention maps")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results and scene files")
     parser.add_argument("--resume", action="store_true",
@@ -64,20 +70,29 @@ def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["--"]:  # Slicer passes the separator through
         argv = argv[1:]
     args = parse_args(argv)
+    with messages_on_stderr(PROGRAM):
+        return _batch(args)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    predictors = PredictorCache()
     try:
-        predictor = predictor_for(args.checkpoint, args.device)
+        predictor = predictors.get(args.checkpoint, args.device)
         cohort = read_cohort(args.cases, args.clinical) if args.cases else None
         clinical = cohort.clinical if cohort else read_clinical(args.clinical) if args.clinical else {}
         inputs = fingerprint(args.cases) if cohort else "; ".join(str(path.resolve()) for path in args.scenes)
-        writer = ResultsWriter(args.out, predictor, args.overwrite, args.resume,
+        writer = ResultsWriter(args.out, predictor, overwrite=args.overwrite, resume=args.resume,
                                run={"inputs": inputs, "clinical": fingerprint(args.clinical)})
+    except UsageError as exc:
+        log.error("%s", worded(exc))
+        return 2
     except (OSError, ValueError) as exc:
-        print(f"{PROGRAM}: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
     session = scene_for_scripts()
     try:
         with writer as results:
-            run = _Run(session.scene, args, clinical, results)
+            run = _Run(session.scene, args, clinical, results, predictors)
             if cohort is not None:
                 run.cohort(cohort)
             else:
@@ -85,15 +100,17 @@ def main(argv: Sequence[str]) -> int:
                     run.scene_file(path)
     finally:
         session.close()
-    print(f"{PROGRAM}: {results.predicted} nodules predicted, {results.failed} failed -> {args.out}")
+    log.info("%d nodules predicted, %d failed -> %s", results.predicted, results.failed, args.out)
     return 1 if results.failed else 0
 
 
 class _Run:
     """One batch: every case is run in the same (cleared) scene and written to `results`."""
 
-    def __init__(self, scene, args: argparse.Namespace, clinical: Dict[str, Dict[str, str]], results: ResultsWriter):
+    def __init__(self, scene, args: argparse.Namespace, clinical: Dict[str, Dict[str, str]], results: ResultsWriter,
+                 predictors: PredictorCache):
         self.scene, self.args, self.clinical, self.results = scene, args, clinical, results
+        self.predictors = predictors
         self.done_patients = {pid for pid, _ in results.done}  # an interrupted run's, when resuming
 
     def scene_file(self, path: Path) -> None:
@@ -159,14 +176,14 @@ class _Run:
                               clinical=self.clinical.get(pid),
                               checkpoint=self.args.checkpoint, device=self.args.device,
                               attention=not self.args.no_attention, pair_by=self.args.pair_by,
-                              same_position=self.args.same_position)
+                              same_position=self.args.same_position, predictors=self.predictors)
         rows = table_rows(table)
         if self.args.save_dir is not None:
             save_scene(self.scene, self.args.save_dir / f"{save_as}.mrb", self.args.overwrite or self.args.resume)
         for row in rows:
             if (pid, str(row["nodule"])) not in self.results.done:
                 self.results.prediction(pid, str(row["nodule"]), float(row["p_malignant"]))
-        print(f"{PROGRAM}: {pid}: {len(rows)} nodules")
+        log.info("%s: %d nodules", pid, len(rows))
 
     def _node(self, name: str):
         nodes = self.scene.GetNodesByName(name)
@@ -176,6 +193,6 @@ class _Run:
         return nodes.GetItemAsObject(0)
 
     def _failed(self, pid: str, nodule: Optional[str], reason: str) -> None:
-        print(f"{PROGRAM}: skipped {reason}", file=sys.stderr)
+        log.warning("skipped %s", reason)
         if (pid, nodule or "") not in self.results.done:
             self.results.problem(pid, nodule, reason)

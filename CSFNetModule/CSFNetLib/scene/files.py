@@ -14,6 +14,8 @@ from typing import Iterator, List, Union
 
 import slicer
 
+from ..errors import ResultsExist
+
 PathLike = Union[str, Path]
 SCENE_SUFFIXES = (".mrb", ".mrml")
 
@@ -95,7 +97,7 @@ def save_scene(scene, path: PathLike, overwrite: bool = False) -> Path:
     path = Path(path)
     kind = scene_kind(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite to replace it")
+        raise ResultsExist("{path} exists; pass {overwrite} to replace it", path=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for i in range(scene.GetNumberOfNodes()):
         node = scene.GetNthNode(i)

@@ -6,39 +6,45 @@ never modified. Transforms under which volumes or fiducials lie are applied (wha
 """
 
 import time
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import slicer
 import torch
 import vtk
 
-from ..attention import DEFAULT_METHOD, LEVELS, heat_image, label_image
+from ..attention import LEVELS, heat_image, label_image
 from ..dataset import RoiSet
 from ..geometry import ras_to_lps
-from ..inference import Predictor
-from ..pairing import PAIRING_RULES, pair_nodules
+from ..inference import Predictor, PredictorCache
+from ..options import DEFAULT_ATTENTION_METHOD, OUTPUT_ATTRIBUTE, PairBy
+from ..pairing import PAIRING_RULES, NodulePair, pair_nodules
 from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from ..progress import Progress, no_progress
 from ..records import Sample
 from .nodes import CTVolume, add_volume_node, control_points, ct_volume
 
 ROLE = "csfnet.attention"
-OUTPUT_ATTRIBUTE = "csfnet.output"  # set on every node this module creates
 TABLE_NAME = "CSF-net results"
 COLOR_NAME = "CSF-net attention levels"
 FOLDER_NAME = "CSF-net attention"
 COLUMNS = ("nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device", "seconds",
            "model_note")
 NUMBER_COLUMNS = ("p_malignant", "threshold", "seconds")
-_PREDICTORS: Dict[Tuple[str, str], Predictor] = {}
 
 
-def predictor_for(checkpoint: Optional[str], device: str) -> Predictor:
-    """Models are loaded once per (checkpoint, device) and reused across runs."""
-    key = (str(checkpoint or ""), device)
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = Predictor(checkpoint, device)
-    return _PREDICTORS[key]
+@dataclass
+class SceneResult:
+    """What a run computed from the scene's inputs, before anything is written to the scene."""
+
+    nodules: List[NodulePair]
+    pairing: str  # the rule the points were paired by (a key of PAIRING_RULES)
+    probabilities: np.ndarray  # (N,)
+    maps: Optional[np.ndarray]  # (N, 2, D, H, W) attention at T0 and T1, or None
+    rois: RoiSet
+    predictor: Predictor
+    seconds: float  # per nodule
 
 
 def predict_scene(
@@ -47,14 +53,16 @@ def predict_scene(
     followup_volume,
     baseline_fiducials,
     followup_fiducials=None,
+    *,
     clinical: Optional[Dict[str, object]] = None,
     checkpoint: Optional[str] = None,
     device: str = "auto",
     attention: bool = True,
-    pair_by: str = "auto",
+    pair_by: PairBy = "auto",
     same_position: bool = False,
     table=None,
     progress: Optional[Progress] = None,
+    predictors: Optional[PredictorCache] = None,
 ):
     """Run CSF-net on every nodule; returns the results table node (reused and refilled on a rerun).
 
@@ -63,6 +71,32 @@ def predict_scene(
     same physical position in both scans. The rule used is in the table's `csfnet.pairing`
     attribute. Outputs go under the input volumes' studies in the subject hierarchy when they have one.
     `progress` hears each step; raising `Cancelled` from it stops the run with the scene untouched.
+    `predictors` keeps models loaded between runs (a fresh cache loads the checkpoint).
+    """
+    result = compute_scene(baseline_volume, followup_volume, baseline_fiducials, followup_fiducials,
+                           clinical=clinical, checkpoint=checkpoint, device=device, attention=attention,
+                           pair_by=pair_by, same_position=same_position, progress=progress,
+                           predictors=predictors or PredictorCache())
+    return write_scene(scene, result, baseline_volume=baseline_volume, followup_volume=followup_volume, table=table)
+
+
+def compute_scene(
+    baseline_volume,
+    followup_volume,
+    baseline_fiducials,
+    followup_fiducials,
+    *,
+    clinical: Optional[Dict[str, object]],
+    checkpoint: Optional[str],
+    device: str,
+    attention: bool,
+    pair_by: PairBy,
+    same_position: bool,
+    progress: Optional[Progress],
+    predictors: PredictorCache,
+) -> SceneResult:
+    """The first half of `predict_scene`: reads the inputs and runs the model; touches nothing.
+
     A GPU that runs out of memory is left for the CPU.
     """
     report = progress or no_progress
@@ -71,45 +105,57 @@ def predict_scene(
     volumes = (ct_volume(baseline_volume, "baseline"), ct_volume(followup_volume, "follow-up"))
     nodules, rule = _nodules(baseline_fiducials, followup_fiducials, pair_by, same_position)
     report("Loading the model", 0.1)
-    predictor = predictor_for(checkpoint, device)
-    roi_set = RoiSet.collect(_samples(volumes, nodules, predictor, clinical, report))[0]
+    predictor = predictors.get(checkpoint, device)
+    rois = RoiSet.collect(_samples(volumes, nodules, predictor, clinical, report))[0]
     report(f"Running CSF-net on {len(nodules)} nodule(s) ({predictor.device})", 0.5)
     try:
-        probabilities, maps = _run(predictor, roi_set, attention)
+        probabilities, maps = _run(predictor, rois, attention)
     except torch.cuda.OutOfMemoryError:
         if predictor.device.type != "cuda":
             raise
         torch.cuda.empty_cache()
-        predictor = predictor_for(checkpoint, "cpu")
+        predictor = predictors.get(checkpoint, "cpu")
         report("The GPU ran out of memory: running on the CPU instead", 0.5)
-        probabilities, maps = _run(predictor, roi_set, attention)
+        probabilities, maps = _run(predictor, rois, attention)
     report("Writing the results", 0.9)  # the last point at which a run can be cancelled
     seconds = (time.perf_counter() - started) / len(nodules)
-    # --- nothing above touched the scene; from here on outputs are written
+    return SceneResult(nodules, rule, probabilities, maps, rois, predictor, seconds)
+
+
+def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume, table=None):
+    """The second half of `predict_scene`: the results table and attention nodes, placed in the hierarchy."""
     if table is None:
         table = scene.GetFirstNodeByName(TABLE_NAME) or _new_output(scene, "vtkMRMLTableNode", TABLE_NAME)
     _remove_attention_nodes(scene, table)
-    _fill_table(table, [(label, float(p)) for (label, *_), p in zip(nodules, probabilities)], predictor, seconds)
-    table.SetAttribute("csfnet.pairing", PAIRING_RULES[rule])
+    _fill_table(table, [(pair.label, float(p)) for pair, p in zip(result.nodules, result.probabilities)],
+                result.predictor, result.seconds)
+    table.SetAttribute("csfnet.pairing", PAIRING_RULES[result.pairing])
     hierarchy = _Hierarchy(scene)
     hierarchy.place(table, followup_volume)
-    if maps is not None:
+    if result.maps is not None:
         colors = _attention_colors(scene)
-        for i, (label, *_) in enumerate(nodules):
+        for i, pair in enumerate(result.nodules):
             for t, (timepoint, volume) in enumerate((("T0", baseline_volume), ("T1", followup_volume))):
-                center = roi_set.centers[i, t]
-                heat = add_volume_node(scene, heat_image(maps[i, t], center, predictor.preprocessing),
-                                       _attention_name(label, timepoint, "heat"))
-                labels = add_volume_node(scene, label_image(maps[i, t], center, predictor.preprocessing),
-                                         _attention_name(label, timepoint, "labels"), "vtkMRMLLabelMapVolumeNode")
-                display = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeDisplayNode")
-                display.SetAndObserveColorNodeID(colors.GetID())
-                labels.SetAndObserveDisplayNodeID(display.GetID())
-                for node in (heat, labels):
-                    node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+                for node in _attention_nodes(scene, result, i, t, pair.label, timepoint, colors):
                     table.AddNodeReferenceID(ROLE, node.GetID())
                     hierarchy.place(node, volume, FOLDER_NAME)
     return table
+
+
+def _attention_nodes(scene, result: SceneResult, i: int, t: int, label: str, timepoint: str, colors):
+    """The heat volume and the label map of nodule `i` at time point `t`, as new output nodes."""
+    center = result.rois.centers[i, t]
+    preprocessing = result.predictor.preprocessing
+    heat = add_volume_node(scene, heat_image(result.maps[i, t], center, preprocessing),
+                           _attention_name(label, timepoint, "heat"))
+    labels = add_volume_node(scene, label_image(result.maps[i, t], center, preprocessing),
+                             _attention_name(label, timepoint, "labels"), "vtkMRMLLabelMapVolumeNode")
+    display = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeDisplayNode")
+    display.SetAndObserveColorNodeID(colors.GetID())
+    labels.SetAndObserveDisplayNodeID(display.GetID())
+    for node in (heat, labels):
+        node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+    return heat, labels
 
 
 def _nodules(baseline_fiducials, followup_fiducials, pair_by: str, same_position: bool):
@@ -120,14 +166,14 @@ def _nodules(baseline_fiducials, followup_fiducials, pair_by: str, same_position
             raise ValueError("no baseline fiducials: pass them, or same_position=True to use the follow-up points "
                              "at the same physical position in the baseline scan")
         followup = control_points(followup_fiducials, "follow-up")
-        return [(label, position, position) for label, position in followup], "same position"
+        return [NodulePair(label, position, position) for label, position in followup], "same position"
     return pair_nodules(control_points(baseline_fiducials, "baseline"),
                         control_points(followup_fiducials, "follow-up"), pair_by)
 
 
 def _run(predictor: Predictor, roi_set: RoiSet, attention: bool):
     if attention:
-        return predictor.predict_with_attention(roi_set, DEFAULT_METHOD)
+        return predictor.predict_with_attention(roi_set, DEFAULT_ATTENTION_METHOD)
     return predictor.predict(roi_set), None
 
 

@@ -1,4 +1,4 @@
-"""Writing a synthetic cohort in the files a real user brings (shared/docs/data-formats.md).
+"""Writing a synthetic cohort in the files a real user brings (docs/data-formats.md).
 
     DIR/images/{pid}_T0.nrrd, {pid}_T1.nrrd   CT in HU, int16, compressed NRRD
     DIR/cases.csv      pid, nodule, timepoint, image, x, y, z (LPS mm), label, days, then the nodule
@@ -12,7 +12,6 @@
 import csv
 import json
 import multiprocessing
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -20,6 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import SimpleITK as sitk
 
 from ..clinical import FIELDS
+from ..errors import UnusableOptions
 from ..version import __version__
 from .patient import TIMEPOINTS, synthesize_patient
 
@@ -71,7 +71,7 @@ def write_cohort(
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder (nothing is overwritten)")
     if cases < 1:
-        raise ValueError(f"--cases must be at least 1, got {cases}")
+        raise UnusableOptions("{cases} must be at least 1, got {count}", count=cases)
     (out / "images").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     jobs = [(seed, index, size, out) for index in range(cases)]
@@ -108,6 +108,3 @@ def _write_csv(path: Path, columns, rows) -> None:
         writer.writeheader()
         writer.writerows(rows)
 
-
-def print_progress(done: int, total: int) -> None:
-    print(f"\rsynth: {done}/{total} patients", end="\n" if done == total else "", file=sys.stderr, flush=True)

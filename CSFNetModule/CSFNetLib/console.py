@@ -1,0 +1,61 @@
+"""What the command-line front ends (`csfnet`, the batch script, `main.py`) show on the terminal.
+
+The library logs (logger "CSFNetLib") and reports progress through callbacks; here those become
+lines on stderr and tqdm bars. A bar redraws itself in a terminal and stays silent when stderr is a
+file, where the log lines alone tell the story. Errors a user can fix are worded with --options.
+"""
+
+import contextlib
+import logging
+import sys
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
+
+from .errors import UsageError, command_line_option
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+LIBRARY_LOGGER = "CSFNetLib"
+
+
+@contextlib.contextmanager
+def messages_on_stderr(program: str, level: int = logging.INFO) -> Iterator[None]:
+    """While the block runs, the library's log messages are `program: message` lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{program}: %(message)s"))
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def progress_bar(total: int, description: str, unit: str = "it") -> "tqdm":
+    """A bar on stderr that redraws in a terminal and writes nothing to a file."""
+    from tqdm import tqdm  # not needed by the batch script inside Slicer, which draws no bars
+
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
+def counting_bar(description: str, unit: str) -> Callable[[int, int], None]:
+    """A `progress(done, total)` callback drawing one bar (made on the first call, closed on the last)."""
+    bar: Optional[tqdm] = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = progress_bar(total, description, unit)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
+def worded(error: UsageError) -> str:
+    """An error the user can fix, naming the command line's options."""
+    return error.worded(command_line_option)
