@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import time
-from typing import Annotated, Dict
+from typing import Annotated, Callable, Dict, Optional
 
 import qt
 import slicer
@@ -24,13 +24,13 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from CSFNetLib.clinical import FIELDS, NOT_GIVEN, choice_labels, record_from_choices
+from CSFNetLib.errors import UsageError
+from CSFNetLib.options import DEVICES, MINIMUM_TORCH, OUTPUT_ATTRIBUTE
 from CSFNetLib.progress import Cancelled
 from CSFNetLib.shipped_weights import model_entries
 from CSFNetLib.version import __version__
 
-MINIMUM_TORCH = "2.1"
 BROWSE = "Browse for a checkpoint..."
-DEVICES = ["auto", "cuda", "mps", "cpu"]
 DEMO_NOTE = ("The shipped model is a demo trained on synthetic phantoms, for demonstration and testing only: "
              "not for clinical use.")
 
@@ -121,7 +121,7 @@ class CSFNetSettings:
 
     model: Annotated[str, Choice(MODEL_NAMES)] = MODEL_NAMES[0]
     checkpointPath: str = ""
-    device: Annotated[str, Choice(DEVICES)] = "auto"
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
     showAttention: bool = True
 
 
@@ -202,7 +202,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
         node = self._parameterNode
         free = [v for v in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-                if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute("csfnet.output")
+                if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute(OUTPUT_ATTRIBUTE)
                 and v not in (node.baselineVolume, node.followupVolume)]
         for attribute in ("baselineVolume", "followupVolume"):
             if not getattr(node, attribute) and free:
@@ -297,7 +297,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay("PyTorch could not be installed."):
             if not self.logic.ensureTorch():
-                self.ui.statusLabel.text = "CSF-net needs PyTorch (version 2.1 or later)."
+                self.ui.statusLabel.text = f"CSF-net needs PyTorch (version {MINIMUM_TORCH} or later)."
                 return
         samePosition = not self._parameterNode.baselineFiducials
         if samePosition and not slicer.util.confirmOkCancelDisplay(
@@ -361,10 +361,23 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                               node.settings.showAttention)
 
 
-class CSFNetLogic(ScriptedLoadableModuleLogic):
-    """Drives CSFNetLib from the panel; adds only what needs the Slicer application (torch, views)."""
+def _panelOption(option: str) -> str:
+    """How the panel names a library option in an error message."""
+    return {"device": "the Device setting (Model section)"}.get(option, option)
 
-    def getParameterNode(self):
+
+class CSFNetLogic(ScriptedLoadableModuleLogic):
+    """Drives CSFNetLib from the panel; adds only what needs the Slicer application (torch, views).
+
+    It keeps the models it loaded (`predictors`) for the next Apply; a checkpoint file that changed
+    since is loaded again.
+    """
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._predictors = None  # a CSFNetLib.inference.PredictorCache, made at the first run (it needs torch)
+
+    def getParameterNode(self) -> "CSFNetParameterNode":
         node = super().getParameterNode()
         if node.GetParameter("settings.model") not in ("", *MODEL_NAMES):  # a model no longer installed
             node.SetParameter("settings.model", MODEL_NAMES[0])
@@ -394,25 +407,33 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
             return False
         return True
 
-    def process(self, parameterNode, progress=None, samePosition: bool = False):
+    def process(self, parameterNode: "CSFNetParameterNode", progress: Optional[Callable[[str, float], None]] = None,
+                samePosition: bool = False) -> "vtkMRMLTableNode":
         """Run CSF-net on the panel's inputs; returns the results table node.
 
         Without a baseline list, the follow-up points are used at the same position in the baseline
         scan only when `samePosition` says so.
         """
+        from CSFNetLib.inference import PredictorCache
         from CSFNetLib.scene.logic import predict_scene
+
+        if self._predictors is None:
+            self._predictors = PredictorCache()
 
         settings = parameterNode.settings
         checkpoint = settings.checkpointPath if settings.model == BROWSE else self.modelPath(settings.model)
         if not checkpoint:
             raise ValueError("Choose a checkpoint file, or one of the shipped models.")
         clinical = record_from_choices({field: getattr(parameterNode.clinical, field) for field in FIELDS})
-        return predict_scene(
-            slicer.mrmlScene, parameterNode.baselineVolume, parameterNode.followupVolume,
-            parameterNode.baselineFiducials, parameterNode.followupFiducials, clinical=clinical,
-            checkpoint=checkpoint, device=settings.device, attention=settings.showAttention,
-            same_position=samePosition, table=parameterNode.outputTable,
-            progress=progress)
+        try:
+            return predict_scene(
+                slicer.mrmlScene, parameterNode.baselineVolume, parameterNode.followupVolume,
+                parameterNode.baselineFiducials, parameterNode.followupFiducials, clinical=clinical,
+                checkpoint=checkpoint, device=settings.device, attention=settings.showAttention,
+                same_position=samePosition, table=parameterNode.outputTable, progress=progress,
+                predictors=self._predictors)
+        except UsageError as error:
+            raise ValueError(error.worded(_panelOption)) from error
 
     @staticmethod
     def modelPath(name: str) -> str:
@@ -421,7 +442,7 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
         return str(model_path(name))
 
     @staticmethod
-    def tableRows(table):
+    def tableRows(table: "vtkMRMLTableNode"):
         from CSFNetLib.scene.logic import table_rows
 
         return table_rows(table)
@@ -442,7 +463,7 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
         return nodes
 
     @staticmethod
-    def showTable(table):
+    def showTable(table: "vtkMRMLTableNode") -> None:
         """A layout with a table view, showing the results table."""
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:  # no main window (batch)
@@ -452,7 +473,8 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
         slicer.app.applicationLogic().PropagateTableSelection()
 
     @staticmethod
-    def showNodule(table, nodule: str, followupVolume, showAttention: bool = True):
+    def showNodule(table: "vtkMRMLTableNode", nodule: str, followupVolume: "vtkMRMLScalarVolumeNode",
+                   showAttention: bool = True) -> None:
         """The nodule's attention labels over the follow-up scan, the slice views centred on it."""
         from CSFNetLib.scene.logic import nodule_attention
 

@@ -1,4 +1,4 @@
-"""The blocks compute the formulas of the specification (shared/docs/csfnet-model.md), not just the shapes."""
+"""The blocks compute the formulas of the specification (docs/model.md), not just the shapes."""
 
 import torch
 

@@ -18,10 +18,11 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
-from CSFNetLib.attention import METHODS, attention_for_rois, peak_index  # noqa: E402
+from CSFNetLib.attention import attention_for_rois, peak_index  # noqa: E402
 from CSFNetLib.cohort_csv import read_cohort  # noqa: E402
 from CSFNetLib.dataset import RoiSet  # noqa: E402
 from CSFNetLib.inference import Predictor  # noqa: E402
+from CSFNetLib.options import ATTENTION_METHODS as METHODS  # noqa: E402
 from CSFNetLib.preprocessing import roi_grid  # noqa: E402
 from CSFNetLib.samples import iter_samples  # noqa: E402
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
 from CSFNetLib.clinical import FIELDS, choice_labels  # noqa: E402
+from CSFNetLib.options import DEVICES  # noqa: E402
 from CSFNetLib.shipped_weights import model_entries  # noqa: E402
 
 STAND_INS = {"ctkCollapsibleButton": "QGroupBox", "qMRMLNodeComboBox": "QComboBox", "ctkPathLineEdit": "QLineEdit",
@@ -67,7 +68,7 @@ def main(out: str) -> int:
         combo.addItems(choice_labels(field))
         combo.setCurrentText(picked.get(field, choice_labels(field)[0]))
     combos["modelComboBox"].addItems([entry["name"] for entry in model_entries()] + ["Browse for a checkpoint..."])
-    combos["deviceComboBox"].addItems(["auto", "cuda", "mps", "cpu"])
+    combos["deviceComboBox"].addItems(list(DEVICES))
     combos["noduleComboBox"].addItem("1")
     entries = model_entries()
     panel.findChild(QLabel, "modelNoteLabel").setText(entries[0].get("note", ""))

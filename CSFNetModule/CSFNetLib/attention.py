@@ -20,10 +20,9 @@ import torch.nn.functional as F
 from .dataset import RoiSet
 from .model.blocks import SpatialAttention
 from .model.csfnet import CSFNet
+from .options import ATTENTION_METHODS, DEFAULT_ATTENTION_METHOD, AttentionMethod
 from .preprocessing import Preprocessing, roi_grid
 
-METHODS = ("cbam", "gradcam")
-DEFAULT_METHOD = "gradcam"  # it wins the pointing game (benchmarks/attention_pointing.py)
 #: label -> (share of the ROI's voxels with the highest attention, name, RGBA colour)
 LEVELS = ((1, 0.25, "top 25 %", (255, 255, 0, 90)), (2, 0.10, "top 10 %", (255, 128, 0, 150)),
           (3, 0.05, "top 5 %", (255, 0, 0, 210)))
@@ -41,10 +40,10 @@ def _to_roi(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 def attention_maps(model: CSFNet, t0: torch.Tensor, t1: torch.Tensor, clinical: torch.Tensor,
-                   method: str = DEFAULT_METHOD) -> Tuple[torch.Tensor, torch.Tensor]:
+                   method: AttentionMethod = DEFAULT_ATTENTION_METHOD) -> Tuple[torch.Tensor, torch.Tensor]:
     """p_malignant (B,) and maps (B, 2, D, H, W) in [0, 1] for T0 and T1 (the T0 map of a T1-only model is 0)."""
-    if method not in METHODS:
-        raise ValueError(f"unknown attention method {method!r}; choose one of {METHODS}")
+    if method not in ATTENTION_METHODS:
+        raise ValueError(f"unknown attention method {method!r}; choose one of {ATTENTION_METHODS}")
     model.eval()
     size = model.config.input_size_zyx
     batch = t0.shape[0]
@@ -79,7 +78,8 @@ def attention_maps(model: CSFNet, t0: torch.Tensor, t1: torch.Tensor, clinical: 
     return torch.softmax(logits.float(), dim=1)[:, 1], maps
 
 
-def attention_for_rois(model: CSFNet, rois: RoiSet, device: torch.device, method: str = DEFAULT_METHOD,
+def attention_for_rois(model: CSFNet, rois: RoiSet, device: torch.device,
+                       method: AttentionMethod = DEFAULT_ATTENTION_METHOD,
                        batch_size: int = 16) -> Tuple[np.ndarray, np.ndarray]:
     """p_malignant (N,) and maps (N, 2, D, H, W) float32 for every case of `rois`."""
     probabilities, maps = [], []

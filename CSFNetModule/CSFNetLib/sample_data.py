@@ -32,7 +32,7 @@ class SamplePair:
 
 
 def sample_pair(folder: Union[str, Path]) -> SamplePair:
-    """The sample pair in `folder`, generated there first if it is not there yet (about 10 s)."""
+    """The sample pair in `folder`, generated there first if it is not there yet (seconds)."""
     folder = Path(folder)
     manifest = folder / _MANIFEST
     if not manifest.is_file():

@@ -31,13 +31,14 @@ sys.path.insert(0, str(ROOT / "CSFNetModule"))
 import torch  # noqa: E402
 
 from CSFNetLib.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from CSFNetLib.options import VARIANTS  # noqa: E402
 from CSFNetLib.shipped_weights import MANIFEST, sha256_of  # noqa: E402
 from CSFNetLib.version import __version__  # noqa: E402
 
 TRAIN_SEED = 1001
 QUALITY_SEED = 3003
 NOTE = "Trained on synthetic phantoms (csfnet synth): for demonstration and testing only, not for clinical use."
-VARIANTS = {"csf-net": "csfnet-small-demo", "t1-only": "csfnet-small-demo-t1-only",
+WEIGHTS = {"csf-net": "csfnet-small-demo", "t1-only": "csfnet-small-demo-t1-only",
             "no-clinical": "csfnet-small-demo-no-clinical", "concat": "csfnet-small-demo-concat"}
 
 
@@ -81,7 +82,7 @@ def main() -> int:
               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--patience", str(args.patience),
               "--device", args.device,
               "--seed", "0", "--roi-cache", str(cache)]
-    pending = list(VARIANTS)
+    pending = list(WEIGHTS)
     first = pending.pop(0)  # the first run fills the ROI cache the others read
     runs = {first: run(csfnet("train", "--out", str(args.work / first), "--variant", first, *common),
                        args.work / f"{first}.log")}
@@ -99,7 +100,7 @@ def main() -> int:
     train_seconds = round(time.perf_counter() - started, 1)
 
     entries = []
-    for variant, name in VARIANTS.items():
+    for variant, name in WEIGHTS.items():
         ckpt = load_checkpoint(args.work / variant / "model.pt")
         metadata = {**ckpt.metadata, "name": name, "version": __version__, "note": NOTE}
         path = save_checkpoint(HERE / f"{name}.pt", ckpt.build_model(), ckpt.preprocessing, ckpt.vocabulary,
@@ -114,7 +115,7 @@ def main() -> int:
                                             "patients": args.patients, "size": "small"},
                         "validation_auc": training["validation_auc"], "best_epoch": training["best_epoch"],
                         "test_split_metrics": training["test_metrics"], "device": training["device"]})
-    manifest = {"default": VARIANTS["csf-net"], "note": NOTE, "train_seconds_total": train_seconds,
+    manifest = {"default": WEIGHTS["csf-net"], "note": NOTE, "train_seconds_total": train_seconds,
                 "models": entries}
     (HERE / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(manifest, indent=2))
@@ -124,10 +125,9 @@ def main() -> int:
         if synth.wait() != 0:
             print("quality cohort generation failed", file=sys.stderr)
             return 1
-        compare = [f"{label}={HERE / (VARIANTS[v] + '.pt')}" for v, label in
-                   (("t1-only", "T1 image only"), ("no-clinical", "T0+T1, no clinical"), ("concat", "Concat fusion"))]
+        compare = [f"{VARIANTS[v]}={HERE / (WEIGHTS[v] + '.pt')}" for v in WEIGHTS if v != "csf-net"]
         report = args.work / "quality-report"
-        main_model = HERE / f"{VARIANTS['csf-net']}.pt"
+        main_model = HERE / f"{WEIGHTS['csf-net']}.pt"
         subprocess.run(csfnet("evaluate", "--cases", str(quality_dir / "cases.csv"), "--clinical",
                               str(quality_dir / "clinical.csv"), "--checkpoint", str(main_model),
                               "--compare", *compare, "--out", str(report), "--device", args.device), check=True,
