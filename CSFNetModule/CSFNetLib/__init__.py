@@ -5,9 +5,7 @@ Names are imported on first use, so that `import CSFNetLib` (and Slicer's module
 before torch is installed.
 """
 
-import importlib
-from typing import Any
-
+from .lazy import lazy_exports
 from .version import __version__
 
 _EXPORTS = {
@@ -35,14 +33,4 @@ _EXPORTS = {
 
 __all__ = ["__version__", *_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'CSFNetLib' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
