@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
 from CSFNetLib.cohort_csv import read_cohort  # noqa: E402
+from CSFNetLib.console import counting_bar  # noqa: E402
 from CSFNetLib.evaluation import evaluate, table_with_intervals  # noqa: E402
 from CSFNetLib.options import VARIANTS  # noqa: E402
 from CSFNetLib.paper import REPORTED, format_table  # noqa: E402
 from CSFNetLib.shipped_weights import model_path, read_manifest  # noqa: E402
 from CSFNetLib.synth import write_cohort  # noqa: E402
-from CSFNetLib.synth.cohort_writer import print_progress  # noqa: E402
 
 TEST_SEED = 2024  # training used 1001, the quality check 3003
 TEST_PATIENTS = 40
@@ -39,7 +39,7 @@ def test_cohort() -> Path:
         partial = cohort.with_name(cohort.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         write_cohort(partial, TEST_PATIENTS, TEST_SEED, "small", workers=min(2, os.cpu_count() or 1),
-                     progress=print_progress)
+                     progress=counting_bar("synth", "patients"))
         partial.rename(cohort)
     return cohort
 
@@ -51,10 +51,12 @@ def main() -> int:
     cohort_dir = test_cohort()
     cohort = read_cohort(cohort_dir / "cases.csv", cohort_dir / "clinical.csv")
     checkpoints = {row: model_path(name) for row, name in ROWS.items()}
-    report = evaluate(cohort, checkpoints, CACHE / "main-report", device="auto",
-                      progress=lambda message: print(message, file=sys.stderr, flush=True))
-    print(f"\nSynthetic test cohort: {report['nodules']} nodules of {report['patients']} patients "
-          f"({report['malignant']} malignant); 95 % bootstrap intervals over patients in brackets.\n")
+    report = evaluate(cohort, checkpoints, out_dir=CACHE / "main-report", device="auto",
+                      progress=lambda message: print(message, file=sys.stderr, flush=True),
+                      title=f"Synthetic test cohort (seed {TEST_SEED}): demo weights trained on synthetic phantoms, "
+                            "not for clinical use")
+    print(f"\nSynthetic test cohort: {report.nodules} nodules of {report.patients} patients "
+          f"({report.malignant} malignant); 95 % bootstrap intervals over patients in brackets.\n")
     print(table_with_intervals(report))
     print("\nFor reference, as reported in the paper (NLST-cmst, 443 real cases, test split):\n")
     print(format_table({k: v for k, v in REPORTED.items() if k == "CSF-Net"}))

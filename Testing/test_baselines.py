@@ -47,7 +47,7 @@ def nodule(facts):
 
 
 def test_clinical_models_read_facts_however_they_are_spelt():
-    from CSFNetLib.evaluation import clinical_model_scores
+    from CSFNetLib.baselines import clinical_model_scores
 
     as_codes = clinical_model_scores(
         nodule({"diameter_mm": "12", "nodule_type": "part-solid", "spiculation": "1", "upper_lobe": "1"}),
@@ -70,7 +70,7 @@ def test_clinical_models_read_facts_however_they_are_spelt():
     ({}, {}, "no diameter_mm"),
 ])
 def test_a_fact_the_clinical_models_cannot_read_is_named_not_defaulted(facts, clinical, message):
-    from CSFNetLib.evaluation import clinical_model_scores
+    from CSFNetLib.baselines import clinical_model_scores
 
     with pytest.raises(ValueError, match=message):
         clinical_model_scores(nodule(facts), clinical)
@@ -96,5 +96,5 @@ def test_evaluate_names_the_nodule_a_clinical_model_cannot_score(synthetic_cohor
         evaluate(cohort, {"Mayo": None}, device="cpu")
     report = evaluate(cohort, {"CSF-net": None}, device="cpu", resamples=10)
     reason = f"patient {rows[0]['pid']} nodule {rows[0]['nodule']}: spiculation = 'maybe' is not 0/1"
-    assert reason in report["rows"]["Mayo"]["not_computed"]
-    assert "auc" in report["rows"]["CSF-net"]
+    assert reason in report.rows["Mayo"]["not_computed"]
+    assert "auc" in report.rows["CSF-net"]

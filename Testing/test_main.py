@@ -35,7 +35,10 @@ def test_main_evaluates_the_shipped_weights_on_a_cached_test_cohort(main_module,
     cohort = tmp_path / f"synthetic-test-seed{main_module.TEST_SEED}-n3"
     assert (cohort / "cases.csv").exists()
     report = json.loads((tmp_path / "main-report" / "metrics.json").read_text())
+    assert list(report) == ["nodules", "patients", "malignant", "rows", "skipped_cases"]
     assert set(report["rows"]) >= {"CSF-net", "Brock (PanCan)"}
+    assert f"{report['nodules']} nodules of {report['patients']} patients ({report['malignant']} malignant)" in out
+    assert (tmp_path / "main-report" / "roc.png").stat().st_size > 0
     stamp = (cohort / "cases.csv").stat().st_mtime
     assert main_module.main() == 0  # second run reuses the cohort
     assert (cohort / "cases.csv").stat().st_mtime == stamp

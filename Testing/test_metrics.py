@@ -64,13 +64,40 @@ def test_a_missing_score_gives_no_metric_rather_than_a_confident_one(missing):
     assert all(np.isnan(v) for v in classification_metrics([1, 1, 0, 0], scores).values())
 
 
-def test_the_roc_picture_draws_tied_scores_as_the_diagonal_the_auc_counts(tmp_path):
-    import SimpleITK as sitk
-
-    from CSFNetLib.evaluation import ROC_COLOURS, write_roc_png
-
+def test_the_roc_curve_has_one_point_per_tie_group():
     labels, scores = [1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5]  # one tie group of both classes: AUC 0.5
     assert roc_auc(labels, scores) == 0.5
-    write_roc_png(tmp_path / "roc.png", {"tied": roc_curve(labels, scores)}, size=100)
-    picture = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "roc.png")))
-    assert tuple(picture[50, 50]) == ROC_COLOURS[0]  # the middle of the diagonal, not a corner step
+    fpr, tpr = roc_curve(labels, scores)  # straight from (0, 0) to (1, 1): the diagonal the AUC counts
+    assert fpr.tolist() == [0.0, 1.0] and tpr.tolist() == [0.0, 1.0]
+
+
+def test_calibration_bins_count_every_nodule_once_and_average_within_a_bin():
+    from CSFNetLib.metrics import calibration_bins
+
+    labels = [0, 0, 1, 0, 1, 1, 1]
+    probabilities = [0.05, 0.1, 0.15, 0.55, 0.65, 0.95, 1.0]  # 0.1 opens bin 1; 1.0 closes the last bin
+    bins = calibration_bins(labels, probabilities, bins=10)
+    assert bins.edges.tolist() == pytest.approx(np.linspace(0, 1, 11).tolist())
+    assert bins.counts.tolist() == [1, 2, 0, 0, 0, 1, 1, 0, 0, 2]
+    assert bins.observed[1] == 0.5 and bins.predicted[1] == pytest.approx(0.125)
+    assert bins.observed[9] == 1.0 and bins.predicted[9] == pytest.approx(0.975)
+    assert np.isnan(bins.observed[2]) and np.isnan(bins.predicted[2])  # an empty bin has no fraction
+
+
+def test_quantile_calibration_bins_hold_about_equal_counts():
+    from CSFNetLib.metrics import calibration_bins
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.random(50) ** 3  # crowded near 0, as a clinical model's risks are
+    labels = rng.random(50) < probabilities
+    bins = calibration_bins(labels, probabilities, bins=5, quantile=True)
+    assert bins.counts.sum() == 50 and bins.counts.tolist() == [10] * 5
+    assert np.nansum(bins.observed * bins.counts) == labels.sum()
+    assert calibration_bins([1, 0], [0.3, 0.3], bins=5, quantile=True).counts.tolist() == [2]  # all tied
+
+
+def test_calibration_needs_probabilities():
+    from CSFNetLib.metrics import calibration_bins
+
+    with pytest.raises(ValueError, match="probabilities"):
+        calibration_bins([1, 0], [0.5, 1.5])

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 from CSFNetLib.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from CSFNetLib.geometry import rotation_matrix  # noqa: E402
 from CSFNetLib.model import build_model  # noqa: E402
-from CSFNetLib.scene.logic import predict_scene  # noqa: E402
 from CSFNetLib.scene.files import StandaloneScene  # noqa: E402
+from CSFNetLib.scene.logic import predict_scene  # noqa: E402
 from CSFNetLib.scene.nodes import add_fiducials, add_volume_node  # noqa: E402
 from CSFNetLib.shipped_weights import model_path  # noqa: E402
 

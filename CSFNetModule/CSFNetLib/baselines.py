@@ -2,9 +2,15 @@
 
 Brock / PanCan full model with spiculation (McWilliams et al., NEJM 2013) and the Mayo Clinic model
 (Swensen et al., Arch Intern Med 1997). Both return the probability of malignancy.
+`clinical_model_scores` reads their factors from a nodule's cases.csv facts and its patient's
+clinical.csv row (docs/data-formats.md, "Clinical-model facts").
 """
 
 import math
+from typing import Any, Dict
+
+from .clinical import normalize_code
+from .records import NoduleCase
 
 NODULE_TYPES = ("solid", "part-solid", "non-solid")
 _BROCK_TYPE = {"solid": 0.0, "part-solid": 0.3769578, "non-solid": -0.1276173}
@@ -63,3 +69,61 @@ def mayo_probability(
 
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
+
+
+CLINICAL_MODELS = ("Brock (PanCan)", "Mayo")
+_FLAG = {"1": True, "yes": True, "y": True, "true": True, "0": False, "no": False, "n": False, "false": False}
+_FEMALE = {"2": True, "f": True, "female": True, "1": False, "m": False, "male": False}  # NLST codes 2 / 1
+_NODULE_TYPES = {"solid": "solid", "part-solid": "part-solid", "partsolid": "part-solid", "partly-solid": "part-solid",
+                 "non-solid": "non-solid", "nonsolid": "non-solid", "ground-glass": "non-solid", "ggn": "non-solid",
+                 "ggo": "non-solid"}
+
+
+def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str]) -> Dict[str, float]:
+    """Brock and Mayo probabilities from a nodule's T0 facts; a ValueError names a fact that is
+    missing (diameter_mm) or not understood, rather than a default that would change the risk.
+
+    Missing patient facts take neutral values: age 62 (Brock's centre), male, no family history,
+    no emphysema, no prior cancer, ever smoker (as everyone in a screening cohort).
+    """
+    facts = case.t0.extra
+    diameter = _number(facts, "diameter_mm", float("nan"))
+    if not diameter > 0:
+        raise ValueError("no diameter_mm above 0 at T0")
+    age = _number(clinical, "age", 62.0)
+    upper, spiculated = _flag(facts, "upper_lobe"), _flag(facts, "spiculation")
+    brock = brock_probability(
+        age=age, female=_choice(clinical, "gender", _FEMALE, False, "1 / 2 (NLST), M / F or male / female"),
+        family_history=_flag(clinical, "family_history"), emphysema=_flag(clinical, "emphysema"),
+        diameter_mm=diameter, upper_lobe=upper, spiculation=spiculated,
+        nodule_type=_choice(facts, "nodule_type", _NODULE_TYPES, "solid", "solid, part-solid or non-solid"),
+        nodule_count=int(_number(facts, "nodule_count", 1.0)))
+    mayo = mayo_probability(age=age, ever_smoker=True, extrathoracic_cancer=_flag(clinical, "prior_cancer"),
+                            diameter_mm=diameter, spiculation=spiculated, upper_lobe=upper)
+    return dict(zip(CLINICAL_MODELS, (brock, mayo)))
+
+
+def _number(facts: Dict[str, str], column: str, default: float) -> float:
+    code = normalize_code(facts.get(column))
+    if code is None:
+        return default
+    try:
+        return float(code)
+    except ValueError:
+        raise ValueError(f"{column} = {facts[column]!r} is not a number") from None
+
+
+def _choice(facts: Dict[str, str], column: str, table: Dict[str, Any], default: Any, expected: str) -> Any:
+    """`facts[column]` looked up in `table` whatever its case, spaces or '_' ('Part Solid', 'TRUE');
+    `default` when missing; a ValueError naming the column and value otherwise."""
+    code = normalize_code(facts.get(column))
+    if code is None:
+        return default
+    key = code.lower().replace(" ", "-").replace("_", "-")
+    if key not in table:
+        raise ValueError(f"{column} = {facts[column]!r} is not {expected}")
+    return table[key]
+
+
+def _flag(facts: Dict[str, str], column: str) -> bool:
+    return _choice(facts, column, _FLAG, False, "0/1, yes/no or true/false")

@@ -4,108 +4,111 @@ Network rows use p_malignant >= 0.5. The Brock and Mayo rows are computed from t
 facts at baseline (T0: the models' intended use) and threshold at 10 % (the British Thoracic Society's
 cut-off for further work-up); their AUC does not depend on the threshold. Intervals are 95 %
 percentile bootstrap over patients (a patient's nodules are resampled together).
+
+The steps: `score_networks`, `score_clinical_models`, `metric_rows`; `evaluate` runs them and
+`write_report` writes metrics.json, predictions.csv and the figure (plots.py, matplotlib, imported
+only there).
 """
 
 import csv
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 
-from .baselines import brock_probability, mayo_probability
-from .clinical import normalize_code
+from .baselines import CLINICAL_MODELS, clinical_model_scores
 from .dataset import RoiSet
 from .inference import Predictor
-from .metrics import METRICS, bootstrap_intervals, classification_metrics, roc_curve
+from .metrics import METRICS, bootstrap_intervals, classification_metrics
 from .paper import format_table
 from .records import Cohort, NoduleCase
 from .samples import iter_samples
 
+NETWORK_THRESHOLD = 0.5
 CLINICAL_THRESHOLD = 0.10
-ROC_COLOURS = [(214, 39, 40), (31, 119, 180), (44, 160, 44), (148, 103, 189), (255, 127, 14), (127, 127, 127)]
+
+NoduleKey = Tuple[str, str]  # (pid, nodule)
+Row = Dict[str, Any]  # threshold, the METRICS, ci95 {metric: (low, high)}; or only not_computed (the reason)
 
 
-CLINICAL_MODELS = ("Brock (PanCan)", "Mayo")
-_FLAG = {"1": True, "yes": True, "y": True, "true": True, "0": False, "no": False, "n": False, "false": False}
-_FEMALE = {"2": True, "f": True, "female": True, "1": False, "m": False, "male": False}  # NLST codes 2 / 1
-_NODULE_TYPES = {"solid": "solid", "part-solid": "part-solid", "partsolid": "part-solid", "partly-solid": "part-solid",
-                 "non-solid": "non-solid", "nonsolid": "non-solid", "ground-glass": "non-solid", "ggn": "non-solid",
-                 "ggo": "non-solid"}
+@dataclass
+class EvaluationReport:
+    """What `evaluate` found: the counts, one row of metrics per network and clinical model (in
+    metrics.json's form), the case problems met, and the scores behind the rows."""
 
+    nodules: int
+    patients: int
+    malignant: int
+    rows: Dict[str, Row]
+    skipped_cases: List[str]
+    keys: List[NoduleKey] = field(default_factory=list, repr=False)  # the evaluated nodules, in order
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)  # 1 malignant, per key
+    scores: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # row name -> probability per key
 
-def _number(facts: Dict[str, str], column: str, default: float) -> float:
-    code = normalize_code(facts.get(column))
-    if code is None:
-        return default
-    try:
-        return float(code)
-    except ValueError:
-        raise ValueError(f"{column} = {facts[column]!r} is not a number") from None
+    def to_dict(self) -> Dict[str, Any]:
+        """metrics.json's content."""
+        return {"nodules": self.nodules, "patients": self.patients, "malignant": self.malignant,
+                "rows": self.rows, "skipped_cases": self.skipped_cases}
 
-
-def _choice(facts: Dict[str, str], column: str, table: Dict[str, Any], default: Any, expected: str) -> Any:
-    """`facts[column]` looked up in `table` whatever its case, spaces or '_' ('Part Solid', 'TRUE');
-    `default` when missing; a ValueError naming the column and value otherwise."""
-    code = normalize_code(facts.get(column))
-    if code is None:
-        return default
-    key = code.lower().replace(" ", "-").replace("_", "-")
-    if key not in table:
-        raise ValueError(f"{column} = {facts[column]!r} is not {expected}")
-    return table[key]
-
-
-def _flag(facts: Dict[str, str], column: str) -> bool:
-    return _choice(facts, column, _FLAG, False, "0/1, yes/no or true/false")
-
-
-def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str]) -> Dict[str, float]:
-    """Brock and Mayo probabilities from a nodule's T0 facts; a ValueError names a fact that is
-    missing (diameter_mm) or not understood, rather than a default that would change the risk.
-
-    Missing patient facts take neutral values: age 62 (Brock's centre), male, no family history,
-    no emphysema, no prior cancer, ever smoker (as everyone in a screening cohort).
-    """
-    facts = case.t0.extra
-    diameter = _number(facts, "diameter_mm", float("nan"))
-    if not diameter > 0:
-        raise ValueError("no diameter_mm above 0 at T0")
-    age = _number(clinical, "age", 62.0)
-    upper, spiculated = _flag(facts, "upper_lobe"), _flag(facts, "spiculation")
-    brock = brock_probability(
-        age=age, female=_choice(clinical, "gender", _FEMALE, False, "1 / 2 (NLST), M / F or male / female"),
-        family_history=_flag(clinical, "family_history"), emphysema=_flag(clinical, "emphysema"),
-        diameter_mm=diameter, upper_lobe=upper, spiculation=spiculated,
-        nodule_type=_choice(facts, "nodule_type", _NODULE_TYPES, "solid", "solid, part-solid or non-solid"),
-        nodule_count=int(_number(facts, "nodule_count", 1.0)))
-    mayo = mayo_probability(age=age, ever_smoker=True, extrathoracic_cancer=_flag(clinical, "prior_cancer"),
-                            diameter_mm=diameter, spiculation=spiculated, upper_lobe=upper)
-    return dict(zip(CLINICAL_MODELS, (brock, mayo)))
+    def computed(self) -> List[str]:
+        """The names of the rows that have metrics."""
+        return [name for name, row in self.rows.items() if "not_computed" not in row]
 
 
 def evaluate(
     cohort: Cohort,
     checkpoints: Dict[str, Optional[Path]],
+    *,
     out_dir: Optional[Path] = None,
     device: str = "auto",
     resamples: int = 1000,
     progress: Optional[Callable[[str], None]] = None,
-) -> Dict:
+    title: Optional[str] = None,
+) -> EvaluationReport:
     """Score every labelled nodule with each network and clinical model; metrics with intervals.
 
-    `checkpoints` maps a row name to a checkpoint (None = the shipped default model).
+    `checkpoints` maps a row name to a checkpoint (None = the shipped default model). Only labelled
+    nodules that every network could score are evaluated. With `out_dir`, `write_report` writes
+    there (`title` heads the figure).
     """
     clash = sorted(set(checkpoints) & set(CLINICAL_MODELS))
     if clash:
         raise ValueError(f"{clash} name the clinical models' rows; give the network another name")
+    by_network, problems = score_networks(cohort, checkpoints, device=device, progress=progress)
+    labelled = {(c.pid, c.nodule): c for c in cohort.cases if c.label is not None}
+    keys = [k for k in labelled if all(k in s for s in by_network.values())]
+    scores = {name: np.array([by_case[k] for k in keys]) for name, by_case in by_network.items()}
+    clinical_scores, unscored = score_clinical_models(cohort, [labelled[k] for k in keys])
+    scores.update(clinical_scores)
+    labels = np.array([labelled[k].label for k in keys])
+    groups = [pid for pid, _ in keys]
+    rows = metric_rows(labels, scores, groups=groups, networks=checkpoints, unscored=unscored, resamples=resamples)
+    report = EvaluationReport(len(keys), len(set(groups)), int(labels.sum()), rows, sorted(set(problems)),
+                              keys, labels, scores)
+    if out_dir is not None:
+        write_report(report, Path(out_dir), title=title)
+    return report
+
+
+def score_networks(
+    cohort: Cohort,
+    checkpoints: Dict[str, Optional[Path]],
+    *,
+    device: str = "auto",
+    progress: Optional[Callable[[str], None]] = None,
+) -> Tuple[Dict[str, Dict[NoduleKey, float]], List[str]]:
+    """Each network's p_malignant per nodule whose ROIs could be read, and the case problems met.
+
+    Networks with the same preprocessing and clinical vocabulary share one reading of the ROIs.
+    """
     say = progress or (lambda message: None)
-    scores: Dict[str, Dict[Tuple[str, str], float]] = {}
-    problems = []
+    scores: Dict[str, Dict[NoduleKey, float]] = {}
+    problems: List[str] = []
     roi_sets: Dict[str, RoiSet] = {}
     for name, checkpoint in checkpoints.items():
-        predictor = Predictor(checkpoint, device)
+        predictor = Predictor(checkpoint, device=device)
         key = json.dumps([predictor.preprocessing.to_dict(), predictor.vocabulary.to_dict()], sort_keys=True)
         if key not in roi_sets:
             say(f"reading ROIs for {name}")
@@ -114,44 +117,53 @@ def evaluate(
         rois = roi_sets[key]
         say(f"scoring {len(rois)} nodules with {name}")
         scores[name] = dict(zip(zip(rois.pids, rois.nodules), predictor.predict(rois).tolist()))
-    cases = {(c.pid, c.nodule): c for c in cohort.cases if c.label is not None}
-    keys = [k for k in cases if all(k in s for s in scores.values())]
-    unscored = []  # why a nodule has no clinical-model score
-    for key in keys:
+    return scores, problems
+
+
+def score_clinical_models(cohort: Cohort, cases: Sequence[NoduleCase]) -> Tuple[Dict[str, np.ndarray], List[str]]:
+    """Brock and Mayo probabilities per case (NaN where a fact cannot be read), and why, per unscored case."""
+    scores = {name: np.full(len(cases), np.nan) for name in CLINICAL_MODELS}
+    unscored = []
+    for i, case in enumerate(cases):
         try:
-            computed = clinical_model_scores(cases[key], cohort.clinical.get(key[0], {}))
+            computed = clinical_model_scores(case, cohort.clinical.get(case.pid, {}))
         except ValueError as error:
-            computed = dict.fromkeys(CLINICAL_MODELS, float("nan"))
-            unscored.append(f"patient {key[0]} nodule {key[1]}: {error}")
-        for name, value in computed.items():
-            scores.setdefault(name, {})[key] = value
-    labels = np.array([cases[k].label for k in keys])
-    groups = [k[0] for k in keys]
-    rows = {}
-    for name, by_case in scores.items():
-        values = np.array([by_case[k] for k in keys])
-        if not np.isfinite(values).all():
-            missing = int((~np.isfinite(values)).sum())
-            rows[name] = {"not_computed": f"{missing} of {len(keys)} nodules cannot be scored, e.g. {unscored[0]}"
-                          if name in CLINICAL_MODELS else f"the network gave no probability for {missing} nodules"}
+            unscored.append(f"patient {case.pid} nodule {case.nodule}: {error}")
             continue
-        threshold = 0.5 if name in checkpoints else CLINICAL_THRESHOLD
-        rows[name] = {
-            "threshold": threshold,
-            **classification_metrics(labels, values, threshold),
-            "ci95": bootstrap_intervals(labels, values, threshold, resamples, groups=groups),
-        }
-    report = {"nodules": len(keys), "patients": len(set(groups)), "malignant": int(labels.sum()),
-              "rows": rows, "skipped_cases": sorted(set(problems))}
-    if out_dir is not None:
-        _write_outputs(Path(out_dir), report, scores, keys, labels)
-    return report
+        for name, value in computed.items():
+            scores[name][i] = value
+    return scores, unscored
 
 
-def table_with_intervals(report: Dict) -> str:
+def metric_rows(
+    labels: np.ndarray,
+    scores: Dict[str, np.ndarray],
+    *,
+    groups: Sequence[str],
+    networks: Collection[str],
+    unscored: Sequence[str] = (),
+    resamples: int = 1000,
+) -> Dict[str, Row]:
+    """One row per score column: metrics at the row's threshold (0.5 for `networks`, 10 % for the clinical
+    models) with intervals over bootstrap resamples of `groups`; `not_computed` when a score is missing."""
+    rows: Dict[str, Row] = {}
+    for name, values in scores.items():
+        missing = int((~np.isfinite(values)).sum())
+        if missing and name in CLINICAL_MODELS:
+            rows[name] = {"not_computed": f"{missing} of {len(values)} nodules cannot be scored, e.g. {unscored[0]}"}
+        elif missing:
+            rows[name] = {"not_computed": f"the network gave no probability for {missing} nodules"}
+        else:
+            threshold = NETWORK_THRESHOLD if name in networks else CLINICAL_THRESHOLD
+            rows[name] = {"threshold": threshold, **classification_metrics(labels, values, threshold),
+                          "ci95": bootstrap_intervals(labels, values, threshold, resamples, groups=groups)}
+    return rows
+
+
+def table_with_intervals(report: EvaluationReport) -> str:
     """The paper's table; each cell 'value [low, high]'."""
     cells = {}
-    for name, row in report["rows"].items():
+    for name, row in report.rows.items():
         if "not_computed" in row:
             cells[name] = {m: "n/a" for m in METRICS}
         else:
@@ -159,42 +171,17 @@ def table_with_intervals(report: Dict) -> str:
     return format_table(cells)
 
 
-def _write_outputs(out_dir: Path, report: Dict, scores, keys, labels) -> None:
+def write_report(report: EvaluationReport, out_dir: Path, *, title: Optional[str] = None) -> None:
+    """metrics.json (`report.to_dict()`), predictions.csv (one probability column per row, 6 decimals)
+    and roc.png (ROC and calibration of the computed rows; plots.py)."""
+    from .plots import write_evaluation_figure  # matplotlib: only when a figure is written
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = list(scores)
-    (out_dir / "metrics.json").write_text(json.dumps(
-        {**report, "roc_colours": {n: ROC_COLOURS[i % len(ROC_COLOURS)] for i, n in enumerate(names)}}, indent=2),
-        encoding="utf-8")
+    (out_dir / "metrics.json").write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+    names = list(report.scores)
     with open(out_dir / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["pid", "nodule", "label", *names])
-        for key, label in zip(keys, labels):
-            writer.writerow([key[0], key[1], int(label), *(f"{scores[n][key]:.6f}" for n in names)])
-    curves = {n: roc_curve(labels, [scores[n][k] for k in keys]) for n in names
-              if "not_computed" not in report["rows"][n]}
-    write_roc_png(out_dir / "roc.png", curves)
-
-
-def write_roc_png(path: Path, curves: Dict[str, Tuple[np.ndarray, np.ndarray]], size: int = 480) -> None:
-    """ROC curves on a white square (false-positive rate right, true-positive rate up), one colour each
-    in the order of ROC_COLOURS (listed in metrics.json), the chance diagonal in grey."""
-    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
-    margin = 20
-    span = size - 2 * margin
-
-    def draw(fpr, tpr, colour, width=2):
-        along = np.r_[0.0, np.cumsum(np.hypot(np.diff(fpr), np.diff(tpr)))]  # sample evenly along the path
-        steps = np.linspace(0.0, along[-1], int(4 * span * max(along[-1], 1.0)))
-        xs, ys = np.interp(steps, along, fpr), np.interp(steps, along, tpr)
-        cols = (margin + xs * span).astype(int)
-        rows = (size - margin - ys * span).astype(int)
-        for d in range(-(width // 2), width - width // 2):
-            canvas[np.clip(rows + d, 0, size - 1), np.clip(cols, 0, size - 1)] = colour
-            canvas[np.clip(rows, 0, size - 1), np.clip(cols + d, 0, size - 1)] = colour
-
-    draw(np.array([0.0, 1.0]), np.array([0.0, 1.0]), (190, 190, 190), 1)
-    draw(np.array([0, 1, 1, 0, 0.0]), np.array([0, 0, 1, 1, 0.0]), (0, 0, 0), 1)  # frame
-    for i, (fpr, tpr) in enumerate(curves.values()):
-        colour = ROC_COLOURS[i % len(ROC_COLOURS)]
-        draw(fpr, tpr, colour)  # one point per tie group: a group of both classes is a diagonal, as the AUC counts it
-    sitk.WriteImage(sitk.GetImageFromArray(canvas, isVector=True), str(path))
+        for i, (key, label) in enumerate(zip(report.keys, report.labels)):
+            writer.writerow([key[0], key[1], int(label), *(f"{report.scores[n][i]:.6f}" for n in names)])
+    write_evaluation_figure(report, out_dir / "roc.png", title=title)

@@ -1,8 +1,11 @@
-"""Binary classification metrics in the paper's terms, with percentile-bootstrap 95 % intervals."""
+"""Binary classification metrics in the paper's terms, with percentile-bootstrap 95 % intervals;
+the ROC curve and calibration bins the evaluation figure draws."""
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 METRICS = ("accuracy", "precision", "f1", "auc", "recall")
 
@@ -39,6 +42,42 @@ def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> Tuple[np.ndarra
     tpr = np.r_[0.0, true_positives / max(labels.sum(), 1)]
     fpr = np.r_[0.0, false_positives / max(len(labels) - labels.sum(), 1)]
     return fpr, tpr
+
+
+@dataclass(frozen=True)
+class CalibrationBins:
+    """Probabilities grouped into bins: per bin the nodule count, the observed fraction of positives
+    and the mean predicted probability (both NaN for an empty bin). `edges` has one more entry than bins."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    observed: np.ndarray
+    predicted: np.ndarray
+
+
+def calibration_bins(
+    labels: ArrayLike, probabilities: ArrayLike, bins: int = 10, quantile: bool = False
+) -> CalibrationBins:
+    """Reliability-diagram bins: `bins` equal-width bins over [0, 1], or with `quantile` bins holding
+    about equal numbers of nodules (edges at the probabilities' quantiles; tied edges merge).
+
+    A bin holds lower edge <= p < upper edge; the last bin also holds its upper edge.
+    """
+    y, p = np.asarray(labels, dtype=float), np.asarray(probabilities, dtype=float)
+    if len(p) == 0 or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError("calibration needs probabilities, all in [0, 1]")
+    if quantile:
+        edges = np.unique(np.quantile(p, np.linspace(0.0, 1.0, bins + 1)))
+        if len(edges) == 1:  # all probabilities equal: one bin
+            edges = np.repeat(edges, 2)
+    else:
+        edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.digitize(p, edges[1:-1])
+    counts = np.bincount(which, minlength=len(edges) - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        observed = np.bincount(which, y, minlength=len(edges) - 1) / counts
+        predicted = np.bincount(which, p, minlength=len(edges) - 1) / counts
+    return CalibrationBins(edges, counts, observed, predicted)
 
 
 def classification_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> Dict[str, float]:
