@@ -74,7 +74,7 @@ def choices_from_record(record: Mapping[str, Any]) -> Dict[str, str]:
     """
     labels = {}
     for field in FIELDS:
-        by_code = {code: label for label, code in CHOICES[field]}
+        by_code: Dict[Optional[str], str] = {code: label for label, code in CHOICES[field]}  # None: missing
         labels[field] = by_code.get(normalize_code(record.get(field)), NOT_GIVEN)
     return labels
 

@@ -11,7 +11,7 @@ import io
 import math
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 from .records import TIMEPOINTS, CaseProblem, Cohort, NoduleCase, PathLike, TimepointRow
 
@@ -132,7 +132,8 @@ def _parse_case_row(
     if not cells["image"]:
         return problem(f"{timepoint}: empty image")
     try:
-        centre = tuple(_number(cells[axis], f"coordinate {axis}") for axis in ("x", "y", "z"))
+        centre = cast(Tuple[float, float, float],  # one number per axis
+                      tuple(_number(cells[axis], f"coordinate {axis}") for axis in ("x", "y", "z")))
         label = parse_label(cells.get("label", ""))
         days = _number(cells["days"], "days") if cells.get("days") else None
     except ValueError as exc:

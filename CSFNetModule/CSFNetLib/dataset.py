@@ -42,9 +42,13 @@ class RoiSet:
         cls, items: Iterable[Union[Sample, CaseProblem]], progress: Optional[Callable[[int], None]] = None
     ) -> Tuple["RoiSet", List[CaseProblem]]:
         """Gather samples (labels -1 when unknown); problems are returned, not dropped."""
-        samples, problems = [], []
+        samples: List[Sample] = []
+        problems: List[CaseProblem] = []
         for item in items:
-            (problems if isinstance(item, CaseProblem) else samples).append(item)
+            if isinstance(item, CaseProblem):
+                problems.append(item)
+            else:
+                samples.append(item)
             if progress:
                 progress(len(samples) + len(problems))
         roi_shape = samples[0].t0.shape if samples else ROI_SIZE_ZYX
@@ -59,7 +63,7 @@ class RoiSet:
                               for s in samples], dtype=float).reshape(len(samples), 2, 3),
         ), problems
 
-    def subset(self, indices: Sequence[int]) -> "RoiSet":
+    def subset(self, indices: Union[Sequence[int], np.ndarray]) -> "RoiSet":
         index = np.asarray(indices, dtype=int)
         return RoiSet([self.pids[i] for i in index], [self.nodules[i] for i in index], self.t0[index],
                       self.t1[index], self.clinical[index], self.labels[index], self.centers[index])
@@ -87,8 +91,8 @@ class RoiSet:
                        data["t1"].astype(np.float32), data["clinical"], data["labels"], data["centers"])
             return rois, str(data["key"])
 
-    def batch(self, index: Sequence[int], device: torch.device, *, augment: Optional[np.random.Generator] = None,
-              augmentation: Augmentation = Augmentation()):
+    def batch(self, index: Union[Sequence[int], np.ndarray], device: torch.device, *,
+              augment: Optional[np.random.Generator] = None, augmentation: Augmentation = Augmentation()):
         """Tensors (t0, t1, clinical, labels) of the given cases, augmented when a generator is given."""
         t0, t1, clinical = self.t0[index], self.t1[index], self.clinical[index]
         if augment is not None:

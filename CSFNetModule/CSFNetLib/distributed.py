@@ -7,8 +7,9 @@ here is the single-process case and costs nothing.
 
 import os
 from dataclasses import dataclass
-from typing import Any, List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -84,6 +85,6 @@ def mean(value: float, ranks: Ranks) -> float:
     return float(sum(gather(float(value), ranks)) / ranks.world)
 
 
-def share(items: Sequence, ranks: Ranks) -> List:
+def share(items: Union[Sequence, np.ndarray], ranks: Ranks) -> List:
     """This process's items: every `world`-th, starting at `rank`."""
     return list(items[ranks.rank::ranks.world])

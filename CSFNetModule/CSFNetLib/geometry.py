@@ -10,7 +10,7 @@ Conventions
 """
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import SimpleITK as sitk
@@ -18,18 +18,31 @@ import SimpleITK as sitk
 #: Diagonal that flips LPS <-> RAS (its own inverse).
 _LPS_RAS_FLIP = np.array([-1.0, -1.0, 1.0])
 
+#: A point as three numbers, or an (..., 3) array of points: anything `np.asarray` makes floats of.
+PointsLike = Union[Sequence[float], np.ndarray]
 
-def ras_to_lps(point_ras: Sequence[float]) -> np.ndarray:
+
+def float3(values: Iterable[float]) -> Tuple[float, float, float]:
+    """`values` as a tuple, typed as the three per-axis numbers the caller knows it holds (not checked)."""
+    return cast(Tuple[float, float, float], tuple(values))
+
+
+def int3(values: Iterable[int]) -> Tuple[int, int, int]:
+    """`values` as a tuple, typed as the three per-axis sizes the caller knows it holds (not checked)."""
+    return cast(Tuple[int, int, int], tuple(values))
+
+
+def ras_to_lps(point_ras: PointsLike) -> np.ndarray:
     """A point (or an (N, 3) array of points) from Slicer's RAS to ITK's LPS millimetres."""
     return np.asarray(point_ras, dtype=float) * _LPS_RAS_FLIP
 
 
-def lps_to_ras(point_lps: Sequence[float]) -> np.ndarray:
+def lps_to_ras(point_lps: PointsLike) -> np.ndarray:
     """A point (or an (N, 3) array of points) from ITK's LPS to Slicer's RAS millimetres."""
     return np.asarray(point_lps, dtype=float) * _LPS_RAS_FLIP
 
 
-def as_lps_point(point: Sequence[float], what: str = "nodule centre") -> np.ndarray:
+def as_lps_point(point: PointsLike, what: str = "nodule centre") -> np.ndarray:
     """Validate a physical point: three finite numbers. Raises ValueError naming `what`."""
     try:
         arr = np.asarray(point, dtype=float).reshape(-1)
@@ -58,7 +71,7 @@ class VoxelGrid:
     @classmethod
     def centred(
         cls,
-        center_lps: Sequence[float],
+        center_lps: PointsLike,
         size_zyx: Sequence[int],
         spacing_xyz: Sequence[float],
         direction: Optional[np.ndarray] = None,
@@ -70,8 +83,8 @@ class VoxelGrid:
         origin = center - matrix @ half_extent
         return cls(
             tuple(origin.tolist()),
-            tuple(float(s) for s in spacing_xyz),
-            tuple(int(s) for s in size_zyx),
+            float3(float(s) for s in spacing_xyz),
+            int3(int(s) for s in size_zyx),
             tuple(matrix.reshape(-1).tolist()),
         )
 
@@ -83,7 +96,7 @@ class VoxelGrid:
     @property
     def size_xyz(self) -> Tuple[int, int, int]:
         """The size in ITK order (x, y, z), as SimpleITK wants it."""
-        return tuple(reversed(self.size_zyx))
+        return int3(reversed(self.size_zyx))
 
     @property
     def matrix(self) -> np.ndarray:
@@ -94,12 +107,12 @@ class VoxelGrid:
         """Physical centre of the grid."""
         return self.index_zyx_to_lps((np.asarray(self.size_zyx, dtype=float) - 1.0) / 2.0)
 
-    def index_zyx_to_lps(self, index_zyx: Sequence[float]) -> np.ndarray:
+    def index_zyx_to_lps(self, index_zyx: PointsLike) -> np.ndarray:
         """Continuous array index (z, y, x), or an (..., 3) array of them, to LPS millimetres."""
         scaled = np.asarray(index_zyx, dtype=float)[..., ::-1] * np.asarray(self.spacing_xyz)
         return np.asarray(self.origin_lps) + scaled @ self.matrix.T
 
-    def lps_to_index_zyx(self, point_lps: Sequence[float]) -> np.ndarray:
+    def lps_to_index_zyx(self, point_lps: PointsLike) -> np.ndarray:
         """LPS millimetres, or an (..., 3) array of points, to continuous array index (z, y, x).
 
         The exact inverse of `index_zyx_to_lps`, sheared grids (e.g. a tilted gantry) included.
@@ -123,7 +136,7 @@ class VoxelGrid:
         low = np.clip(np.floor(index.min(axis=0)).astype(int) - margin, 0, size - 1)
         high = np.clip(np.ceil(index.max(axis=0)).astype(int) + margin + 1, low + 1, size)
         part = VoxelGrid(tuple(self.index_zyx_to_lps(low).tolist()), self.spacing_xyz,
-                         tuple(int(n) for n in high - low), self.direction)
+                         int3(int(n) for n in high - low), self.direction)
         return tuple(slice(int(a), int(b)) for a, b in zip(low, high)), part
 
     def image(self, array_zyx: np.ndarray) -> sitk.Image:
@@ -139,7 +152,7 @@ class VoxelGrid:
         return image
 
 
-def rotation_matrix(degrees_xyz: Sequence[float]) -> np.ndarray:
+def rotation_matrix(degrees_xyz: PointsLike) -> np.ndarray:
     """Rotation about x, then y, then z (angles in degrees), as a 3x3 matrix."""
     ax, ay, az = np.radians(np.asarray(degrees_xyz, dtype=float))
     rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
@@ -156,18 +169,18 @@ class RigidTransform:
     translation: Tuple[float, float, float]
 
     @classmethod
-    def from_degrees(cls, degrees_xyz: Sequence[float], translation: Sequence[float]) -> "RigidTransform":
-        return cls(tuple(rotation_matrix(degrees_xyz).reshape(-1).tolist()), tuple(float(t) for t in translation))
+    def from_degrees(cls, degrees_xyz: PointsLike, translation: PointsLike) -> "RigidTransform":
+        return cls(tuple(rotation_matrix(degrees_xyz).reshape(-1).tolist()), float3(float(t) for t in translation))
 
     @property
     def matrix(self) -> np.ndarray:
         return np.asarray(self.rotation, dtype=float).reshape(3, 3)
 
-    def apply(self, points: Sequence[float]) -> np.ndarray:
+    def apply(self, points: PointsLike) -> np.ndarray:
         """Map a point, or an (N, 3) array of points, forward."""
         return np.asarray(points, dtype=float) @ self.matrix.T + np.asarray(self.translation)
 
-    def apply_inverse(self, points: Sequence[float]) -> np.ndarray:
+    def apply_inverse(self, points: PointsLike) -> np.ndarray:
         """Map a point, or an (N, 3) array of points, back: q = R^T (p - t)."""
         return (np.asarray(points, dtype=float) - np.asarray(self.translation)) @ self.matrix
 
@@ -189,7 +202,7 @@ def grid_of_ijk_to_ras(ijk_to_ras: np.ndarray, size_zyx: Sequence[int]) -> Voxel
     spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
     if np.any(spacing <= 0):
         raise ValueError(f"the volume's IJK-to-RAS matrix has a zero axis: {np.asarray(ijk_to_ras).tolist()}")
-    return VoxelGrid(tuple(ijk_to_lps[:3, 3].tolist()), tuple(spacing.tolist()), tuple(int(n) for n in size_zyx),
+    return VoxelGrid(tuple(ijk_to_lps[:3, 3].tolist()), tuple(spacing.tolist()), int3(int(n) for n in size_zyx),
                      tuple((ijk_to_lps[:3, :3] / spacing).reshape(-1).tolist()))
 
 

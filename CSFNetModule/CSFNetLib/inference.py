@@ -35,7 +35,8 @@ def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
 def fast_inference_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
     """The model rewritten for inference only: batch norms folded into convolutions (same results)."""
     fast = fold_batch_norm(model)
-    return fast.to(memory_format=torch.channels_last_3d) if channels_last else fast
+    # Module.to takes memory_format at runtime; torch's stub overloads leave it out
+    return fast.to(memory_format=torch.channels_last_3d) if channels_last else fast  # type: ignore[call-overload]
 
 
 #: The dtype each precision autocasts to (None: plain fp32); the benchmarks also measure bf16.

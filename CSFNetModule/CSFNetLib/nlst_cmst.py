@@ -44,9 +44,9 @@ def iter_nlst_cmst(
     for problem in problems:  # a subject with a bad row is skipped: its row was reported
         subjects.pop(problem.pid, None)
     for pid, entries in list(subjects.items()):
-        problem = _nlst_subject_problem(cases_csv, pid, entries)
-        if problem is not None:
-            problems.append(problem)
+        subject_problem = _nlst_subject_problem(cases_csv, pid, entries)
+        if subject_problem is not None:
+            problems.append(subject_problem)
             del subjects[pid]
     return _nlst_samples(problems, subjects, Path(roi_dir), clinical, vocabulary or ClinicalVocabulary.default())
 

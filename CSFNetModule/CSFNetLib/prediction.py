@@ -173,6 +173,7 @@ def _write(rows: Iterable[Row], results: ResultsWriter) -> None:
         if row.error:
             results.problem(row.pid, row.nodule, row.error)
         else:
+            assert row.p_malignant is not None  # a row without an error is a predicted sample's (`_rows`)
             results.prediction(row.pid, row.nodule, row.p_malignant)
 
 

@@ -6,12 +6,12 @@ Which of these a model was trained with is a `Preprocessing` saved in its checkp
 """
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import VoxelGrid, as_lps_point
+from .geometry import PointsLike, VoxelGrid, as_lps_point
 from .options import ROI_SIZE_ZYX
 
 
@@ -136,7 +136,7 @@ def check_looks_like_hu(array: np.ndarray, what: str = "image") -> None:
                          "(a chest CT holds air and lung below -500 HU)")
 
 
-def roi_grid(center_lps: Sequence[float], preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> VoxelGrid:
+def roi_grid(center_lps: PointsLike, preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> VoxelGrid:
     """The ROI's grid in physical space, as `extract_roi` samples it."""
     return VoxelGrid.centred(center_lps, preprocessing.roi_size_zyx, (preprocessing.spacing_mm,) * 3)
 
@@ -159,7 +159,7 @@ def resample_to_grid(image: sitk.Image, grid: VoxelGrid, interpolator: int, defa
 
 def extract_roi(
     image: sitk.Image,
-    center_lps: Sequence[float],
+    center_lps: PointsLike,
     preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     mask: Optional[sitk.Image] = None,
 ) -> np.ndarray:
@@ -184,7 +184,7 @@ def extract_roi(
     return roi
 
 
-def check_inside_scan(scan: Union[sitk.Image, VoxelGrid], center_lps: Sequence[float]) -> None:
+def check_inside_scan(scan: Union[sitk.Image, VoxelGrid], center_lps: PointsLike) -> None:
     """A nodule centre must lie within the scan (up to half a voxel beyond its outer voxel centres)."""
     center_lps = as_lps_point(center_lps)
     grid = scan if isinstance(scan, VoxelGrid) else VoxelGrid.of_image(scan)

@@ -7,7 +7,7 @@ with the seed and dealt out, so every part gets each class in proportion (to wit
 
 import math
 import random
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple, cast
 
 from .records import NoduleCase
 
@@ -22,7 +22,7 @@ def patient_labels(cases: Sequence[NoduleCase]) -> Dict[str, int]:
                          f"{', '.join(unlabelled)}")
     labels: Dict[str, int] = {}
     for case in cases:
-        labels[case.pid] = max(labels.get(case.pid, 0), int(case.label))
+        labels[case.pid] = max(labels.get(case.pid, 0), int(cast(int, case.label)))  # all labelled: checked above
     return labels
 
 

@@ -66,7 +66,7 @@ class TrainSettings:
     def from_record(cls, record: Dict[str, Any]) -> "TrainSettings":
         """Settings read back; a field the record lacks (a run from before it existed) takes its default."""
         known = {f.name for f in fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in known}
+        values: Dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in known}
         if "augmentation" in values:
             values["augmentation"] = Augmentation(**values["augmentation"])
         return cls(**values)
@@ -347,7 +347,10 @@ def _epoch_order(n: int, epoch: int, seed: int, rng: np.random.Generator, ranks:
     """This process's case order for one epoch and the random generator for its augmentation."""
     if not ranks.several:
         return rng.permutation(n), rng
-    sampler = DistributedSampler(range(n), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=seed)
+    # the sampler needs only len() of its data set, which a range has; the stub asks for a Dataset
+    sampler: DistributedSampler[int] = DistributedSampler(
+        range(n), num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=seed  # type: ignore[arg-type]
+    )
     sampler.set_epoch(epoch)  # a new shuffle every epoch, the same on every process
     return np.fromiter(sampler, dtype=np.int64), np.random.default_rng([seed, epoch, ranks.rank])
 

@@ -1,6 +1,6 @@
 """The spatial feature extractor ("ResNet + CBAM") shared by both time points."""
 
-from typing import Sequence
+from typing import List, Sequence
 
 import torch
 from torch import nn
@@ -12,7 +12,7 @@ class Stage(nn.Sequential):
     """A stride-2 3^3 conv-BN-ReLU (width kept), one residual block per listed width, then CBAM."""
 
     def __init__(self, in_channels: int, widths: Sequence[int], cbam_reduction: int, cbam_kernel: int):
-        layers = [ConvBnReLU(in_channels, in_channels, stride=2)]
+        layers: List[nn.Module] = [ConvBnReLU(in_channels, in_channels, stride=2)]
         channels = in_channels
         for width in widths:
             layers.append(ResidualBlock(channels, width))

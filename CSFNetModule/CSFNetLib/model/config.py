@@ -1,7 +1,7 @@
 """Named CSF-net configurations, as data: the paper's widths (`full`) and a narrow CPU variant (`small`)."""
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union, cast
 
 from ..options import ROI_SIZE_ZYX, VARIANTS, ConfigName, Variant
 
@@ -89,4 +89,5 @@ def get_config(config: Union[str, ModelConfig, Dict[str, Any]], variant: Optiona
         if not isinstance(config, str) or config not in CONFIGS:
             raise ValueError(f"unknown model configuration {config!r}; choose one of {sorted(CONFIGS)}")
         config = CONFIGS[config]
-    return config if variant is None else replace(config, variant=variant)
+    # an unknown variant name is refused by ModelConfig.__post_init__
+    return config if variant is None else replace(config, variant=cast(Variant, variant))

@@ -27,6 +27,8 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def _fold_into(conv: nn.Conv3d, norm: nn.BatchNorm3d) -> None:
+    # CSF-net's batch norms track running statistics (the default), the ones eval mode applies
+    assert norm.running_mean is not None and norm.running_var is not None
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
     conv.weight.mul_(scale.view(-1, 1, 1, 1, 1))

@@ -1,6 +1,6 @@
 """Temporal residual fusion of the T0 and T1 feature maps, and the image vector read from it."""
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,8 @@ class TemporalResidualFusion(nn.Module):
     def forward(self, baseline: torch.Tensor, followup: torch.Tensor) -> torch.Tensor:
         both = torch.cat([baseline, followup], dim=1)
         smoothed = F.adaptive_avg_pool3d(
-            F.interpolate(both, scale_factor=2.0, mode="trilinear", align_corners=False), both.shape[2:]
+            F.interpolate(both, scale_factor=2.0, mode="trilinear", align_corners=False),
+            cast(Tuple[int, int, int], both.shape[2:]),  # (B, C, D, H, W) input: three spatial sizes
         )
         fused = self.conv(smoothed)
         return torch.sigmoid(self.gate_fused) * fused + torch.sigmoid(self.gate_followup) * followup

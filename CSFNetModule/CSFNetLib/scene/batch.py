@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..cohort_csv import read_clinical, read_cohort
+from ..console import messages_on_stderr, worded
+from ..errors import UsageError
 from ..images import read_image
+from ..inference import PredictorCache
+from ..options import DEVICES, PAIR_BY
 from ..preprocessing import check_inside_scan
 from ..records import Cohort, NoduleCase
 from ..results_file import ResultsWriter, fingerprint
 from .files import load_scene, save_scene, scene_for_scripts
-from ..console import messages_on_stderr, worded
-from ..errors import UsageError
-from ..inference import PredictorCache
-from ..options import DEVICES, PAIR_BY
 from .logic import predict_scene, table_rows
 from .nodes import NODE_NAMES, add_fiducials, add_volume_node
 
@@ -125,7 +125,7 @@ class _Run:
         try:
             nodes = [self._node(name) if name else None for name in (
                 self.args.baseline, self.args.followup, self.args.baseline_points, self.args.followup_points)]
-            self._predict(pid, *nodes, save_as=pid)
+            self._predict(pid, nodes[0], nodes[1], nodes[2], nodes[3], save_as=pid)
         except (OSError, ValueError, RuntimeError) as exc:
             self._failed(pid, None, f"{path}: {exc}")
 

@@ -7,7 +7,7 @@ never modified. Transforms under which volumes or fiducials lie are applied (wha
 
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import slicer
@@ -54,7 +54,7 @@ def predict_scene(
     baseline_fiducials,
     followup_fiducials=None,
     *,
-    clinical: Optional[Dict[str, object]] = None,
+    clinical: Optional[Mapping[str, object]] = None,
     checkpoint: Optional[str] = None,
     device: str = "auto",
     attention: bool = True,
@@ -86,7 +86,7 @@ def compute_scene(
     baseline_fiducials,
     followup_fiducials,
     *,
-    clinical: Optional[Dict[str, object]],
+    clinical: Optional[Mapping[str, object]],
     checkpoint: Optional[str],
     device: str,
     attention: bool,
@@ -144,6 +144,7 @@ def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume,
 
 def _attention_nodes(scene, result: SceneResult, i: int, t: int, label: str, timepoint: str, colors):
     """The heat volume and the label map of nodule `i` at time point `t`, as new output nodes."""
+    assert result.maps is not None  # called only for a run that made attention maps
     center = result.rois.centers[i, t]
     preprocessing = result.predictor.preprocessing
     heat = add_volume_node(scene, heat_image(result.maps[i, t], center, preprocessing),
@@ -184,12 +185,14 @@ def _samples(volumes: Sequence[CTVolume], nodules, predictor: Predictor, clinica
     """
     p = predictor.preprocessing
     whole = [volume.image() for volume in volumes] if p.lung_mask else [None, None]
-    masks = [lung_mask(image, p.lung_threshold_hu, p.lung_dilation_mm) if p.lung_mask else None for image in whole]
+    masks = [lung_mask(image, p.lung_threshold_hu, p.lung_dilation_mm) if image is not None else None  # = p.lung_mask
+             for image in whole]
     encoded = predictor.vocabulary.encode(clinical)
     samples = []
     for i, (label, *positions) in enumerate(nodules):
         report(f"Nodule {label}: cutting its regions of interest", 0.15 + 0.35 * i / len(nodules))
-        centers = tuple(tuple(ras_to_lps(position).tolist()) for position in positions)
+        centers = cast(Tuple[Tuple[float, float, float], Tuple[float, float, float]],  # baseline, follow-up (x, y, z)
+                       tuple(tuple(ras_to_lps(position).tolist()) for position in positions))
         rois = []
         for volume, image, mask, center, role in zip(volumes, whole, masks, centers, ("baseline", "follow-up")):
             try:
@@ -202,11 +205,11 @@ def _samples(volumes: Sequence[CTVolume], nodules, predictor: Predictor, clinica
     return samples
 
 
-def table_rows(table) -> List[Dict[str, object]]:
+def table_rows(table) -> List[Dict[str, Union[str, float]]]:
     """The results table as one dict per nodule (numbers as floats)."""
     rows = []
     for row in range(table.GetNumberOfRows()):
-        values: Dict[str, object] = {}
+        values: Dict[str, Union[str, float]] = {}
         for name in COLUMNS:
             column = table.GetTable().GetColumnByName(name)
             values[name] = float(column.GetValue(row)) if name in NUMBER_COLUMNS else column.GetValue(row)
@@ -239,7 +242,7 @@ def _new_output(scene, class_name: str, name: str):
 
 
 def _fill_table(table, rows: Sequence[Tuple[str, float]], predictor: Predictor, seconds: float) -> None:
-    values = {
+    values: Dict[str, Sequence[object]] = {
         "nodule": [label for label, _ in rows],
         "p_malignant": [p for _, p in rows],
         "prediction": ["malignant" if p >= predictor.threshold else "benign" for _, p in rows],

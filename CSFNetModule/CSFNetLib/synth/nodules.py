@@ -10,7 +10,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from ..geometry import VoxelGrid
+from ..geometry import VoxelGrid, float3
 from .raster import Tube, block_around, block_points, tube_occupancy
 
 KINDS = ("solid", "part-solid", "non-solid")
@@ -117,7 +117,7 @@ class Nodule:
         return occupancy
 
     def moved_to(self, center_body: np.ndarray, upper_lobe: bool) -> "Nodule":
-        return replace(self, center_body=tuple(float(c) for c in center_body), upper_lobe=bool(upper_lobe))
+        return replace(self, center_body=float3(float(c) for c in center_body), upper_lobe=bool(upper_lobe))
 
 
 def _unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -126,7 +126,7 @@ def _unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _tuples(array: np.ndarray) -> Tuple[Tuple[float, float, float], ...]:
-    return tuple(tuple(float(c) for c in row) for row in array)
+    return tuple(float3(float(c) for c in row) for row in array)
 
 
 def place_nodules(

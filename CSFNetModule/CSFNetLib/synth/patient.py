@@ -6,7 +6,7 @@ from typing import Dict, List
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import VoxelGrid
+from ..geometry import VoxelGrid, int3
 from .anatomy import Anatomy
 from .nodules import Nodule, place_nodules
 from .population import PatientSpec, sample_patient
@@ -26,6 +26,7 @@ class SyntheticPatient:
 
     def nodule_center_lps(self, nodule: Nodule, timepoint: str) -> np.ndarray:
         """Where the nodule is in that scan's physical (scanner LPS) space."""
+        assert nodule.center_body is not None  # the patient's nodules are placed (`place_nodules`)
         return self.acquisitions[timepoint].pose.apply(nodule.center_body)
 
     def landmark_lps(self, name: str, timepoint: str) -> np.ndarray:
@@ -53,7 +54,7 @@ def synthesize_patient(seed: int, index: int, size: str = "small") -> SyntheticP
     in_plane = BODY_GRID_MM[size]
     thinnest = min(a.grid.spacing_xyz[2] for a in acquisitions.values())
     spacing = np.array([in_plane, in_plane, float(np.clip(thinnest / 2.0, in_plane, 1.25))])  # half a slice in z
-    grid_size = tuple(int(n) for n in np.ceil((high - low) / spacing)[::-1] + 1)
+    grid_size = int3(int(n) for n in np.ceil((high - low) / spacing)[::-1] + 1)
     body_grid = VoxelGrid(tuple(low.tolist()), tuple(spacing.tolist()), grid_size)
     hu, lung = anatomy.render(body_grid)
     depth = sitk.GetArrayFromImage(

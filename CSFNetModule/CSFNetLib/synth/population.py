@@ -57,7 +57,7 @@ def sample_patient(rng: np.random.Generator, pid: str) -> PatientSpec:
         for i in range(count)
     ]
     positive_screen = any(n.diameter_t0 >= 4.0 for n in nodules)
-    clinical = {
+    clinical: Dict[str, Optional[int]] = {
         "race": int(rng.choice(list(RACE_CODES), p=np.array(list(RACE_CODES.values())) / sum(RACE_CODES.values()))),
         "cigsmok": int(current_smoker),
         "gender": 2 if female else 1,

@@ -70,8 +70,8 @@ def body_box(acquisitions, margin_mm: float = 3.0):
         index = np.array([[z, y, x] for z in (0, nz - 1) for y in (0, ny - 1) for x in (0, nx - 1)], dtype=float)
         scanner = acq.grid.index_zyx_to_lps(index)
         corners.append(acq.pose.apply_inverse(scanner))
-    corners = np.concatenate(corners)
-    return corners.min(axis=0) - margin_mm, corners.max(axis=0) + margin_mm
+    box = np.concatenate(corners)
+    return box.min(axis=0) - margin_mm, box.max(axis=0) + margin_mm
 
 
 def in_view(acquisition: Acquisition, points_body: np.ndarray, margin_mm: float) -> np.ndarray:
