@@ -14,6 +14,8 @@ from .options import ATTENTION_METHODS, CONFIG_NAMES, DEFAULT_ATTENTION_METHOD, 
 from .version import __version__
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from .training import TrainingStatus
 
 log = logging.getLogger("CSFNetLib.cli")
@@ -60,16 +62,16 @@ class _EpochBars:
     """Training progress: a bar per epoch (in a terminal) and a line per finished epoch (anywhere)."""
 
     def __init__(self) -> None:
-        self.bar = None
+        self.bar: Optional[tqdm] = None
 
     def __call__(self, status: "TrainingStatus") -> None:
         epoch = f"epoch {status.epoch + 1}/{status.epochs}"
-        if self.bar is None:
-            self.bar = progress_bar(status.steps, epoch, "batches")
-        self.bar.update(status.step - self.bar.n)
-        self.bar.set_postfix_str(f"loss {status.loss:.4f}", refresh=False)
+        bar = self.bar or progress_bar(status.steps, epoch, "batches")
+        bar.update(status.step - bar.n)
+        bar.set_postfix_str(f"loss {status.loss:.4f}", refresh=False)
+        self.bar = bar
         if status.done:
-            self.bar.close()
+            bar.close()
             self.bar = None
             figures = [f"loss {status.loss:.4f}"]
             if status.val_auc is not None:

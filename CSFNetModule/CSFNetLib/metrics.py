@@ -2,7 +2,7 @@
 the ROC curve and calibration bins the evaluation figure draws."""
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 METRICS = ("accuracy", "precision", "f1", "auc", "recall")
 
 
-def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Area under the ROC curve: the chance a random positive outscores a random negative (ties half).
 
     NaN when a class is absent or a score is not finite (a diverged network has no ranking).
@@ -31,7 +31,7 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
     return float((rank_sum - len(positive) * (len(positive) + 1) / 2.0) / (len(positive) * len(negative)))
 
 
-def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+def roc_curve(labels: ArrayLike, scores: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
     """False- and true-positive rates at every threshold, from (0, 0) to (1, 1)."""
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     order = np.argsort(-scores, kind="mergesort")
@@ -80,7 +80,7 @@ def calibration_bins(
     return CalibrationBins(edges, counts, observed, predicted)
 
 
-def classification_metrics(labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5) -> Dict[str, float]:
+def classification_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> Dict[str, float]:
     """Accuracy, precision, F1, AUC and recall; predictions are scores >= threshold (all NaN when a
     score is not finite: a missing score is no prediction)."""
     labels = np.asarray(labels).astype(int)
@@ -102,12 +102,12 @@ def classification_metrics(labels: Sequence[int], scores: Sequence[float], thres
 
 
 def bootstrap_intervals(
-    labels: Sequence[int],
-    scores: Sequence[float],
+    labels: ArrayLike,
+    scores: ArrayLike,
     threshold: float = 0.5,
     resamples: int = 1000,
     seed: int = 0,
-    groups: Optional[Sequence[str]] = None,
+    groups: Optional[ArrayLike] = None,
 ) -> Dict[str, Tuple[float, float]]:
     """95 % percentile intervals of each metric over bootstrap resamples.
 
@@ -120,7 +120,7 @@ def bootstrap_intervals(
     else:
         groups = np.asarray(groups)
         members = [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
-    samples = {m: [] for m in METRICS}
+    samples: Dict[str, List[float]] = {m: [] for m in METRICS}
     for _ in range(resamples):
         picked = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
         values = classification_metrics(labels[picked], scores[picked], threshold)
