@@ -9,12 +9,13 @@ import SimpleITK as sitk
 import torch
 
 from conftest import Phantom, rotation
-from CSFNetLib.attention import LEVELS, METHODS, attention_maps, color_table, heat_image, label_image
+from CSFNetLib.attention import LEVELS, attention_maps, color_table, heat_image, label_image
 from CSFNetLib.cli import main
 from CSFNetLib.clinical import ClinicalVocabulary
 from CSFNetLib.inference import Predictor
 from CSFNetLib.model import build_model
 from CSFNetLib.model.blocks import SpatialAttention
+from CSFNetLib.options import ATTENTION_METHODS, DEFAULT_ATTENTION_METHOD
 from CSFNetLib.preprocessing import Preprocessing, extract_roi
 
 
@@ -29,7 +30,7 @@ def inputs(batch=2, seed=0):
             torch.randint(0, ClinicalVocabulary.default().size, (batch, 6), generator=g))
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ATTENTION_METHODS)
 def test_maps_have_the_roi_shape_and_range_and_leave_the_prediction_unchanged(demo, method):
     t0, t1, _ = inputs()
     clinical = torch.zeros(2, 6, dtype=torch.int64)
@@ -136,8 +137,7 @@ def test_ids_become_file_names_that_work_everywhere_and_stay_apart():
 
 
 def test_the_command_defaults_to_the_librarys_method():
-    from CSFNetLib.attention import DEFAULT_METHOD
     from CSFNetLib.cli import build_parser
 
     args = build_parser().parse_args(["predict", "--cases", "c.csv", "--out", "r.csv"])
-    assert args.attention_method == DEFAULT_METHOD
+    assert args.attention_method == DEFAULT_ATTENTION_METHOD
