@@ -14,7 +14,7 @@ socket.socket.connect = socket.socket.connect_ex = socket.socket.sendto = refuse
 socket.create_connection = socket.getaddrinfo = refuse
 from pathlib import Path
 from CSFNetLib.prediction import predict_cohort
-done, failed = predict_cohort(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), device="cpu")
+done, failed = predict_cohort(Path(sys.argv[1]), Path(sys.argv[2]), clinical_csv=Path(sys.argv[3]), device="cpu")
 print(done, failed)
 """
 

@@ -137,7 +137,8 @@ def pipeline_report(folder: Path, device: str) -> dict:
     cohort = folder / "cohort"
     write_cohort(cohort, 4, 11, "small", workers=1)
     start = time.perf_counter()
-    done, _ = predict_cohort(cohort / "cases.csv", folder / "results.csv", cohort / "clinical.csv", device=device)
+    done, _ = predict_cohort(cohort / "cases.csv", folder / "results.csv", clinical_csv=cohort / "clinical.csv",
+                             device=device)
     per_case = (time.perf_counter() - start) / done
     lines = (cohort / "cases.csv").read_text(encoding="utf-8").splitlines()
     header, first_case = lines[0], [line for line in lines[1:] if line.split(",")[:2] == lines[1].split(",")[:2]]
