@@ -106,3 +106,19 @@ def test_training_settings_read_back_the_same_and_older_records_take_the_default
     older = {k: v for k, v in settings.record().items() if k not in ("adam_betas", "augmentation", "fold_fractions")}
     assert TrainSettings.from_record(older) == settings
     assert TrainSettings.from_record({**settings.record(), "adam_betas": [0.9, 0.999]}) != settings
+
+
+def test_fewer_than_one_fold_is_refused_before_any_work(tmp_path, capsys):
+    from CSFNetLib.cli import main
+
+    code = main(["train", "--cases", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "run"), "--folds", "0"])
+    assert code == 2 and "--folds must be at least 1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_synthetic_cohort_of_no_patients_is_refused(tmp_path, capsys):
+    from CSFNetLib.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "cohort"), "--cases", "0"]) == 2
+    assert "--cases must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "cohort").exists()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
 from CSFNetLib.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from CSFNetLib.geometry import rotation_matrix  # noqa: E402
+from CSFNetLib.inference import PredictorCache  # noqa: E402
 from CSFNetLib.model import build_model  # noqa: E402
 from CSFNetLib.scene.files import StandaloneScene  # noqa: E402
 from CSFNetLib.scene.logic import predict_scene  # noqa: E402
@@ -61,11 +62,13 @@ def chest_scan(shift_mm: float, radius_mm: float, tilt_deg: float) -> sitk.Image
     return out
 
 
-def time_config(scene, nodes, checkpoint: Path, device: str, repeats: int, attention: bool):
+def time_config(scene, nodes, checkpoint: Path, device: str, repeats: int, attention: bool,
+                predictors: PredictorCache):
     times = []
     for _ in range(repeats + 1):
         start = time.perf_counter()
-        predict_scene(scene, *nodes, checkpoint=str(checkpoint), device=device, attention=attention)
+        predict_scene(scene, *nodes, checkpoint=str(checkpoint), device=device, attention=attention,
+                      predictors=predictors)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -92,10 +95,12 @@ def main() -> int:
         demo = load_checkpoint(small)
         full = save_checkpoint(Path(folder) / "full-untrained.pt", build_model("full", demo.vocabulary),
                                demo.preprocessing, demo.vocabulary, {"name": "full-untrained"})
+        predictors = PredictorCache()  # as the module's logic keeps them: each model is loaded by its first run
         for name, checkpoint in (("small", small), ("full", full)):
             report["configs"][name] = {
-                "with_attention": time_config(scene, nodes, checkpoint, args.device, args.repeats, True),
-                "without_attention": time_config(scene, nodes, checkpoint, args.device, args.repeats, False)}
+                "with_attention": time_config(scene, nodes, checkpoint, args.device, args.repeats, True, predictors),
+                "without_attention": time_config(scene, nodes, checkpoint, args.device, args.repeats, False,
+                                                 predictors)}
     standalone.close()
     print("| config | attention | first run (s, model load included) | warm run (s, median) |")
     print("|---|---|---|---|")

@@ -229,11 +229,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with messages_on_stderr(f"csfnet {args.command}"):
             return args.run(args)
-    except UsageError as exc:  # asked for something that cannot be done: exit status 2, and how to ask instead
+    except (UsageError, OSError, ValueError) as exc:  # asked for what cannot be done, or an unusable input
         print(f"csfnet {args.command}: error: {worded(exc)}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:  # an input that cannot be used (file, checkpoint, CSV): exit status 2
-        print(f"csfnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     finally:
         if getattr(args, "distributed", False):

@@ -56,6 +56,6 @@ def counting_bar(description: str, unit: str) -> Callable[[int, int], None]:
     return progress
 
 
-def worded(error: UsageError) -> str:
-    """An error the user can fix, naming the command line's options."""
-    return error.worded(command_line_option)
+def worded(error: Exception) -> str:
+    """What went wrong, for the command line: a `UsageError` names its --options to change."""
+    return error.worded(command_line_option) if isinstance(error, UsageError) else str(error)

@@ -28,7 +28,7 @@ from .clinical import ClinicalVocabulary
 from .cohort_csv import read_cohort
 from .dataset import Augmentation, RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather, mean, share, share_buffers
-from .errors import OtherRun
+from .errors import OtherRun, UnusableOptions
 from .inference import predict_rois, resolve_device
 from .metrics import classification_metrics, roc_auc
 from .model.csfnet import build_model
@@ -201,7 +201,6 @@ class _Trainer:
         self.history: List[Dict[str, Any]] = []
         self.best = BestEpoch()
         self.next_epoch = 0
-        self.steps = 1  # of the last epoch
 
     def resume(self, state: TrainingState, run_dir: Path) -> None:
         if TrainSettings.from_record(state.settings) != self.settings:
@@ -223,12 +222,13 @@ class _Trainer:
         """No better validation score for `patience` epochs."""
         return self.best.epoch >= 0 and epoch - self.best.epoch > self.settings.patience
 
-    def train_epoch(self, epoch: int, train: RoiSet, report: Optional[TrainingReport]) -> float:
-        """One pass over this process's share of the training cases; the mean loss over all processes."""
+    def train_epoch(self, epoch: int, train: RoiSet, report: Optional[TrainingReport]) -> Tuple[float, int]:
+        """One pass over this process's share of the training cases: (the mean loss over all processes,
+        the steps it took)."""
         settings = self.settings
         self.network.train()
         order, rng = _epoch_order(len(train), epoch, settings.seed, self.rng, self.ranks)
-        steps = self.steps = max(1, int(np.ceil(len(order) / settings.batch_size)))
+        steps = max(1, int(np.ceil(len(order) / settings.batch_size)))
         losses: List[float] = []
         for step in range(steps):
             index = order[step * settings.batch_size:(step + 1) * settings.batch_size]
@@ -245,7 +245,7 @@ class _Trainer:
                 report(TrainingStatus(epoch, settings.epochs, step + 1, steps, float(np.mean(losses)), self.best.auc))
         self.schedule.step()
         share_buffers(self.model, self.ranks)  # each process's last steps moved its own batch-norm statistics
-        return mean(float(np.mean(losses)), self.ranks)
+        return mean(float(np.mean(losses)), self.ranks), steps
 
     def validate(self, validation: RoiSet, selection: _Selection) -> Tuple[float, float]:
         """(AUC, mean cross-entropy) on the validation split; NaN without one."""
@@ -293,7 +293,7 @@ def train_run(
         if trainer.stops_early(epoch):
             break
         started = time.perf_counter()
-        loss = trainer.train_epoch(epoch, train, report)
+        loss, steps = trainer.train_epoch(epoch, train, report)
         val_auc, val_loss = trainer.validate(validation, selection)
         trainer.history.append({"epoch": epoch, "loss": loss, "val_auc": val_auc, "val_loss": val_loss,
                                 "seconds": round(time.perf_counter() - started, 2)})
@@ -301,7 +301,6 @@ def train_run(
         if ranks.main:
             trainer.state(epoch).save(state_path)
             if report:
-                steps = trainer.steps
                 report(TrainingStatus(epoch, settings.epochs, steps, steps, loss, trainer.best.auc, val_auc, True))
     summary = _summary(trainer, parts, (train, validation, test), selection, device, ranks)
     if ranks.main:
@@ -368,7 +367,7 @@ def _predict_shared(model: nn.Module, rois: RoiSet, device: torch.device, ranks:
 
 def _splits(labels: Dict[str, int], settings: TrainSettings, folds: int) -> List[Dict[str, List[str]]]:
     """One train / validation / test split of the patients, or one per fold of K-fold cross-validation."""
-    if folds <= 1:
+    if folds == 1:
         return [split_patients(labels, settings.fractions, settings.seed)]
     splits = []
     inner = (*settings.fold_fractions, 0.0)
@@ -396,6 +395,9 @@ def train(
 
     `device` is a name ("auto", "cuda", ...) or, under torchrun, the process's own device.
     """
+    if folds < 1:
+        raise UnusableOptions("{folds} must be at least 1 (1: one train / validation / test split; K: K-fold "
+                              "cross-validation), got {count}", count=folds)
     preprocessing = preprocessing or DEFAULT_PREPROCESSING
     cohort = read_cohort(cases_csv, clinical_csv)
     labels = patient_labels(cohort.cases)
@@ -420,7 +422,7 @@ def train(
                          preprocessing=preprocessing, settings=settings, run_dir=folder, device=torch_device,
                          report=report, metadata=meta, ranks=ranks)
 
-    if folds <= 1:
+    if folds == 1:
         return run(splits[0], run_dir)
     results = [run(parts, run_dir / f"fold_{k + 1}") for k, parts in enumerate(splits)]
     aucs = [r["test_metrics"]["auc"] for r in results]

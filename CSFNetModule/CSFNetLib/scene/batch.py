@@ -83,11 +83,8 @@ def _batch(args: argparse.Namespace) -> int:
         inputs = fingerprint(args.cases) if cohort else "; ".join(str(path.resolve()) for path in args.scenes)
         writer = ResultsWriter(args.out, predictor, overwrite=args.overwrite, resume=args.resume,
                                run={"inputs": inputs, "clinical": fingerprint(args.clinical)})
-    except UsageError as exc:
+    except (UsageError, OSError, ValueError) as exc:
         log.error("%s", worded(exc))
-        return 2
-    except (OSError, ValueError) as exc:
-        log.error("%s", exc)
         return 2
     session = scene_for_scripts()
     try:
@@ -120,14 +117,14 @@ class _Run:
         try:
             load_scene(self.scene, path)  # its errors name the file
         except (OSError, ValueError) as exc:
-            self._failed(pid, None, str(exc))
+            self._failed(pid, None, worded(exc))
             return
         try:
             nodes = [self._node(name) if name else None for name in (
                 self.args.baseline, self.args.followup, self.args.baseline_points, self.args.followup_points)]
             self._predict(pid, nodes[0], nodes[1], nodes[2], nodes[3], save_as=pid)
         except (OSError, ValueError, RuntimeError) as exc:
-            self._failed(pid, None, f"{path}: {exc}")
+            self._failed(pid, None, f"{path}: {worded(exc)}")
 
     def cohort(self, cohort: Cohort) -> None:
         for problem in cohort.problems:
@@ -169,7 +166,7 @@ class _Run:
             self._predict(pid, volumes[0], volumes[1], points[0], points[1], save_as=save_as)
         except (OSError, ValueError, RuntimeError) as exc:
             for case in inside:
-                self._failed(pid, case.nodule, f"{cohort.cases_csv}: {exc}")
+                self._failed(pid, case.nodule, f"{cohort.cases_csv}: {worded(exc)}")
 
     def _predict(self, pid: str, baseline, followup, baseline_points, followup_points, save_as: str) -> None:
         table = predict_scene(self.scene, baseline, followup, baseline_points, followup_points,

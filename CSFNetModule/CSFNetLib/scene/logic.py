@@ -134,17 +134,18 @@ def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume,
     hierarchy.place(table, followup_volume)
     if result.maps is not None:
         colors = _attention_colors(scene)
-        for i, pair in enumerate(result.nodules):
-            for t, (timepoint, volume) in enumerate((("T0", baseline_volume), ("T1", followup_volume))):
-                for node in _attention_nodes(scene, result, i, t, pair.label, timepoint, colors):
+        for i in range(len(result.nodules)):
+            for t, volume in enumerate((baseline_volume, followup_volume)):
+                for node in _attention_nodes(scene, result, i, t, colors):
                     table.AddNodeReferenceID(ROLE, node.GetID())
                     hierarchy.place(node, volume, FOLDER_NAME)
     return table
 
 
-def _attention_nodes(scene, result: SceneResult, i: int, t: int, label: str, timepoint: str, colors):
-    """The heat volume and the label map of nodule `i` at time point `t`, as new output nodes."""
+def _attention_nodes(scene, result: SceneResult, i: int, t: int, colors):
+    """The heat volume and the label map of nodule `i` at time point `t` (0: T0, 1: T1), as new output nodes."""
     assert result.maps is not None  # called only for a run that made attention maps
+    label, timepoint = result.nodules[i].label, ("T0", "T1")[t]
     center = result.rois.centers[i, t]
     preprocessing = result.predictor.preprocessing
     heat = add_volume_node(scene, heat_image(result.maps[i, t], center, preprocessing),
