@@ -107,12 +107,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .cohort_csv import read_cohort
     from .evaluation import evaluate, table_with_intervals
 
-    checkpoints = {"CSF-net": Path(args.checkpoint) if args.checkpoint else None}
+    checkpoints = {"CSF-net": _optional_path(args.checkpoint)}
     if not args.checkpoint and args.compare is None:  # the shipped demo model: with its shipped ablations
         from .shipped_weights import model_entries, model_path
 
@@ -122,8 +120,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for spec in args.compare or []:
         name, _, path = spec.partition("=")
         checkpoints[name] = Path(path)
-    cohort = read_cohort(Path(args.cases), Path(args.clinical) if args.clinical else None)
-    report = evaluate(cohort, checkpoints, out_dir=Path(args.out) if args.out else None, device=args.device,
+    cohort = read_cohort(Path(args.cases), _optional_path(args.clinical))
+    report = evaluate(cohort, checkpoints, out_dir=_optional_path(args.out), device=args.device,
                       resamples=args.resamples, progress=log.info)
     print(f"{report.nodules} nodules of {report.patients} patients ({report.malignant} malignant); "
           "95 % bootstrap intervals over patients\n")
