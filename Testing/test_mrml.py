@@ -12,8 +12,9 @@ from CSFNetLib.checkpoint import CheckpointError  # noqa: E402
 from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
 from CSFNetLib.progress import Cancelled  # noqa: E402
 from CSFNetLib.scene.files import StandaloneScene, load_scene, save_scene  # noqa: E402
-from CSFNetLib.scene.logic import ROLE, predict_scene, table_rows  # noqa: E402
+from CSFNetLib.scene.logic import predict_scene  # noqa: E402
 from CSFNetLib.scene.nodes import add_fiducials, add_volume_node  # noqa: E402
+from CSFNetLib.scene.results_table import ROLE, table_rows  # noqa: E402
 
 
 @pytest.fixture
@@ -336,7 +337,7 @@ def test_a_bad_bundle_is_refused_by_name_and_leaves_the_working_directory(tmp_pa
 
 
 def test_the_sample_pair_loads_into_a_scene_and_its_nodule_is_found(scene, tmp_path):
-    from CSFNetLib.scene.logic import nodule_attention
+    from CSFNetLib.scene.results_table import nodule_attention
     from CSFNetLib.scene.sample import load_sample_pair
 
     nodes = load_sample_pair(scene, tmp_path)

@@ -39,8 +39,9 @@ VARIANTS: Dict[str, str] = {
 PairBy = Literal["auto", "index", "label"]
 PAIR_BY: Tuple[str, ...] = get_args(PairBy)
 
-#: The oldest torch the package supports (pyproject.toml asks for the same; the panel installs at least this).
-MINIMUM_TORCH = "2.1"
+#: The oldest torch the package supports (pyproject.toml asks for the same). Slicer 5.10+ ships numpy 2, and
+#: torch wheels before 2.3 were built against numpy 1: `torch.from_numpy` fails in them.
+MINIMUM_TORCH = "2.3"
 
 #: The MRML attribute set on every node CSF-net creates, so that panels can tell inputs from outputs.
 OUTPUT_ATTRIBUTE = "csfnet.output"

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Tuple, Union
 
-import SimpleITK as sitk
-
 NAME = "CSFNetSyntheticPair"
 SEED, INDEX = 7, 164  # patient SYN00165 of `csfnet synth --seed 7`: docs/synthetic_pair.png
 DESCRIPTION = ("Synthetic phantom (not a patient): a solid nodule growing from 10 to 30 mm over 588 days, "
@@ -47,6 +45,8 @@ def sample_pair(folder: Union[str, Path]) -> SamplePair:
 
 
 def _generate(folder: Path) -> None:
+    import SimpleITK as sitk  # not at import: Slicer registers the sample (NAME) at every start-up
+
     from .synth import synthesize_patient  # heavy; only when generating
 
     patient = synthesize_patient(SEED, INDEX, "small")

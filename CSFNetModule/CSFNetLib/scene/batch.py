@@ -1,29 +1,26 @@
-"""Batch runs of the scene logic: scene files or a cases.csv cohort -> results.csv (+ scenes with results).
+"""The batch command: scene files or a cases.csv cohort -> results.csv (+ scenes with results).
 
 Driven by `Scripts/csfnet_batch.py`, under 3D Slicer (`Slicer --no-main-window --python-script`) or
 plain Python with slicer-core. Each case runs through `predict_scene` exactly as in the module; a
 case that fails gets an error row and the run carries on. Exit status: 0 all done, 1 some cases
-failed, 2 nothing could run (bad arguments, an existing results file, a checkpoint that does not load).
-An interrupted run continues with --resume: the cases already in its results are kept and not redone.
+failed, 2 nothing could run (bad arguments, an existing results file, a checkpoint that does not load),
+3 no usable torch. An interrupted run continues with --resume: the cases already in its results are
+kept and not redone.
+
+Imports no torch: torch is checked (and, inside Slicer with --install-torch, installed) before the
+work (`batch_run`) is imported.
 """
 
 import argparse
 import logging
+import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Sequence
 
-from ..cohort_csv import read_clinical, read_cohort
-from ..console import messages_on_stderr, worded
-from ..errors import UsageError
-from ..images import read_image
-from ..inference import PredictorCache
-from ..options import DEVICES, PAIR_BY
-from ..preprocessing import check_inside_scan
-from ..records import Cohort, NoduleCase
-from ..results_file import ResultsWriter, fingerprint
-from .files import load_scene, save_scene, scene_for_scripts
-from .logic import predict_scene, table_rows
-from .nodes import NODE_NAMES, add_fiducials, add_volume_node
+from ..console import messages_on_stderr
+from ..options import DEVICES, MINIMUM_TORCH, PAIR_BY
+from ..torch_setup import TorchInstaller
+from .nodes import NODE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +56,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace existing results and scene files")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run: cases already in its results are kept, not redone")
+    parser.add_argument("--install-torch", action="store_true",
+                        help="inside Slicer, when torch is missing: install it through the PyTorch extension "
+                             "first (a download of up to a few GB)")
     args = parser.parse_args(list(argv))
     if args.same_position:
         args.baseline_points = None
@@ -71,125 +71,30 @@ def main(argv: Sequence[str]) -> int:
         argv = argv[1:]
     args = parse_args(argv)
     with messages_on_stderr(PROGRAM):
-        return _batch(args)
+        if not _torch_ready(args.install_torch):
+            return 3
+        from .batch_run import run_batch
+
+        return run_batch(args)
 
 
-def _batch(args: argparse.Namespace) -> int:
-    predictors = PredictorCache()
-    try:
-        predictor = predictors.get(args.checkpoint, args.device)
-        cohort = read_cohort(args.cases, args.clinical) if args.cases else None
-        clinical = cohort.clinical if cohort else read_clinical(args.clinical) if args.clinical else {}
-        inputs = fingerprint(args.cases) if cohort else "; ".join(str(path.resolve()) for path in args.scenes)
-        writer = ResultsWriter(args.out, predictor, overwrite=args.overwrite, resume=args.resume,
-                               run={"inputs": inputs, "clinical": fingerprint(args.clinical)})
-    except (UsageError, OSError, ValueError) as exc:
-        log.error("%s", worded(exc))
-        return 2
-    session = scene_for_scripts()
-    try:
-        with writer as results:
-            run = _Run(session.scene, args, clinical, results, predictors)
-            if cohort is not None:
-                run.cohort(cohort)
-            else:
-                for path in args.scenes:
-                    run.scene_file(path)
-    finally:
-        session.close()
-    log.info("%d nodules predicted, %d failed -> %s", results.predicted, results.failed, args.out)
-    return 1 if results.failed else 0
+def _torch_ready(install: bool) -> bool:
+    """Whether torch is usable, installing it first inside Slicer when `install` says so; says what to do if not."""
+    installer = TorchInstaller()
+    status = installer.status()
+    in_slicer = hasattr(sys.modules.get("slicer"), "app")
+    if status.missing and install and in_slicer:
+        log.info("installing torch through the PyTorch extension")
+        status = installer.install()
+    if status.usable:
+        return True
+    if not in_slicer:
+        remedy = f"install it with: pip install 'torch>={MINIMUM_TORCH}'"
+    elif status.missing:
+        remedy = ("run again with --install-torch, or install it in Slicer's PyTorch Utils module "
+                  "(Extensions Manager: 'PyTorch')")
+    else:
+        remedy = "update or reinstall it in Slicer's PyTorch Utils module"
+    log.error("%s: %s", status.problem, remedy)
+    return False
 
-
-class _Run:
-    """One batch: every case is run in the same (cleared) scene and written to `results`."""
-
-    def __init__(self, scene, args: argparse.Namespace, clinical: Dict[str, Dict[str, str]], results: ResultsWriter,
-                 predictors: PredictorCache):
-        self.scene, self.args, self.clinical, self.results = scene, args, clinical, results
-        self.predictors = predictors
-        self.done_patients = {pid for pid, _ in results.done}  # an interrupted run's, when resuming
-
-    def scene_file(self, path: Path) -> None:
-        pid = path.stem
-        if pid in self.done_patients:  # a scene's rows are written together
-            return
-        try:
-            load_scene(self.scene, path)  # its errors name the file
-        except (OSError, ValueError) as exc:
-            self._failed(pid, None, worded(exc))
-            return
-        try:
-            nodes = [self._node(name) if name else None for name in (
-                self.args.baseline, self.args.followup, self.args.baseline_points, self.args.followup_points)]
-            self._predict(pid, nodes[0], nodes[1], nodes[2], nodes[3], save_as=pid)
-        except (OSError, ValueError, RuntimeError) as exc:
-            self._failed(pid, None, f"{path}: {worded(exc)}")
-
-    def cohort(self, cohort: Cohort) -> None:
-        for problem in cohort.problems:
-            if str(problem) not in self.results.errors:
-                self._failed(problem.pid, problem.nodule, str(problem))
-        groups: Dict[Tuple[str, Path, Path], List[NoduleCase]] = {}  # one scene per patient and pair of scans
-        for case in cohort.cases:
-            groups.setdefault((case.pid, case.t0.image, case.t1.image), []).append(case)
-        per_patient: Dict[str, int] = {}
-        for (pid, t0_path, t1_path), cases in groups.items():
-            per_patient[pid] = per_patient.get(pid, 0) + 1
-            save_as = pid if per_patient[pid] == 1 else f"{pid}-{per_patient[pid]}"
-            if not all((pid, case.nodule) in self.results.done for case in cases):
-                self._cohort_case(cohort, pid, t0_path, t1_path, cases, save_as)
-
-    def _cohort_case(self, cohort: Cohort, pid: str, t0_path: Path, t1_path: Path, cases: List[NoduleCase],
-                     save_as: str) -> None:
-        self.scene.Clear(False)
-        try:
-            images = read_image(t0_path), read_image(t1_path)
-        except (OSError, ValueError, RuntimeError) as exc:
-            for case in cases:
-                self._failed(pid, case.nodule, f"{cohort.cases_csv}:{case.t0.row}: {exc}")
-            return
-        inside = []
-        for case in cases:
-            try:
-                for image, row in zip(images, (case.t0, case.t1)):
-                    check_inside_scan(image, row.center_lps)
-                inside.append(case)
-            except ValueError as exc:
-                self._failed(pid, case.nodule, f"{cohort.cases_csv}:{row.row}: {row.image}: {exc}")
-        if not inside:
-            return
-        volumes = [add_volume_node(self.scene, image, name) for image, name in zip(images, NODE_NAMES[:2])]
-        points = [add_fiducials(self.scene, name, [row.center_lps for row in rows], [c.nodule for c in inside])
-                  for name, rows in zip(NODE_NAMES[2:], ([c.t0 for c in inside], [c.t1 for c in inside]))]
-        try:
-            self._predict(pid, volumes[0], volumes[1], points[0], points[1], save_as=save_as)
-        except (OSError, ValueError, RuntimeError) as exc:
-            for case in inside:
-                self._failed(pid, case.nodule, f"{cohort.cases_csv}: {worded(exc)}")
-
-    def _predict(self, pid: str, baseline, followup, baseline_points, followup_points, save_as: str) -> None:
-        table = predict_scene(self.scene, baseline, followup, baseline_points, followup_points,
-                              clinical=self.clinical.get(pid),
-                              checkpoint=self.args.checkpoint, device=self.args.device,
-                              attention=not self.args.no_attention, pair_by=self.args.pair_by,
-                              same_position=self.args.same_position, predictors=self.predictors)
-        rows = table_rows(table)
-        if self.args.save_dir is not None:
-            save_scene(self.scene, self.args.save_dir / f"{save_as}.mrb", self.args.overwrite or self.args.resume)
-        for row in rows:
-            if (pid, str(row["nodule"])) not in self.results.done:
-                self.results.prediction(pid, str(row["nodule"]), float(row["p_malignant"]))
-        log.info("%s: %d nodules", pid, len(rows))
-
-    def _node(self, name: str):
-        nodes = self.scene.GetNodesByName(name)
-        if nodes.GetNumberOfItems() != 1:
-            raise ValueError(f"{'no' if nodes.GetNumberOfItems() == 0 else 'more than one'} node named '{name}' "
-                             "in the scene")
-        return nodes.GetItemAsObject(0)
-
-    def _failed(self, pid: str, nodule: Optional[str], reason: str) -> None:
-        log.warning("skipped %s", reason)
-        if (pid, nodule or "") not in self.results.done:
-            self.results.problem(pid, nodule, reason)

@@ -7,12 +7,11 @@ never modified. Transforms under which volumes or fiducials lie are applied (wha
 
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union, cast
+from typing import List, Mapping, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import slicer
 import torch
-import vtk
 
 from ..attention import LEVELS, heat_image, label_image
 from ..dataset import RoiSet
@@ -24,14 +23,11 @@ from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from ..progress import Progress, no_progress
 from ..records import Sample
 from .nodes import CTVolume, add_volume_node, control_points, ct_volume
+from .results_table import ROLE, attention_name, fill_table
 
-ROLE = "csfnet.attention"
 TABLE_NAME = "CSF-net results"
 COLOR_NAME = "CSF-net attention levels"
 FOLDER_NAME = "CSF-net attention"
-COLUMNS = ("nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device", "seconds",
-           "model_note")
-NUMBER_COLUMNS = ("p_malignant", "threshold", "seconds")
 
 
 @dataclass
@@ -127,7 +123,7 @@ def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume,
     if table is None:
         table = scene.GetFirstNodeByName(TABLE_NAME) or _new_output(scene, "vtkMRMLTableNode", TABLE_NAME)
     _remove_attention_nodes(scene, table)
-    _fill_table(table, [(pair.label, float(p)) for pair, p in zip(result.nodules, result.probabilities)],
+    fill_table(table, [(pair.label, float(p)) for pair, p in zip(result.nodules, result.probabilities)],
                 result.predictor, result.seconds)
     table.SetAttribute("csfnet.pairing", PAIRING_RULES[result.pairing])
     hierarchy = _Hierarchy(scene)
@@ -149,9 +145,9 @@ def _attention_nodes(scene, result: SceneResult, i: int, t: int, colors):
     center = result.rois.centers[i, t]
     preprocessing = result.predictor.preprocessing
     heat = add_volume_node(scene, heat_image(result.maps[i, t], center, preprocessing),
-                           _attention_name(label, timepoint, "heat"))
+                           attention_name(label, timepoint, "heat"))
     labels = add_volume_node(scene, label_image(result.maps[i, t], center, preprocessing),
-                             _attention_name(label, timepoint, "labels"), "vtkMRMLLabelMapVolumeNode")
+                             attention_name(label, timepoint, "labels"), "vtkMRMLLabelMapVolumeNode")
     display = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeDisplayNode")
     display.SetAndObserveColorNodeID(colors.GetID())
     labels.SetAndObserveDisplayNodeID(display.GetID())
@@ -206,62 +202,10 @@ def _samples(volumes: Sequence[CTVolume], nodules, predictor: Predictor, clinica
     return samples
 
 
-def table_rows(table) -> List[Dict[str, Union[str, float]]]:
-    """The results table as one dict per nodule (numbers as floats)."""
-    rows = []
-    for row in range(table.GetNumberOfRows()):
-        values: Dict[str, Union[str, float]] = {}
-        for name in COLUMNS:
-            column = table.GetTable().GetColumnByName(name)
-            values[name] = float(column.GetValue(row)) if name in NUMBER_COLUMNS else column.GetValue(row)
-        rows.append(values)
-    return rows
-
-
-def nodule_attention(table, nodule: str, timepoint: str = "T1") -> Tuple[object, object]:
-    """(heat volume, label map) of one nodule at "T0" or "T1" among the table's attention nodes."""
-    wanted = {_attention_name(nodule, timepoint, "heat"): 0, _attention_name(nodule, timepoint, "labels"): 1}
-    found = [None, None]
-    for i in range(table.GetNumberOfNodeReferences(ROLE)):
-        node = table.GetNthNodeReference(ROLE, i)
-        if node is not None and node.GetName() in wanted:
-            found[wanted[node.GetName()]] = node
-    if None in found:
-        raise ValueError(f"table '{table.GetName()}' has no attention maps for nodule '{nodule}' at {timepoint}")
-    return found[0], found[1]
-
-
-def _attention_name(nodule: str, timepoint: str, kind: str) -> str:
-    """The node name of a nodule's attention `kind` ("heat" or "labels") at "T0" or "T1"."""
-    return f"{nodule} {timepoint} attention {kind}"
-
-
 def _new_output(scene, class_name: str, name: str):
     node = scene.AddNewNodeByClass(class_name, name)
     node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
     return node
-
-
-def _fill_table(table, rows: Sequence[Tuple[str, float]], predictor: Predictor, seconds: float) -> None:
-    values: Dict[str, Sequence[object]] = {
-        "nodule": [label for label, _ in rows],
-        "p_malignant": [p for _, p in rows],
-        "prediction": ["malignant" if p >= predictor.threshold else "benign" for _, p in rows],
-        "threshold": [predictor.threshold] * len(rows),
-        "model": [predictor.name] * len(rows),
-        "model_version": [predictor.version] * len(rows),
-        "device": [predictor.device_text] * len(rows),
-        "seconds": [seconds] * len(rows),
-        "model_note": [predictor.note] * len(rows),  # the demo weights say they are trained on phantoms
-    }
-    table.RemoveAllColumns()
-    for name in COLUMNS:
-        column = vtk.vtkDoubleArray() if name in NUMBER_COLUMNS else vtk.vtkStringArray()
-        column.SetName(name)
-        for value in values[name]:
-            column.InsertNextValue(value)
-        table.AddColumn(column)
-    table.Modified()
 
 
 def _remove_attention_nodes(scene, table) -> None:

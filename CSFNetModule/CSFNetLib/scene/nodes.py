@@ -13,6 +13,7 @@ import slicer
 import vtk
 
 from ..geometry import VoxelGrid, grid_of_ijk_to_ras, ijk_to_ras_of, lps_to_ras
+from ..options import OUTPUT_ATTRIBUTE
 from ..preprocessing import check_looks_like_hu
 
 #: Names of a case's input nodes where this module makes them (cohort batch scenes, sample data).
@@ -39,9 +40,33 @@ class CTVolume:
         return part.image(np.ascontiguousarray(self.array[slices]))
 
 
+def is_ct_volume_node(node) -> bool:
+    """A plain scalar volume that CSF-net did not make: what the panel's CT selectors list.
+
+    By exact class, as those selectors match: label maps, vector, tensor and diffusion volumes are
+    subclasses of vtkMRMLScalarVolumeNode but no CT.
+    """
+    return node is not None and node.GetClassName() == "vtkMRMLScalarVolumeNode" and not node.GetAttribute(
+        OUTPUT_ATTRIBUTE)
+
+
+def ct_volume_nodes(scene) -> List:
+    """The scene's CT volume candidates (`is_ct_volume_node`), in scene order."""
+    nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+    return [node for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
+            if is_ct_volume_node(node)]
+
+
+def output_node_ids(scene, class_name: str) -> List[str]:
+    """IDs of the nodes of exactly `class_name` that CSF-net made (e.g. attention heat volumes)."""
+    nodes = scene.GetNodesByClass(class_name)
+    return [node.GetID() for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
+            if node.GetClassName() == class_name and node.GetAttribute(OUTPUT_ATTRIBUTE)]
+
+
 def ct_volume(node, role: str) -> CTVolume:
     """A CT volume node's voxels and LPS grid, with its parent transform applied; refused if not CT."""
-    if node is None or not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
+    if node is None or node.GetClassName() != "vtkMRMLScalarVolumeNode":
         kind = "nothing" if node is None else f"{node.GetClassName()} '{node.GetName()}'"
         raise ValueError(f"{role} volume must be a CT scalar volume node, got {kind}")
     name = node.GetName()
