@@ -1,6 +1,7 @@
 """Batch script over scene files and cohorts (slicer-core scenes, the shipped demo model, CPU)."""
 
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -136,3 +137,28 @@ def test_an_interrupted_batch_resumes_without_redoing_or_repeating_a_case(cohort
     keys = [(r["pid"], r["nodule"]) for r in rows]
     assert keys[: len(written)] == written and len(set(keys)) == len(keys)  # kept, and nothing twice
     assert_same(probabilities(rows), probabilities(read_results(out / "results.csv")))
+
+
+def run_script(*args, env=None, python_flags=()):
+    return subprocess.run([sys.executable, *python_flags, str(SCRIPT), *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_every_ending_of_the_script_is_an_exit_status(tmp_path):
+    """Headless Slicer exits only on SystemExit: help, bad arguments, no usable torch, a crash."""
+    assert run_script("--help").returncode == 0
+    bad = run_script("--cases", "x.csv")
+    assert bad.returncode == 2 and "--out" in bad.stderr
+
+    fake = tmp_path / "site"  # a torch that is installed but does not load, as after a failed install
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ImportError('DLL load failed while importing _C')\n")
+    (fake / "torch-2.5.0.dist-info").mkdir()
+    (fake / "torch-2.5.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.5.0\n")
+    env = {**os.environ, "PYTHONPATH": str(fake)}
+    no_torch = run_script("--cases", "x.csv", "--out", str(tmp_path / "r.csv"), env=env)
+    assert no_torch.returncode == 3 and "torch 2.5.0 is installed but does not load" in no_torch.stderr
+    assert "pip install" in no_torch.stderr and not (tmp_path / "r.csv").exists()
+
+    crashed = run_script("--help", python_flags=("-S",))  # no site-packages: the library cannot import numpy
+    assert crashed.returncode == 4 and "ModuleNotFoundError" in crashed.stderr and "exit status 4" in crashed.stderr

@@ -13,8 +13,15 @@ from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
 from CSFNetLib.progress import Cancelled  # noqa: E402
 from CSFNetLib.scene.files import StandaloneScene, load_scene, save_scene  # noqa: E402
 from CSFNetLib.scene.logic import predict_scene  # noqa: E402
-from CSFNetLib.scene.nodes import add_fiducials, add_volume_node  # noqa: E402
-from CSFNetLib.scene.results_table import ROLE, table_rows  # noqa: E402
+from CSFNetLib.scene.nodes import (  # noqa: E402
+    add_fiducials,
+    add_volume_node,
+    ct_volume_nodes,
+    is_ct_volume_node,
+    output_node_ids,
+)
+from CSFNetLib.scene.parameter_node import reset_unknown_choice  # noqa: E402
+from CSFNetLib.scene.results_table import ROLE, table_nodules, table_rows  # noqa: E402
 
 
 @pytest.fixture
@@ -366,3 +373,49 @@ def test_a_roi_cut_from_the_part_of_the_scan_around_it_equals_one_cut_from_the_w
         part = volume.image_around(roi_grid(centre).corners_lps)
         assert np.prod(part.GetSize()) < 0.5 * volume.array.size
         assert np.allclose(extract_roi(part, centre), extract_roi(volume.image(), centre), atol=1e-6)
+
+
+def test_the_ct_selectors_offer_plain_scalar_volumes_and_never_csf_net_s_own(scene, case):
+    """Vector, tensor and diffusion volumes and label maps are scalar volumes by IsA, but no CT."""
+    (v0, v1), f0, f1, _ = case
+    others = [scene.AddNewNodeByClass(name, name) for name in (
+        "vtkMRMLLabelMapVolumeNode", "vtkMRMLVectorVolumeNode", "vtkMRMLDiffusionTensorVolumeNode",
+        "vtkMRMLDiffusionWeightedVolumeNode")]
+    assert all(node.IsA("vtkMRMLScalarVolumeNode") and not is_ct_volume_node(node) for node in others)
+    assert ct_volume_nodes(scene) == [v0, v1] and output_node_ids(scene, "vtkMRMLScalarVolumeNode") == []
+
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    heat = [node for node in attention_nodes(table) if node.GetClassName() == "vtkMRMLScalarVolumeNode"]
+    assert len(heat) == 6 and ct_volume_nodes(scene) == [v0, v1]  # the heat maps are listed as outputs only
+    assert sorted(output_node_ids(scene, "vtkMRMLScalarVolumeNode")) == sorted(node.GetID() for node in heat)
+    with pytest.raises(ValueError, match="vtkMRMLVectorVolumeNode"):
+        predict_scene(scene, others[1], v1, f0, f1, device="cpu")
+
+
+def test_the_nodule_chooser_reads_a_results_table_and_nothing_from_other_tables(scene, case):
+    (v0, v1), f0, f1, _ = case
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    assert table_nodules(table) == ["1", "2", "3"] == [row["nodule"] for row in table_rows(table)]
+    foreign = scene.AddNewNodeByClass("vtkMRMLTableNode", "measurements")
+    foreign.AddColumn().SetName("nodule")
+    foreign.AddEmptyRow()
+    assert table_nodules(foreign) == [] and table_nodules(None) == []
+
+
+def test_a_saved_parameter_node_with_a_model_not_installed_here_is_reset_on_import(scene, tmp_path):
+    node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
+    node.SetSingletonTag("CSFNet")
+    node.SetParameter("settings.model", "a model installed elsewhere")
+    node.SetParameter("settings.device", "cpu")
+    save_scene(scene, tmp_path / "elsewhere.mrml")
+    node.SetParameter("settings.model", "csfnet-small-demo")
+
+    scene.SetURL(str(tmp_path / "elsewhere.mrml"))
+    assert scene.Import() == 1  # as File > Add Data does: into the open scene, onto its singleton
+    assert node.GetParameter("settings.model") == "a model installed elsewhere"
+    models = ["csfnet-small-demo", "Browse for a checkpoint..."]
+    assert reset_unknown_choice(node, "settings.model", models) == "a model installed elsewhere"
+    assert node.GetParameter("settings.model") == "csfnet-small-demo"
+    assert reset_unknown_choice(node, "settings.model", models) is None  # a known value stays
+    assert reset_unknown_choice(node, "settings.device", ["auto", "cpu"]) is None
+    assert reset_unknown_choice(node, "settings.unset", models) is None and not node.GetParameter("settings.unset")
