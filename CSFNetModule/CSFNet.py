@@ -278,8 +278,9 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         browsing = self.ui.modelComboBox.currentText == BROWSE
         self.ui.checkpointPathLineEdit.enabled = browsing
         self.ui.checkpointPathLabel.enabled = browsing
-        if self._parameterNode and browsing:
-            self.ui.checkpointPathLineEdit.currentPath = self._parameterNode.settings.checkpointPath
+        path = self._parameterNode.settings.checkpointPath if self._parameterNode else ""
+        if browsing and self.ui.checkpointPathLineEdit.currentPath != path:
+            self.ui.checkpointPathLineEdit.currentPath = path
         self.ui.modelNoteLabel.text = MODEL_NOTES.get(self.ui.modelComboBox.currentText, "")
 
     def onCheckpointPathChanged(self, path):
