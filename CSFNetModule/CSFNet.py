@@ -158,7 +158,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._running = False
         self._cancelRequested = False
         self._boundWidgets = {}  # SlicerParameterName -> widget
-        self._pair = None  # while placing a nodule pair: (list expected next, label)
+        self._pair = None  # while placing a nodule pair: (list expected next, label, lists observed, baseline next)
         ScriptedLoadableModuleWidget.__init__(self, parent)  # also VTKObservationMixin's (cooperative super)
 
     def setup(self):
@@ -181,7 +181,6 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         scene = slicer.mrmlScene
         self.addObserver(scene, scene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(scene, scene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(scene, scene.StartImportEvent, self.onSceneStartImport)
         self.addObserver(scene, scene.EndImportEvent, self.onSceneEndImport)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
@@ -202,7 +201,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def exit(self):
         self._stopPairPlacement()
-        self._disconnectParameterNode()
+        self._stopObservingParameterNode()
 
     def onReload(self):
         """Reload the library too: "Reload and Test" then runs the edited CSFNetLib, not the one first imported."""
@@ -222,10 +221,6 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._isEntered():
             self.initializeParameterNode()
 
-    def onSceneStartImport(self, caller, event):
-        # an imported scene's parameter node may hold values this panel cannot show (a model not installed)
-        self._disconnectParameterNode()
-
     def onSceneEndImport(self, caller, event):
         if self._isEntered():
             self.initializeParameterNode()
@@ -243,21 +238,28 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._hideOutputVolumes()
 
     def setParameterNode(self, inputParameterNode):
-        """Bind the panel to `inputParameterNode` (None: to nothing); binding the same node again is a no-op."""
+        """Show and follow `inputParameterNode` (None: nothing).
+
+        The widgets are bound once per wrapper and stay bound while the module is left: every
+        `connectParametersToGui` adds an observer to the node that `disconnectGui` does not remove.
+        """
         if inputParameterNode is not self._parameterNode:
-            self._disconnectParameterNode()
+            self._stopObservingParameterNode()
+            if self._parameterNode and self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNode = inputParameterNode
-        if self._parameterNode and self._parameterNodeGuiTag is None:
-            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(self._boundWidgets)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self._parameterNodeGuiTag = (inputParameterNode.connectParametersToGui(self._boundWidgets)
+                                         if inputParameterNode else None)
+        node = self._parameterNode
+        if node and not self.hasObserver(node, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified):
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
             self.onParameterNodeModified()
 
-    def _disconnectParameterNode(self):
-        """Unbind the panel (leaving the module, a scene import); the node is kept to bind again on entering."""
-        if self._parameterNode and self._parameterNodeGuiTag is not None:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+    def _stopObservingParameterNode(self):
+        """Stop following the parameter node and the results table (leaving the module, another node)."""
+        node = self._parameterNode
+        if node and self.hasObserver(node, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified):
+            self.removeObserver(node, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._observeTable(None)
 
     def onParameterNodeModified(self, caller=None, event=None):
@@ -337,9 +339,10 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                    for i in range(fiducials.GetNumberOfControlPoints())
                    if re.fullmatch(r"\d+", fiducials.GetNthControlPointLabel(i))]
         label = str(max(numbers, default=0) + 1)
-        for fiducials in lists:
+        observed = [fiducials for i, fiducials in enumerate(lists) if fiducials not in lists[:i]]
+        for fiducials in observed:
             self.addObserver(fiducials, fiducials.PointPositionDefinedEvent, self.onPairPointPlaced)
-        self._pair = (node.baselineFiducials, label)
+        self._pair = (node.baselineFiducials, label, observed, True)
         self._startPlacing(node.baselineFiducials, node.baselineVolume)
         self.ui.statusLabel.text = _("Click nodule {label} in the baseline scan.").format(label=label)
 
@@ -347,26 +350,29 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._pair is None or caller is not self._pair[0]:
             return  # a point placed some other way, or in the other list
         node = self._parameterNode
-        fiducials, label = self._pair
+        fiducials, label, observed, baselineNext = self._pair
         fiducials.SetNthControlPointLabel(fiducials.GetNumberOfControlPoints() - 1, label)
-        if fiducials is node.baselineFiducials:
-            self._pair = (node.followupFiducials, label)
+        if baselineNext:
+            self._pair = (node.followupFiducials, label, observed, False)
             # after the markups widget has finished this placement (it ends place mode when it returns)
-            qt.QTimer.singleShot(0, lambda: self._startPlacing(node.followupFiducials, node.followupVolume))
+            qt.QTimer.singleShot(0, self._placeFollowupPoint)
             self.ui.statusLabel.text = _("Now click nodule {label} in the follow-up scan.").format(label=label)
         else:
             self._stopPairPlacement()
             self.ui.statusLabel.text = _("Nodule {label} placed in both scans.").format(label=label)
 
+    def _placeFollowupPoint(self):
+        if self._pair is not None:  # not stopped meanwhile (module left, scene closed)
+            self._startPlacing(self._pair[0], self._parameterNode.followupVolume)
+
     def _stopPairPlacement(self):
         """End a pair placement this panel started: its observers go, and the mouse leaves place mode."""
         if self._pair is None:
             return
+        observed = self._pair[2]
         self._pair = None
-        node = self._parameterNode
-        for fiducials in (node.baselineFiducials, node.followupFiducials) if node else ():
-            if fiducials and self.hasObserver(fiducials, fiducials.PointPositionDefinedEvent, self.onPairPointPlaced):
-                self.removeObserver(fiducials, fiducials.PointPositionDefinedEvent, self.onPairPointPlaced)
+        for fiducials in observed:
+            self.removeObserver(fiducials, fiducials.PointPositionDefinedEvent, self.onPairPointPlaced)
         interaction = slicer.app.applicationLogic().GetInteractionNode()
         if interaction is not None and interaction.GetCurrentInteractionMode() == interaction.Place:
             interaction.SwitchToViewTransformMode()
@@ -389,7 +395,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = text
         logging.error(f"CSF-net: {text}\n{details}".rstrip())
         if self.showDialogs:
-            slicer.util.errorDisplay(text, detailedText=details or None)
+            slicer.util.errorDisplay(text, **({"detailedText": details} if details else {}))
 
     def _torchReady(self) -> bool:
         """Whether torch is usable, installing it first (after asking) when it is missing."""
@@ -497,17 +503,21 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
     """
 
     _parameterNode = None  # the wrapper handed out last, shared by all instances (the Sample Data button makes one)
+    _guardedNode = None  # the node whose unknown choices are reset as they arrive (scene import, scripts)
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self._predictors = None  # a CSFNetLib.inference.PredictorCache, made at the first run (it needs torch)
 
     def getParameterNode(self) -> "CSFNetParameterNode":
-        from CSFNetLib.scene.parameter_node import reset_unknown_choice
+        from CSFNetLib.scene.parameter_node import keep_choices_known
 
         node = super().getParameterNode()
-        reset_unknown_choice(node, "settings.model", MODEL_NAMES)  # e.g. a scene saved where other models were
-        reset_unknown_choice(node, "settings.device", DEVICES)
+        if CSFNetLogic._guardedNode is not node:  # before the wrapper, which refuses values it does not know
+            choices = {"settings.model": MODEL_NAMES, "settings.device": list(DEVICES)}
+            choices.update({f"clinical.{field}": choice_labels(field) for field in FIELDS})
+            keep_choices_known(node, choices)
+            CSFNetLogic._guardedNode = node
         if CSFNetLogic._parameterNode is None or CSFNetLogic._parameterNode.parameterNode is not node:
             CSFNetLogic._parameterNode = CSFNetParameterNode(node)
         return CSFNetLogic._parameterNode
@@ -617,6 +627,7 @@ class _FailingLogic(CSFNetLogic):
 
     def __init__(self):
         CSFNetLogic.__init__(self)
+        self.moduleName = "CSFNet"  # the module's parameter node, not one of its own
         self.runs = 0
 
     def process(self, parameterNode, progress=None, samePosition=False):
@@ -627,34 +638,38 @@ class _FailingLogic(CSFNetLogic):
 class CSFNetTest(ScriptedLoadableModuleTest):
     """Inside Slicer: the panel driven as a user drives it, on the sample pair, with the demo weights on the CPU.
 
-    Skipped when torch is not installed: a test never downloads a few GB onto a build server.
+    The tests that run the network are skipped where torch is not installed: a test never downloads a
+    few GB onto a build server.
     """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
-        status = TorchInstaller().status()
-        if not status.usable:
-            self.skipTest(f"CSF-net's in-Slicer tests need torch: {status.problem}")
 
     def runTest(self):
         for test in (self.test_ApplyThroughThePanelGivesTableAndOverlay, self.test_CancelLeavesTheSceneAsItWas,
                      self.test_PanelReportsFailuresAndAsksBeforeInstallingTorch,
                      self.test_ReenteringKeepsOneBindingAndImportedScenesAreRepaired):
-            try:
-                self.setUp()
-            except unittest.SkipTest as skip:
-                self.delayDisplay(f"Skipped: {skip}")
-                return
+            self.setUp()
             try:
                 test()
+            except unittest.SkipTest as skip:
+                self.delayDisplay(f"Skipped {test.__name__}: {skip}")
             finally:
-                self.doCleanups()  # what unittest's runner would do after each test
+                if not self.doCleanups():  # what unittest's runner does after each test
+                    raise AssertionError(f"the cleanup after {test.__name__} failed")
         self.delayDisplay("Test passed")
+
+    def _needTorch(self):
+        status = TorchInstaller().status()
+        if not status.usable:
+            self.skipTest(f"it runs the network, and {status.problem}")
 
     def _panel(self, **kwargs):
         """A stand-alone panel (no module to enter), answering every question with OK."""
         widget = CSFNetWidget(showDialogs=False, **kwargs)
         self.addCleanup(widget.parent.deleteLater)
+        self.addCleanup(slicer.app.moduleManager().disconnect, "moduleAboutToBeUnloaded(QString)",
+                        widget._onModuleAboutToBeUnloaded)
         self.addCleanup(widget.cleanup)
         return widget
 
@@ -674,6 +689,7 @@ class CSFNetTest(ScriptedLoadableModuleTest):
     def test_ApplyThroughThePanelGivesTableAndOverlay(self):
         from CSFNetLib.scene.results_table import nodule_attention
 
+        self._needTorch()
         self.delayDisplay("Generating (first time) and loading the sample pair; Apply in the panel")
         widget = self._panel()
         nodes = widget.logic.loadSampleData()
@@ -711,6 +727,7 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         self.assertEqual(composite.GetLabelVolumeID(), labels.GetID())
 
     def test_CancelLeavesTheSceneAsItWas(self):
+        self._needTorch()
         self.delayDisplay("Apply, then Cancel at once")
         widget = self._panel()
         self._choose(widget, widget.logic.loadSampleData())
@@ -745,14 +762,15 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         self.assertTrue(widget.ui.inputsCollapsibleButton.enabled)
 
     def test_ReenteringKeepsOneBindingAndImportedScenesAreRepaired(self):
-        import os
+        import shutil
         import tempfile
         import warnings
 
-        self.delayDisplay("Leaving and entering the module; importing a scene saved with another model")
+        self.delayDisplay("Leaving and entering the module; a model name from elsewhere; importing such a scene")
         widget = self._panel()
         widget.ui.modelComboBox.currentText = BROWSE
         node = widget.logic.getParameterNode()
+        bindings = node._nextParameterGUIsTag  # the wrapper's count of connectParametersToGui calls
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for _entry in range(5):
@@ -761,14 +779,23 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         self.assertEqual([str(w.message) for w in caught], [])
         self.assertIs(widget.logic.getParameterNode(), node)
         self.assertEqual(node.settings.model, BROWSE)  # the user's choice survives re-entry
+        self.assertEqual(node._nextParameterGUIsTag, bindings)  # bound once: each binding leaves an observer
 
-        widget.exit()  # the panel would raise on a value it cannot show: write it while unbound
         node.parameterNode.SetParameter("settings.model", "a model installed elsewhere")
-        path = os.path.join(tempfile.mkdtemp(), "other.mrml")
+        self.assertEqual(node.settings.model, MODEL_NAMES[0])  # reset before the panel saw it
+
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder, True)
+        self.addCleanup(slicer.mrmlScene.SetURL, slicer.mrmlScene.GetURL())
+        path = os.path.join(folder, "elsewhere.mrml")
         slicer.mrmlScene.SetURL(path)
         self.assertTrue(slicer.mrmlScene.Commit())
-        node.parameterNode.SetParameter("settings.model", BROWSE)
-        widget.enter()
+        with open(path, encoding="utf-8") as scene:
+            text = scene.read()
+        self.assertIn(MODEL_NAMES[0], text)
+        with open(path, "w", encoding="utf-8") as scene:  # as saved where another model was installed
+            scene.write(text.replace(MODEL_NAMES[0], "a model installed elsewhere"))
+        widget.ui.modelComboBox.currentText = BROWSE
         slicer.util.loadScene(path)  # imported into the open scene: the parameter node takes the saved values
-        self.assertEqual(widget.logic.getParameterNode().settings.model, MODEL_NAMES[0])  # not BROWSE: repaired
+        self.assertEqual(widget.logic.getParameterNode().settings.model, MODEL_NAMES[0])  # not BROWSE: reset
         self.assertEqual(widget.ui.modelComboBox.currentText, MODEL_NAMES[0])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import vtk
 
 from conftest import Phantom, rotation
 
@@ -20,7 +21,7 @@ from CSFNetLib.scene.nodes import (  # noqa: E402
     is_ct_volume_node,
     output_node_ids,
 )
-from CSFNetLib.scene.parameter_node import reset_unknown_choice  # noqa: E402
+from CSFNetLib.scene.parameter_node import keep_choices_known, reset_unknown_choice  # noqa: E402
 from CSFNetLib.scene.results_table import ROLE, table_nodules, table_rows  # noqa: E402
 
 
@@ -402,20 +403,28 @@ def test_the_nodule_chooser_reads_a_results_table_and_nothing_from_other_tables(
     assert table_nodules(foreign) == [] and table_nodules(None) == []
 
 
-def test_a_saved_parameter_node_with_a_model_not_installed_here_is_reset_on_import(scene, tmp_path):
+def test_a_saved_parameter_node_with_a_model_not_installed_here_is_reset_before_anything_sees_it(scene, tmp_path):
+    models = ["csfnet-small-demo", "Browse for a checkpoint..."]
     node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
     node.SetSingletonTag("CSFNet")
     node.SetParameter("settings.model", "a model installed elsewhere")
     node.SetParameter("settings.device", "cpu")
     save_scene(scene, tmp_path / "elsewhere.mrml")
-    node.SetParameter("settings.model", "csfnet-small-demo")
+    assert reset_unknown_choice(node, "settings.model", models) == "a model installed elsewhere"
+    assert node.GetParameter("settings.model") == models[0]
+    assert reset_unknown_choice(node, "settings.model", models) is None  # a known value stays
+    assert reset_unknown_choice(node, "settings.unset", models) is None and not node.GetParameter("settings.unset")
 
+    keep_choices_known(node, {"settings.model": models, "settings.device": ["auto", "cpu"]})
+    seen = []  # what an observer of the node (the panel's binding) reads on each change
+    node.AddObserver(vtk.vtkCommand.ModifiedEvent,
+                     lambda caller, event: seen.append(caller.GetParameter("settings.model")))
+    node.SetParameter("settings.model", models[1])
+    node.SetParameter("settings.model", "another unknown model")
+    assert node.GetParameter("settings.model") == models[0] and "another unknown model" not in seen
+
+    node.SetParameter("settings.model", models[1])
     scene.SetURL(str(tmp_path / "elsewhere.mrml"))
     assert scene.Import() == 1  # as File > Add Data does: into the open scene, onto its singleton
-    assert node.GetParameter("settings.model") == "a model installed elsewhere"
-    models = ["csfnet-small-demo", "Browse for a checkpoint..."]
-    assert reset_unknown_choice(node, "settings.model", models) == "a model installed elsewhere"
-    assert node.GetParameter("settings.model") == "csfnet-small-demo"
-    assert reset_unknown_choice(node, "settings.model", models) is None  # a known value stays
-    assert reset_unknown_choice(node, "settings.device", ["auto", "cpu"]) is None
-    assert reset_unknown_choice(node, "settings.unset", models) is None and not node.GetParameter("settings.unset")
+    assert node.GetParameter("settings.model") == models[0] and node.GetParameter("settings.device") == "cpu"
+    assert "a model installed elsewhere" not in seen

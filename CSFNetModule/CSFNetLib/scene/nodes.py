@@ -50,17 +50,19 @@ def is_ct_volume_node(node) -> bool:
         OUTPUT_ATTRIBUTE)
 
 
+def _nodes_of(scene, class_name: str) -> List:
+    """The scene's nodes that are a `class_name` (IsA), in scene order (GetNodesByClass would leak its list)."""
+    return [scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name))]
+
+
 def ct_volume_nodes(scene) -> List:
     """The scene's CT volume candidates (`is_ct_volume_node`), in scene order."""
-    nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
-    return [node for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
-            if is_ct_volume_node(node)]
+    return [node for node in _nodes_of(scene, "vtkMRMLScalarVolumeNode") if is_ct_volume_node(node)]
 
 
 def output_node_ids(scene, class_name: str) -> List[str]:
     """IDs of the nodes of exactly `class_name` that CSF-net made (e.g. attention heat volumes)."""
-    nodes = scene.GetNodesByClass(class_name)
-    return [node.GetID() for node in (nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems()))
+    return [node.GetID() for node in _nodes_of(scene, class_name)
             if node.GetClassName() == class_name and node.GetAttribute(OUTPUT_ATTRIBUTE)]
 
 
