@@ -205,6 +205,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onReload(self):
         """Reload the library too: "Reload and Test" then runs the edited CSFNetLib, not the one first imported."""
+        self.logic.releaseParameterNode()
         for name in [name for name in sys.modules if name == "CSFNetLib" or name.startswith("CSFNetLib.")]:
             del sys.modules[name]  # CSFNet.py, executed again by the reload, imports it afresh
         ScriptedLoadableModuleWidget.onReload(self)
@@ -213,9 +214,10 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return getattr(self.parent, "isEntered", True)  # a stand-alone panel (no module) is always shown
 
     def onSceneStartClose(self, caller, event):
+        # the singleton parameter node outlives the close (emptied, then given its defaults): stay bound to it
         self._cancelRequested = self._running
         self._stopPairPlacement()
-        self.setParameterNode(None)
+        self._stopObservingParameterNode()
 
     def onSceneEndClose(self, caller, event):
         if self._isEntered():
@@ -479,6 +481,8 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onNoduleSelected(0)
 
     def onShowAttentionToggled(self, checked):
+        if not self._isEntered():  # the binding stays while the module is left: leave the views alone then
+            return
         self.onNoduleSelected(self.ui.noduleComboBox.currentIndex)
 
     def onNoduleSelected(self, index):
@@ -504,6 +508,7 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
 
     _parameterNode = None  # the wrapper handed out last, shared by all instances (the Sample Data button makes one)
     _guardedNode = None  # the node whose unknown choices are reset as they arrive (scene import, scripts)
+    _guardTag = None
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
@@ -516,11 +521,19 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
         if CSFNetLogic._guardedNode is not node:  # before the wrapper, which refuses values it does not know
             choices = {"settings.model": MODEL_NAMES, "settings.device": list(DEVICES)}
             choices.update({f"clinical.{field}": choice_labels(field) for field in FIELDS})
-            keep_choices_known(node, choices)
+            CSFNetLogic.releaseParameterNode()
+            CSFNetLogic._guardTag = keep_choices_known(node, choices)
             CSFNetLogic._guardedNode = node
         if CSFNetLogic._parameterNode is None or CSFNetLogic._parameterNode.parameterNode is not node:
             CSFNetLogic._parameterNode = CSFNetParameterNode(node)
         return CSFNetLogic._parameterNode
+
+    @staticmethod
+    def releaseParameterNode() -> None:
+        """Forget the parameter node and stop guarding it (module reload: the reloaded logic starts afresh)."""
+        if CSFNetLogic._guardedNode is not None:
+            CSFNetLogic._guardedNode.RemoveObserver(CSFNetLogic._guardTag)
+        CSFNetLogic._guardedNode = CSFNetLogic._guardTag = CSFNetLogic._parameterNode = None
 
     def process(self, parameterNode: "CSFNetParameterNode", progress: Optional[Callable[[str, float], None]] = None,
                 samePosition: bool = False) -> "vtkMRMLTableNode":
@@ -644,6 +657,18 @@ class CSFNetTest(ScriptedLoadableModuleTest):
 
     def setUp(self):
         slicer.mrmlScene.Clear()
+        self._undo = []  # what tearDown undoes, last first
+
+    def tearDown(self):
+        failed = []
+        for action in reversed(self._undo):
+            try:
+                action()
+            except Exception:
+                logging.exception(f"CSFNetTest: undoing {action} failed")
+                failed.append(action)
+        if failed:
+            raise AssertionError(f"undoing {failed} failed (see the log)")
 
     def runTest(self):
         for test in (self.test_ApplyThroughThePanelGivesTableAndOverlay, self.test_CancelLeavesTheSceneAsItWas,
@@ -655,8 +680,7 @@ class CSFNetTest(ScriptedLoadableModuleTest):
             except unittest.SkipTest as skip:
                 self.delayDisplay(f"Skipped {test.__name__}: {skip}")
             finally:
-                if not self.doCleanups():  # what unittest's runner does after each test
-                    raise AssertionError(f"the cleanup after {test.__name__} failed")
+                self.tearDown()
         self.delayDisplay("Test passed")
 
     def _needTorch(self):
@@ -667,10 +691,10 @@ class CSFNetTest(ScriptedLoadableModuleTest):
     def _panel(self, **kwargs):
         """A stand-alone panel (no module to enter), answering every question with OK."""
         widget = CSFNetWidget(showDialogs=False, **kwargs)
-        self.addCleanup(widget.parent.deleteLater)
-        self.addCleanup(slicer.app.moduleManager().disconnect, "moduleAboutToBeUnloaded(QString)",
-                        widget._onModuleAboutToBeUnloaded)
-        self.addCleanup(widget.cleanup)
+        self._undo += [widget.parent.deleteLater,
+                       lambda: slicer.app.moduleManager().disconnect("moduleAboutToBeUnloaded(QString)",
+                                                                     widget._onModuleAboutToBeUnloaded),
+                       widget.cleanup]
         return widget
 
     @staticmethod
@@ -779,14 +803,19 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         self.assertEqual([str(w.message) for w in caught], [])
         self.assertIs(widget.logic.getParameterNode(), node)
         self.assertEqual(node.settings.model, BROWSE)  # the user's choice survives re-entry
+        for _close in range(3):
+            slicer.mrmlScene.Clear()  # File > Close Scene: the singleton node stays, emptied
+        self.assertIs(widget.logic.getParameterNode(), node)
+        self.assertEqual(node.settings.model, MODEL_NAMES[0])  # its default again
         self.assertEqual(node._nextParameterGUIsTag, bindings)  # bound once: each binding leaves an observer
 
         node.parameterNode.SetParameter("settings.model", "a model installed elsewhere")
         self.assertEqual(node.settings.model, MODEL_NAMES[0])  # reset before the panel saw it
 
         folder = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, folder, True)
-        self.addCleanup(slicer.mrmlScene.SetURL, slicer.mrmlScene.GetURL())
+        url, root = slicer.mrmlScene.GetURL(), slicer.mrmlScene.GetRootDirectory()
+        self._undo += [lambda: shutil.rmtree(folder, True), lambda: slicer.mrmlScene.SetURL(url),
+                       lambda: slicer.mrmlScene.SetRootDirectory(root)]
         path = os.path.join(folder, "elsewhere.mrml")
         slicer.mrmlScene.SetURL(path)
         self.assertTrue(slicer.mrmlScene.Commit())

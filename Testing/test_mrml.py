@@ -413,7 +413,8 @@ def test_a_saved_parameter_node_with_a_model_not_installed_here_is_reset_before_
     assert reset_unknown_choice(node, "settings.model", models) == "a model installed elsewhere"
     assert node.GetParameter("settings.model") == models[0]
     assert reset_unknown_choice(node, "settings.model", models) is None  # a known value stays
-    assert reset_unknown_choice(node, "settings.unset", models) is None and not node.GetParameter("settings.unset")
+    assert reset_unknown_choice(node, "settings.unset", models) == ""  # a parameter missing: its default
+    assert node.GetParameter("settings.unset") == models[0]
 
     keep_choices_known(node, {"settings.model": models, "settings.device": ["auto", "cpu"]})
     seen = []  # what an observer of the node (the panel's binding) reads on each change

@@ -208,5 +208,5 @@ def test_the_in_slicer_test_runs_every_test_method_and_skips_without_torch():
     tests = [name for name in methods if name.startswith("test_")]
     assert len(tests) >= 4 and all(f"self.{name}" in methods["runTest"] for name in tests)
     assert "slicer.mrmlScene.Clear()" in methods["setUp"] and "self.skipTest(" in methods["_needTorch"]
-    assert "except unittest.SkipTest" in methods["runTest"] and "doCleanups()" in methods["runTest"]
+    assert "except unittest.SkipTest" in methods["runTest"] and "self.tearDown()" in methods["runTest"]
     assert "installTorch" not in ast.unparse(test_class) and ".install()" not in ast.unparse(test_class)

@@ -16,10 +16,10 @@ BEFORE_OTHER_OBSERVERS = 100.0
 
 
 def reset_unknown_choice(node, parameter: str, choices: Sequence[str]) -> Optional[str]:
-    """Set `parameter` to `choices[0]` when it holds something else than one of `choices` (an unset
-    parameter is left for the defaults); the value replaced, or None when nothing was."""
+    """Set `parameter` to `choices[0]` (the panel's default) when it holds anything else, nothing included
+    (a scene from a version without it); the value replaced ("" when there was none), or None."""
     value = node.GetParameter(parameter)
-    if value == "" or value in choices:
+    if value in choices:
         return None
     node.SetParameter(parameter, choices[0])
     return value
