@@ -1,0 +1,1 @@
+"""A nodule's own measurements: its segmentation from one point, size, type, growth and Lung-RADS category."""
