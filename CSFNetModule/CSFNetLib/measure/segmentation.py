@@ -1,0 +1,324 @@
+"""One nodule's 3-D mask from a point on it: the whole nodule (solid and ground glass) and its solid part.
+
+Method (every length in mm, every level in HU, so any spacing, orientation or slice thickness):
+1. The scan around the point is resampled (linear) onto an analysis grid of 0.5 mm cubes aligned with
+   the patient's axes, and lightly smoothed (sigma 0.5 mm) against noise.
+2. Levels: the lung's (the median of what is below -600 HU around the point) and the nodule's core (the
+   median within 1 mm of the brightest voxel within 3 mm of the point, which becomes the seed). A seed
+   less than 100 HU above the lung means no nodule at that point; one above 200 HU is bone or contrast.
+3. Rays from the seed in 1,800 directions: each ray's edge is where its profile falls below the
+   half-way level between the nodule and the lung (partial volume puts the true edge there). A solid
+   core followed on most rays by a ground-glass plateau makes the nodule part-solid, and the whole
+   nodule's edge is then the half-way level between the plateau and the lung.
+4. Rays that never reach the lung within 2.2 times the median edge distance run into a vessel or the
+   chest wall: they take the edge of the free rays around them (the median of their 48 nearest free
+   rays). This separates juxtavascular and juxtapleural nodules, which are assumed roughly star-shaped
+   around their seed; a nodule that is mostly wall contact (fewer than a quarter of its rays free) is refused.
+5. The mask is every voxel inside the rays' edges whose level is above the edge level, connected to the
+   seed; the solid part is what of it is at least -300 HU (SOLID_HU).
+
+Limits: nodules are assumed star-shaped around the seed (cavities and very irregular shapes are
+under-segmented), at most 40 mm across; a nodule cut by the scan's edge is flagged, not refused.
+"""
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..geometry import PointsLike, VoxelGrid, as_lps_point
+from .size import NoduleSize, nodule_size
+
+VOXEL_MM = 0.5  # the analysis grid's voxel
+REACH_MM = 24.0  # the analysis cube's half-size: a 40 mm nodule and the lung around it
+SEARCH_MM = 3.0  # how far from the given point the nodule's core is looked for
+SOLID_HU = -300.0  # the solid component: Lung-RADS / Fleischner's soft-tissue attenuation starts about here
+GROUND_GLASS_RISE_HU = 100.0  # a seed must be this far above the lung to be a nodule at all
+BONE_HU = 200.0  # a seed brighter than this is bone or contrast, not a nodule
+_RAY_STEP_MM = 0.25
+_ESCAPE = 1.5  # a ray is blocked (vessel, wall) when its edge lies beyond this times the median edge
+_NEIGHBOURS = 48
+_OPENING_MM = 1.0  # attachments thinner than twice this are cut off (vessel stubs)
+
+
+class NoNoduleError(ValueError):
+    """There is no nodule at the point given (lung, air, a vessel, bone, outside the scan)."""
+
+
+@dataclass(frozen=True)
+class NoduleSegmentation:
+    """A nodule's masks on its analysis grid (identity direction, `voxel_mm` cubes, scan LPS)."""
+
+    grid: VoxelGrid
+    whole: np.ndarray  # bool (z, y, x): the whole nodule, ground glass included
+    solid: np.ndarray  # bool (z, y, x): its solid component
+    centre_lps: np.ndarray  # the mask's centroid
+    levels_hu: Tuple[float, float, float]  # lung, ground glass (nan when none), core
+    flags: Tuple[str, ...] = field(default=())  # what a reader should check: cut by the scan's edge, ...
+
+    @property
+    def voxel_mm(self) -> float:
+        return self.grid.spacing_xyz[0]
+
+
+@dataclass(frozen=True)
+class NoduleMeasurement:
+    segmentation: NoduleSegmentation
+    size: NoduleSize
+
+
+def measure_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleMeasurement:
+    """Segment the nodule at `point_lps` (LPS mm, on or near the nodule) in a CT `image` (HU) and measure it."""
+    segmentation = segment_nodule(image, point_lps)
+    size = nodule_size(segmentation.whole, segmentation.solid, segmentation.voxel_mm)
+    return NoduleMeasurement(segmentation, size)
+
+
+def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentation:
+    """The nodule at `point_lps`; NoNoduleError when there is none there."""
+    point = as_lps_point(point_lps, "nodule point")
+    n = int(round(2 * REACH_MM / VOXEL_MM)) + 1
+    grid = VoxelGrid.centred(point, (n, n, n), (VOXEL_MM,) * 3)
+    hu, in_scan = _resampled(image, grid)
+    if not in_scan[n // 2, n // 2, n // 2]:
+        raise NoNoduleError(f"the point {_mm(point)} lies outside the scan")
+    smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(grid.image(hu), 0.5))
+
+    lung_voxels = smooth[in_scan & (smooth < -600.0)]
+    if lung_voxels.size < 0.05 * smooth.size:
+        raise NoNoduleError(f"the point {_mm(point)} is not in the lung (little lung around it)")
+    lung = float(np.median(lung_voxels))
+    seed = _seed(smooth, grid.lps_to_index_zyx(point), lung)
+    if seed is None:
+        raise NoNoduleError(f"no nodule at {_mm(point)}: only lung within {SEARCH_MM:g} mm")
+    core = float(np.median(smooth[_ball(seed, 1.0, smooth.shape)]))
+    if core > BONE_HU:
+        raise NoNoduleError(f"no nodule at {_mm(point)}: {core:.0f} HU is bone or contrast, not a nodule")
+
+    for _pass in range(2):  # the second pass casts the rays from the first mask's centroid
+        whole, edge_hu, ground_glass, free_share = _star_mask(smooth, seed, lung, core)
+        if free_share < 0.25:
+            raise NoNoduleError(f"no separable nodule at {_mm(point)}: most of what is there is vessel or wall")
+        seed = np.argwhere(whole).mean(axis=0)
+    solid = _solid_part(whole, smooth, seed, core, ground_glass)
+    flags = []
+    if np.any(whole & ~in_scan) or np.any(_touches_border(whole)):
+        flags.append("cut by the scan's edge: volume and diameters are too small")
+    if free_share < 0.9:
+        flags.append(f"attached ({100 * (1 - free_share):.0f} % of its surface to a vessel or the wall)")
+    centroid_zyx = np.argwhere(whole).mean(axis=0)
+    return NoduleSegmentation(grid, whole, solid, grid.index_zyx_to_lps(centroid_zyx), (lung, ground_glass, core),
+                              tuple(flags))
+
+
+def _mm(point: np.ndarray) -> str:
+    return "(" + ", ".join(f"{c:.1f}" for c in point) + ") mm LPS"
+
+
+def _resampled(image: sitk.Image, grid: VoxelGrid) -> Tuple[np.ndarray, np.ndarray]:
+    """The scan's HU on `grid` (linear) and which grid voxels lie inside the scan."""
+    reference = grid.image(np.zeros(grid.size_zyx, dtype=np.float32))
+    hu = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
+    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(image)
+    inside = sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(hu), sitk.GetArrayFromImage(inside).astype(bool)
+
+
+def _ball(centre_zyx: np.ndarray, radius_mm: float, shape) -> Tuple[np.ndarray, ...]:
+    """Index arrays of the voxels within `radius_mm` of a (fractional) voxel position."""
+    r = int(np.ceil(radius_mm / VOXEL_MM))
+    offsets = np.argwhere(np.ones((2 * r + 1,) * 3, dtype=bool)) - r
+    offsets = offsets[np.linalg.norm(offsets, axis=1) * VOXEL_MM <= radius_mm]
+    index = np.clip(np.round(centre_zyx).astype(int) + offsets, 0, np.asarray(shape) - 1)
+    return tuple(index.T)
+
+
+def _seed(smooth: np.ndarray, point_zyx: np.ndarray, lung: float) -> Optional[np.ndarray]:
+    """Where the rays start: the point when it is on tissue, else the nearest tissue voxel within SEARCH_MM
+    (a click just off a small nodule); None when there is only lung."""
+    tissue = lung + GROUND_GLASS_RISE_HU
+    if _sample(smooth, point_zyx[None])[0] >= tissue:
+        return point_zyx
+    near = np.stack(_ball(point_zyx, SEARCH_MM, smooth.shape), axis=1)
+    near = near[smooth[tuple(near.T)] >= tissue]
+    if len(near) == 0:
+        return None
+    return near[np.argmin(np.linalg.norm(near - point_zyx, axis=1))].astype(float)
+
+
+def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float):
+    """The whole nodule as seen by rays from `seed`, the edge and ground-glass levels, the free rays' share."""
+    directions = _directions()
+    radii = np.arange(0.0, REACH_MM - 1.0, _RAY_STEP_MM)
+    profiles = _sample(smooth, seed[None, None, :] + directions[:, None, :] * radii[None, :, None] / VOXEL_MM)
+    edge_hu, ground_glass = _edge_level(profiles, radii, lung, core)
+    edges, free_share = _unblocked(_first_below(profiles, edge_hu, radii), directions)
+    whole = _opened(_inside_rays(seed, edges, directions, smooth.shape) & (smooth >= edge_hu), _OPENING_MM)
+    return _connected_to(whole, seed), edge_hu, ground_glass, free_share
+
+
+def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, core: float,
+                ground_glass: float) -> np.ndarray:
+    """The solid component: what of the nodule is at least SOLID_HU, without the vessels that cross it.
+
+    A solid nodule is its own solid component. In a part-solid one, the part connected to the solid
+    core (its vessel stubs opened off). In ground glass, the solid islands that stay inside the
+    nodule: a vessel enters and leaves it, a solid core does not.
+    """
+    if core >= SOLID_HU and np.isnan(ground_glass):
+        return whole
+    candidates = whole & (smooth >= SOLID_HU)
+    if core >= SOLID_HU:
+        return _connected_to(_opened(candidates, _OPENING_MM), seed)
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(candidates.astype(np.uint8))))
+    rim = whole & ~_eroded(whole, 1.0)
+    crossing = np.unique(labels[rim & (labels > 0)])
+    return (labels > 0) & ~np.isin(labels, crossing)
+
+
+def _eroded(mask: np.ndarray, radius_mm: float) -> np.ndarray:
+    radius = int(round(radius_mm / VOXEL_MM))
+    return sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(mask.astype(np.uint8)),
+                                                   (radius,) * 3)).astype(bool)
+
+
+def _opened(mask: np.ndarray, radius_mm: float) -> np.ndarray:
+    """`mask` without what a ball of `radius_mm` cannot reach inside it: the stubs of vessels and thin strands."""
+    radius = int(round(radius_mm / VOXEL_MM))
+    opened = sitk.BinaryMorphologicalOpening(sitk.GetImageFromArray(mask.astype(np.uint8)), (radius,) * 3)
+    result = sitk.GetArrayFromImage(opened).astype(bool)
+    return result if result.any() else mask  # smaller than the ball: nothing to open
+
+
+@lru_cache(maxsize=2)
+def _directions(count: int = 1800) -> np.ndarray:
+    """Nearly uniform unit vectors (z, y, x) on the sphere (a Fibonacci lattice)."""
+    i = np.arange(count) + 0.5
+    z = 1.0 - 2.0 * i / count
+    azimuth = np.pi * (1.0 + 5.0 ** 0.5) * i
+    r = np.sqrt(1.0 - z * z)
+    return np.stack([z, r * np.sin(azimuth), r * np.cos(azimuth)], axis=1)
+
+
+def _sample(volume: np.ndarray, points_zyx: np.ndarray) -> np.ndarray:
+    """Trilinear samples of `volume` at fractional (z, y, x) positions (clamped to the volume)."""
+    high = np.asarray(volume.shape) - 1
+    p = np.clip(points_zyx, 0, high - 1e-6)
+    low = np.floor(p).astype(int)
+    t = p - low
+    out = np.zeros(p.shape[:-1], dtype=np.float32)
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                weight = ((t[..., 0] if dz else 1 - t[..., 0]) * (t[..., 1] if dy else 1 - t[..., 1])
+                          * (t[..., 2] if dx else 1 - t[..., 2]))
+                out += weight * volume[low[..., 0] + dz, low[..., 1] + dy, low[..., 2] + dx]
+    return out
+
+
+def _first_below(profiles: np.ndarray, level: float, radii: np.ndarray) -> np.ndarray:
+    """Each ray's edge: the interpolated distance where it first falls below `level` (inf when it never does)."""
+    below = profiles < level
+    first = np.where(below.any(axis=1), below.argmax(axis=1), -1)
+    edges = np.full(len(profiles), np.inf)
+    ok = first > 0
+    rows = np.flatnonzero(ok)
+    before, after = profiles[rows, first[ok] - 1], profiles[rows, first[ok]]
+    fraction = (before - level) / np.maximum(before - after, 1e-6)
+    edges[ok] = radii[first[ok] - 1] + fraction * (radii[1] - radii[0])
+    edges[first == 0] = 0.0
+    return edges
+
+
+def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: float) -> Tuple[float, float]:
+    """The level at the whole nodule's edge, and the ground-glass level (nan when the nodule has none).
+
+    A solid core whose rays, just past its edge, mostly stay well above the lung is part-solid: its
+    edge is half-way between that ground-glass plateau and the lung.
+    """
+    half = (core + lung) / 2.0
+    if core < SOLID_HU:
+        return half, core  # ground glass throughout
+    core_edges = _first_below(profiles, half, radii)
+    step = radii[1] - radii[0]
+    plateau = []
+    for profile, edge in zip(profiles, core_edges):
+        if np.isfinite(edge):
+            window = profile[int((edge + 1.0) / step):int((edge + 2.5) / step)]
+            if len(window):
+                plateau.append(float(np.median(window)))
+    values = np.asarray(plateau)
+    rising = values[values > lung + 1.5 * GROUND_GLASS_RISE_HU]
+    if len(values) and len(rising) > 0.5 * len(values):
+        ground_glass = float(np.median(rising))
+        return (ground_glass + lung) / 2.0, ground_glass
+    return half, float("nan")
+
+
+def _unblocked(edges: np.ndarray, directions: np.ndarray) -> Tuple[np.ndarray, float]:
+    """Edges with the blocked rays (into a vessel or the wall) given their free neighbours' median; the free share."""
+    finite = edges[np.isfinite(edges)]
+    if len(finite) == 0:
+        return edges, 0.0
+    free = edges <= _ESCAPE * max(float(np.median(finite)), 1.0)
+    if free.sum() < _NEIGHBOURS:
+        return edges, float(free.mean())
+    free_directions = directions[free]
+    nearest = np.argsort(-(directions[~free] @ free_directions.T), axis=1)[:, :_NEIGHBOURS]
+    result = edges.copy()
+    result[~free] = np.median(edges[free][nearest], axis=1)
+    return result, float(free.mean())
+
+
+def _inside_rays(seed: np.ndarray, edges: np.ndarray, directions: np.ndarray, shape) -> np.ndarray:
+    """Voxels whose distance from the seed is within the edge of the ray nearest their direction."""
+    reach = float(edges.max()) + VOXEL_MM
+    low = np.maximum(np.floor(seed - reach / VOXEL_MM).astype(int), 0)
+    high = np.minimum(np.ceil(seed + reach / VOXEL_MM).astype(int) + 1, np.asarray(shape))
+    z, y, x = np.meshgrid(*[(np.arange(lo, hi) - c) * VOXEL_MM for lo, hi, c in zip(low, high, seed)], indexing="ij")
+    distance = np.sqrt(z * z + y * y + x * x)
+    inside = distance <= edges[_nearest_ray(z, y, x, distance, len(directions))]
+    mask = np.zeros(shape, dtype=bool)
+    mask[low[0]:high[0], low[1]:high[1], low[2]:high[2]] = inside
+    return mask
+
+
+_POLAR, _AZIMUTHAL = 90, 180  # the direction lookup table's cells
+
+
+@lru_cache(maxsize=2)
+def _ray_table(count: int) -> np.ndarray:
+    """For each (polar, azimuth) cell of the sphere, the index of the nearest of `_directions(count)`."""
+    polar = (np.arange(_POLAR) + 0.5) * np.pi / _POLAR
+    azimuth = (np.arange(_AZIMUTHAL) + 0.5) * 2 * np.pi / _AZIMUTHAL - np.pi
+    p, a = np.meshgrid(polar, azimuth, indexing="ij")
+    cells = np.stack([np.cos(p), np.sin(p) * np.sin(a), np.sin(p) * np.cos(a)], axis=-1).reshape(-1, 3)
+    return np.argmax(cells @ _directions(count).T, axis=1).reshape(_POLAR, _AZIMUTHAL)
+
+
+def _nearest_ray(z: np.ndarray, y: np.ndarray, x: np.ndarray, distance: np.ndarray, count: int) -> np.ndarray:
+    """The index of the ray nearest each offset's direction (z, y, x in mm), by table lookup."""
+    polar = np.arccos(np.clip(z / np.maximum(distance, 1e-9), -1.0, 1.0))
+    azimuth = np.arctan2(y, x)
+    i = np.minimum((polar * _POLAR / np.pi).astype(int), _POLAR - 1)
+    j = np.minimum(((azimuth + np.pi) * _AZIMUTHAL / (2 * np.pi)).astype(int), _AZIMUTHAL - 1)
+    return _ray_table(count)[i, j]
+
+
+def _connected_to(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The part of `mask` connected to the seed voxel (or to the mask's largest part if the seed is off it)."""
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
+    label = labels[tuple(np.round(seed).astype(int))]
+    if label == 0:
+        counts = np.bincount(labels.ravel())
+        counts[0] = 0
+        label = int(np.argmax(counts))
+    return labels == label
+
+
+def _touches_border(mask: np.ndarray) -> np.ndarray:
+    return np.array([mask[0].any(), mask[-1].any(), mask[:, 0].any(), mask[:, -1].any(), mask[:, :, 0].any(),
+                     mask[:, :, -1].any()])
