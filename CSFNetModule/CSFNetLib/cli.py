@@ -146,6 +146,15 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if counts.failed else 0  # and 2 when the run could not proceed (see main)
 
 
+def _measure(args: argparse.Namespace) -> int:
+    from .measure.cohort import measure_cohort
+
+    counts = measure_cohort(Path(args.cases), Path(args.out), masks_dir=_optional_path(args.masks_dir),
+                            overwrite=args.overwrite, progress=log.info)
+    log.info("%d nodule scans measured, %d could not be -> %s", counts.measured, counts.failed, args.out)
+    return 1 if counts.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csfnet",
@@ -215,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="cbam: the network's own spatial attention; gradcam: Grad-CAM on the last stage")
     predict.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     predict.set_defaults(run=_predict)
+
+    measure = commands.add_parser("measure", help="each nodule's volume, diameters, type, growth and Lung-RADS "
+                                                  "category at every scan -> measurements.csv")
+    measure.add_argument("--cases", required=True, help="cases.csv (a point on each nodule in each scan)")
+    measure.add_argument("--out", required=True, help="measurements.csv to write")
+    measure.add_argument("--masks-dir", help="write each nodule's mask here: a label map (1 ground glass, 2 solid) "
+                                             "on the scan's grid, {pid}_{nodule}_{T0|T1}.nrrd")
+    measure.add_argument("--overwrite", action="store_true", help="replace an existing measurements file")
+    measure.set_defaults(run=_measure)
     return parser
 
 

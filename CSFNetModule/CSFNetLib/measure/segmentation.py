@@ -21,7 +21,7 @@ Limits: nodules are assumed star-shaped around the seed (cavities and very irreg
 under-segmented), at most 40 mm across; a nodule cut by the scan's edge is flagged, not refused.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Optional, Tuple
 
@@ -41,6 +41,7 @@ _RAY_STEP_MM = 0.25
 _ESCAPE = 1.5  # a ray is blocked (vessel, wall) when its edge lies beyond this times the median edge
 _NEIGHBOURS = 48
 _OPENING_MM = 1.0  # attachments thinner than twice this are cut off (vessel stubs)
+_PARTIAL_VOLUME_MM = 1.5  # how far beyond the edge, towards the lung, partial volume is counted
 
 
 class NoNoduleError(ValueError):
@@ -56,6 +57,7 @@ class NoduleSegmentation:
     solid: np.ndarray  # bool (z, y, x): its solid component
     centre_lps: np.ndarray  # the mask's centroid
     levels_hu: Tuple[float, float, float]  # lung, ground glass (nan when none), core
+    volume_mm3: float  # partial-volume corrected: the nodule's share of each voxel at and around its edge
     flags: Tuple[str, ...] = field(default=())  # what a reader should check: cut by the scan's edge, ...
 
     @property
@@ -73,7 +75,9 @@ def measure_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleMeasuremen
     """Segment the nodule at `point_lps` (LPS mm, on or near the nodule) in a CT `image` (HU) and measure it."""
     segmentation = segment_nodule(image, point_lps)
     size = nodule_size(segmentation.whole, segmentation.solid, segmentation.voxel_mm)
-    return NoduleMeasurement(segmentation, size)
+    volume = segmentation.volume_mm3
+    solid_volume = volume if size.type == "solid" else min(size.solid_volume_mm3, volume)
+    return NoduleMeasurement(segmentation, replace(size, volume_mm3=volume, solid_volume_mm3=solid_volume))
 
 
 def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentation:
@@ -98,19 +102,24 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
         raise NoNoduleError(f"no nodule at {_mm(point)}: {core:.0f} HU is bone or contrast, not a nodule")
 
     for _pass in range(2):  # the second pass casts the rays from the first mask's centroid
-        whole, edge_hu, ground_glass, free_share = _star_mask(smooth, seed, lung, core)
+        whole, edge_hu, ground_glass, free_share, shell, local_lung = _star_mask(smooth, seed, lung, core)
         if free_share < 0.25:
             raise NoNoduleError(f"no separable nodule at {_mm(point)}: most of what is there is vessel or wall")
         seed = np.argwhere(whole).mean(axis=0)
     solid = _solid_part(whole, smooth, seed, core, ground_glass)
+    inner = core if np.isnan(ground_glass) else ground_glass  # the level of tissue that fills a voxel whole
+    tail = shell & ~whole & (smooth < edge_hu)  # the blurred edge's outer half; not a vessel or the wall beyond it
+    share = np.clip((smooth[whole | tail] - local_lung) / max(inner - local_lung, 1.0), 0.0, 1.0)
+    volume = float(share.sum()) * VOXEL_MM ** 3
     flags = []
-    if np.any(whole & ~in_scan) or np.any(_touches_border(whole)):
+    beyond_scan = ~_eroded(in_scan, 2 * VOXEL_MM)  # the scan's last millimetre and what lies past it
+    if np.any(whole & beyond_scan) or np.any(_touches_border(whole)):
         flags.append("cut by the scan's edge: volume and diameters are too small")
     if free_share < 0.9:
         flags.append(f"attached ({100 * (1 - free_share):.0f} % of its surface to a vessel or the wall)")
     centroid_zyx = np.argwhere(whole).mean(axis=0)
     return NoduleSegmentation(grid, whole, solid, grid.index_zyx_to_lps(centroid_zyx), (lung, ground_glass, core),
-                              tuple(flags))
+                              volume, tuple(flags))
 
 
 def _mm(point: np.ndarray) -> str:
@@ -155,9 +164,15 @@ def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float):
     radii = np.arange(0.0, REACH_MM - 1.0, _RAY_STEP_MM)
     profiles = _sample(smooth, seed[None, None, :] + directions[:, None, :] * radii[None, :, None] / VOXEL_MM)
     edge_hu, ground_glass = _edge_level(profiles, radii, lung, core)
-    edges, free_share = _unblocked(_first_below(profiles, edge_hu, radii), directions)
+    edges, free = _unblocked(_first_below(profiles, edge_hu, radii), directions)
     whole = _opened(_inside_rays(seed, edges, directions, smooth.shape) & (smooth >= edge_hu), _OPENING_MM)
-    return _connected_to(whole, seed), edge_hu, ground_glass, free_share
+    shell = _inside_rays(seed, np.where(free, edges + _PARTIAL_VOLUME_MM, edges), directions, smooth.shape)
+    step = radii[1] - radii[0]
+    beyond = [profile[int((edge + 2.0) / step):int((edge + 4.0) / step)] for profile, edge in zip(profiles[free],
+                                                                                                edges[free])]
+    around = np.concatenate(beyond) if beyond else np.array([lung])
+    local_lung = float(np.median(around)) if around.size else lung  # the lung just around the nodule
+    return _connected_to(whole, seed), edge_hu, ground_glass, float(free.mean()), shell, min(local_lung, edge_hu)
 
 
 def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, core: float,
@@ -258,19 +273,19 @@ def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: floa
     return half, float("nan")
 
 
-def _unblocked(edges: np.ndarray, directions: np.ndarray) -> Tuple[np.ndarray, float]:
-    """Edges with the blocked rays (into a vessel or the wall) given their free neighbours' median; the free share."""
+def _unblocked(edges: np.ndarray, directions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Edges with the blocked rays (into a vessel or the wall) given their free neighbours' median; which are free."""
     finite = edges[np.isfinite(edges)]
     if len(finite) == 0:
-        return edges, 0.0
+        return edges, np.zeros(len(edges), dtype=bool)
     free = edges <= _ESCAPE * max(float(np.median(finite)), 1.0)
     if free.sum() < _NEIGHBOURS:
-        return edges, float(free.mean())
+        return edges, free
     free_directions = directions[free]
     nearest = np.argsort(-(directions[~free] @ free_directions.T), axis=1)[:, :_NEIGHBOURS]
     result = edges.copy()
     result[~free] = np.median(edges[free][nearest], axis=1)
-    return result, float(free.mean())
+    return result, free
 
 
 def _inside_rays(seed: np.ndarray, edges: np.ndarray, directions: np.ndarray, shape) -> np.ndarray:

@@ -1,0 +1,135 @@
+"""`csfnet measure`: every nodule of a cases.csv at every scan -> measurements.csv (+ mask label maps).
+
+One row per nodule per scan: its refined centre, volumes, axes, mean and solid diameters, type; at the
+follow-up, growth against the baseline (VDT, diameter change, BTS class) and the Lung-RADS category.
+A nodule that cannot be measured gets a row with its error and the run carries on. Masks are label
+maps (1 ground glass, 2 solid) on the scan's own grid, cut to the nodule, so they sit on it in any viewer.
+"""
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..cohort_csv import read_cohort
+from ..errors import ResultsExist
+from ..geometry import VoxelGrid
+from ..images import read_image
+from ..records import NoduleCase, PathLike, TimepointRow
+from .growth import growth_class, lung_rads, volume_doubling_days
+from .segmentation import NoduleMeasurement, measure_nodule
+
+COLUMNS = ("pid", "nodule", "timepoint", "days", "x", "y", "z", "volume_mm3", "solid_volume_mm3", "diameter_mm",
+           "long_axis_mm", "short_axis_mm", "solid_diameter_mm", "type", "vdt_days", "growth_mm", "growth_class",
+           "lung_rads", "lung_rads_reason", "flags", "error")
+
+
+@dataclass(frozen=True)
+class MeasureCounts:
+    measured: int
+    failed: int
+
+
+def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[PathLike] = None,
+                   overwrite: bool = False, progress: Optional[Callable[[str], None]] = None) -> MeasureCounts:
+    """Measure every nodule of `cases_csv` at both scans into `out` (written whole at the end)."""
+    out, masks = Path(out), Path(masks_dir) if masks_dir is not None else None
+    if out.exists() and not overwrite:
+        raise ResultsExist("{out} exists; pass {overwrite} to replace it", out=out)
+    if out.is_dir() or (masks is not None and masks.exists() and not masks.is_dir()):
+        raise ValueError(f"{out if out.is_dir() else masks}: not a file name for results / not a folder for masks")
+    cohort = read_cohort(cases_csv)
+    if masks is not None:
+        masks.mkdir(parents=True, exist_ok=True)
+    rows: List[Dict[str, object]] = [_failed_row(p.pid, p.nodule, "", str(p)) for p in cohort.problems]
+    images: Dict[Path, sitk.Image] = {}
+    for case in cohort.cases:
+        if progress is not None:
+            progress(f"patient {case.pid} nodule {case.nodule}")
+        rows += _measure_case(case, images, masks)
+        if len(images) > 4:  # a cohort is sorted by patient: scans of earlier patients are not read again
+            images.clear()
+    measured = sum(1 for row in rows if not row["error"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, out)
+    return MeasureCounts(measured, len(rows) - measured)
+
+
+def _measure_case(case: NoduleCase, images: Dict[Path, sitk.Image], masks: Optional[Path]) -> List[Dict[str, object]]:
+    results: List[Optional[NoduleMeasurement]] = []
+    rows = []
+    for row in (case.t0, case.t1):
+        try:
+            if row.image not in images:
+                images[row.image] = read_image(row.image)
+            measurement = measure_nodule(images[row.image], row.center_lps)
+        except (ValueError, OSError, RuntimeError) as exc:
+            results.append(None)
+            rows.append(_failed_row(case.pid, case.nodule, row.timepoint, f"{row.image}: {exc}"))
+            continue
+        results.append(measurement)
+        rows.append(_row(case, row, measurement))
+        if masks is not None:
+            sitk.WriteImage(_label_map(measurement, images[row.image]),
+                            str(masks / f"{case.pid}_{case.nodule}_{row.timepoint}.nrrd"), useCompression=True)
+    baseline, followup = results
+    if baseline is not None:
+        rows[0].update(_category(lung_rads(baseline.size)))
+    if followup is not None:
+        days = case.t1.days - case.t0.days if case.t0.days is not None and case.t1.days is not None else None
+        rows[1].update(_category(lung_rads(followup.size, baseline.size if baseline else None, days)))
+        if baseline is not None:
+            rows[1]["growth_mm"] = round(followup.size.diameter_mm - baseline.size.diameter_mm, 1)
+            if days:
+                v0, v1 = baseline.size.volume_mm3, followup.size.volume_mm3
+                vdt = volume_doubling_days(v0, v1, days)
+                rows[1]["vdt_days"] = "inf" if math.isinf(vdt) else round(vdt)
+                rows[1]["growth_class"] = growth_class(v0, v1, days)
+    return rows
+
+
+def _row(case: NoduleCase, row: TimepointRow, measurement: NoduleMeasurement) -> Dict[str, object]:
+    size, centre = measurement.size, measurement.segmentation.centre_lps
+    values: Dict[str, object] = dict.fromkeys(COLUMNS, "")
+    values.update(pid=case.pid, nodule=case.nodule, timepoint=row.timepoint,
+                  days="" if row.days is None else row.days,
+                  x=round(float(centre[0]), 2), y=round(float(centre[1]), 2), z=round(float(centre[2]), 2),
+                  volume_mm3=round(size.volume_mm3, 1), solid_volume_mm3=round(size.solid_volume_mm3, 1),
+                  diameter_mm=round(size.diameter_mm, 1), long_axis_mm=round(size.long_axis_mm, 1),
+                  short_axis_mm=round(size.short_axis_mm, 1), solid_diameter_mm=round(size.solid_diameter_mm, 1),
+                  type=size.type, flags="; ".join(measurement.segmentation.flags))
+    return values
+
+
+def _failed_row(pid: str, nodule: str, timepoint: str, error: str) -> Dict[str, object]:
+    values: Dict[str, object] = dict.fromkeys(COLUMNS, "")
+    values.update(pid=pid, nodule=nodule, timepoint=timepoint, error=error)
+    return values
+
+
+def _category(category) -> Dict[str, object]:
+    return {"lung_rads": category.category, "lung_rads_reason": category.reason}
+
+
+def _label_map(measurement: NoduleMeasurement, scan: sitk.Image) -> sitk.Image:
+    """The nodule's mask (1 ground glass, 2 solid) on the scan's own grid, cut to the nodule's box."""
+    segmentation = measurement.segmentation
+    labels = segmentation.whole.astype(np.float32) + segmentation.solid.astype(np.float32)
+    index = np.argwhere(segmentation.whole)
+    low, high = index.min(axis=0), index.max(axis=0)
+    box = np.array([[z, y, x] for z in (low[0], high[0]) for y in (low[1], high[1]) for x in (low[2], high[2])])
+    _, part = VoxelGrid.of_image(scan).covering(segmentation.grid.index_zyx_to_lps(box), margin=2)
+    reference = part.image(np.zeros(part.size_zyx, dtype=np.uint8))
+    fine = segmentation.grid.image(labels)
+    resampled = sitk.Resample(fine, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return part.image(np.round(sitk.GetArrayFromImage(resampled)).astype(np.uint8))

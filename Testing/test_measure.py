@@ -1,0 +1,181 @@
+"""Nodule measurement: segmentation from a point, size and type, growth, Lung-RADS, `csfnet measure`."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import Phantom, rotation
+from CSFNetLib.cli import main as csfnet
+from CSFNetLib.measure.growth import growth_class, lung_rads, volume_doubling_days
+from CSFNetLib.measure.segmentation import SOLID_HU, NoNoduleError, measure_nodule
+from CSFNetLib.measure.size import NoduleSize
+
+LUNG_HU = -850.0
+
+
+def scan(phantom: Phantom, blur_mm: float = 0.6, noise_hu: float = 25.0, seed: int = 0) -> sitk.Image:
+    """The phantom as a scanner sees it: blurred (partial volume at every edge) and noisy, int16 HU."""
+    image = sitk.SmoothingRecursiveGaussian(phantom.image(sitk.sitkFloat32), blur_mm)
+    values = sitk.GetArrayFromImage(image) + np.random.default_rng(seed).normal(0, noise_hu, phantom.hu.shape)
+    result = sitk.GetImageFromArray(np.round(values).astype(np.int16))
+    result.CopyInformation(image)
+    return result
+
+
+def chest(spacing=(0.7, 0.7, 2.0), direction=None) -> Phantom:
+    """Lung on an anisotropic, optionally oblique grid of about 70 mm."""
+    size = tuple(int(round(70 / s)) for s in spacing)
+    return Phantom(size_xyz=size, spacing=spacing, origin=(-20.0, 10.0, -150.0), direction=direction,
+                   background_hu=LUNG_HU)
+
+
+def sphere_mm3(diameter: float) -> float:
+    return math.pi / 6 * diameter ** 3
+
+
+@pytest.mark.parametrize("diameter, spacing, tilt", [(6.0, (0.7, 0.7, 1.0), 0.0), (10.0, (0.8, 0.8, 2.5), 12.0),
+                                                      (20.0, (0.6, 0.6, 1.25), 0.0)])
+def test_a_solid_nodule_is_measured_in_any_geometry(diameter, spacing, tilt):
+    phantom = chest(spacing, rotation(0.0, 0.0, tilt))
+    centre = phantom.centre_lps
+    phantom.paint_sphere(centre, diameter / 2, 40.0)
+    measured = measure_nodule(scan(phantom), centre + np.array([1.0, -0.8, 0.5]))  # a click near the centre
+    size = measured.size
+    assert size.type == "solid" and size.solid_volume_mm3 == size.volume_mm3
+    assert size.volume_mm3 == pytest.approx(sphere_mm3(diameter), rel=0.15 if diameter < 8 else 0.1)
+    assert abs(size.diameter_mm - diameter) <= 1.0 and abs(size.long_axis_mm - size.short_axis_mm) <= 1.0
+    assert np.linalg.norm(measured.segmentation.centre_lps - centre) < 0.5
+    assert measured.segmentation.flags == ()
+
+
+def test_part_solid_and_ground_glass_nodules_are_typed_with_their_solid_part():
+    phantom = chest()
+    part_solid, ground_glass = phantom.centre_lps + [-14.0, 0, 0], phantom.centre_lps + [14.0, 0, 0]
+    phantom.paint_sphere(part_solid, 8.0, -550.0).paint_sphere(part_solid, 3.5, 30.0)
+    phantom.paint_sphere(ground_glass, 7.0, -600.0)
+    image = scan(phantom)
+
+    mixed = measure_nodule(image, part_solid).size
+    assert mixed.type == "part-solid" and abs(mixed.diameter_mm - 16.0) <= 1.0
+    assert abs(mixed.solid_diameter_mm - 7.0) <= 1.0
+    assert mixed.solid_volume_mm3 == pytest.approx(sphere_mm3(7.0), rel=0.25)
+    hazy = measure_nodule(image, ground_glass).size
+    assert hazy.type == "ground-glass" and hazy.solid_volume_mm3 == 0 and abs(hazy.diameter_mm - 14.0) <= 1.0
+
+
+def test_a_nodule_is_separated_from_the_chest_wall_and_from_a_vessel():
+    phantom = chest((0.7, 0.7, 1.25))
+    centre = phantom.centre_lps
+    wall = centre + np.array([0.0, 0.0, 0.0])
+    phantom.paint_box(centre + [-40, -40, -40], centre + [-4.0, 40, 40], 40.0)  # chest wall, x below -4 mm
+    phantom.paint_sphere(wall, 5.0, 40.0)  # juxtapleural: 1 mm of it inside the wall
+    vessel_nodule = centre + np.array([14.0, 0.0, 0.0])
+    phantom.paint_sphere(vessel_nodule, 4.0, 40.0)
+    for t in np.linspace(-30, 30, 241):  # a 2.5 mm-radius vessel along y touching the nodule
+        phantom.paint_sphere(vessel_nodule + [0.0, t, 6.0], 2.5, 40.0)
+    image = scan(phantom)
+
+    pleural = measure_nodule(image, wall + [2.0, 0, 0])
+    assert pleural.size.volume_mm3 == pytest.approx(sphere_mm3(10.0), rel=0.2)
+    assert any("attached" in flag for flag in pleural.segmentation.flags)
+    vascular = measure_nodule(image, vessel_nodule)
+    assert vascular.size.volume_mm3 == pytest.approx(sphere_mm3(8.0), rel=0.25)
+    assert abs(vascular.size.diameter_mm - 8.0) <= 1.5
+
+
+@pytest.mark.parametrize("where, hu, message", [("lung", None, "only lung"), ("outside", None, "outside the scan"),
+                                                ("bone", 800.0, "bone")])
+def test_a_point_on_no_nodule_is_refused_with_the_reason(where, hu, message):
+    phantom = chest()
+    centre = phantom.centre_lps
+    if hu is not None:
+        phantom.paint_sphere(centre, 6.0, hu)
+    point = centre + ([500.0, 0, 0] if where == "outside" else [0, 0, 0])
+    with pytest.raises(NoNoduleError, match=message):
+        measure_nodule(scan(phantom), point)
+
+
+def test_a_nodule_cut_by_the_scan_s_edge_is_flagged():
+    phantom = chest((0.7, 0.7, 1.0))
+    edge = phantom.points[2, 50, 50]  # two slices from the first
+    phantom.paint_sphere(edge, 6.0, 40.0)
+    measured = measure_nodule(scan(phantom), edge)
+    assert any("cut by the scan's edge" in flag for flag in measured.segmentation.flags)
+    assert measured.size.volume_mm3 < sphere_mm3(12.0)
+
+
+def test_solid_component_cut_off_is_the_stated_one():
+    assert SOLID_HU == -300.0  # the cut-off the README and the method's docstring state
+
+
+def size(diameter, kind="solid", solid=0.0, volume=None):
+    volume = sphere_mm3(diameter) if volume is None else volume
+    return NoduleSize(volume, volume if kind == "solid" else sphere_mm3(solid), diameter, diameter, solid or diameter,
+                      kind)
+
+
+def test_volume_doubling_time_and_bts_growth_classes():
+    assert volume_doubling_days(100.0, 200.0, 300.0) == pytest.approx(300.0)
+    assert volume_doubling_days(100.0, 50.0, 300.0) == pytest.approx(-300.0)
+    assert math.isinf(volume_doubling_days(100.0, 100.0, 300.0))
+    assert volume_doubling_days(sphere_mm3(10.0), sphere_mm3(12.6), 365) == pytest.approx(365, rel=0.01)  # 26 % d
+    assert growth_class(100.0, 120.0, 90) == "stable"  # < 25 %: within measurement error
+    assert growth_class(100.0, 200.0, 300) == "VDT < 400 d"
+    assert growth_class(100.0, 200.0, 500) == "VDT 400-600 d"
+    assert growth_class(100.0, 200.0, 700) == "VDT > 600 d"
+    assert growth_class(100.0, 60.0, 300) == "shrinking"
+    with pytest.raises(ValueError):
+        volume_doubling_days(0.0, 10.0, 100)
+
+
+@pytest.mark.parametrize("nodule, category", [
+    (size(5.9), "2"), (size(6.0), "3"), (size(7.9), "3"), (size(8.0), "4A"), (size(14.9), "4A"), (size(15.0), "4B"),
+    (size(5.0, "part-solid", 2.0), "2"), (size(10.0, "part-solid", 5.0), "3"), (size(10.0, "part-solid", 6.5), "4A"),
+    (size(12.0, "part-solid", 8.0), "4B"), (size(20.0, "ground-glass"), "2"), (size(31.0, "ground-glass"), "3")])
+def test_lung_rads_baseline_categories_follow_the_v2022_table(nodule, category):
+    assert lung_rads(nodule).category == category
+
+
+def test_lung_rads_at_follow_up_reads_growth_and_leaves_the_rest_to_the_reader():
+    assert lung_rads(size(7.0), size(5.0), 180).category == "4A"  # grew by more than 1.5 mm, under 8 mm
+    assert lung_rads(size(9.0), size(7.0), 180).category == "4B"
+    assert lung_rads(size(5.5), size(5.0), 180).category == "2"
+    stable = lung_rads(size(9.0), size(9.0), 365)
+    assert stable.category == "" and "prior category" in stable.reason
+    slow = lung_rads(size(9.0), size(7.0), 700)
+    assert slow.category == "" and "12 months" in slow.reason
+    assert lung_rads(size(12.0, "part-solid", 5.0), size(12.0, "part-solid", 3.0), 180).category == "4B"
+
+
+def test_csfnet_measure_writes_a_row_per_nodule_per_scan_masks_on_the_nodules_and_carries_on(synthetic_cohort,
+                                                                                            tmp_path):
+    cases = tmp_path / "cases.csv"
+    rows = list(csv.DictReader(open(synthetic_cohort / "cases.csv", encoding="utf-8")))
+    for row in rows:
+        row["image"] = str((synthetic_cohort / row["image"]).resolve())
+    rows[0]["x"] = str(float(rows[0]["x"]) + 400.0)  # a point outside its scan
+    with open(cases, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out, masks = tmp_path / "measurements.csv", tmp_path / "masks"
+    assert csfnet(["measure", "--cases", str(cases), "--out", str(out), "--masks-dir", str(masks)]) == 1
+    measured = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert len(measured) == len(rows)
+    failed = [row for row in measured if row["error"]]
+    assert len(failed) == 1 and "outside the scan" in failed[0]["error"]
+    assert failed[0]["pid"] == rows[0]["pid"] and failed[0]["timepoint"] == rows[0]["timepoint"]
+    good = [row for row in measured if not row["error"]]
+    assert all(float(row["volume_mm3"]) > 0 and row["type"] in ("solid", "part-solid", "ground-glass") for row in good)
+    follow_ups = [row for row in good if row["timepoint"] == "T1" and row["growth_class"]]
+    assert follow_ups and all(row["vdt_days"] and row["growth_mm"] for row in follow_ups)
+    for row in good[:3]:
+        label_map = sitk.ReadImage(str(masks / f"{row['pid']}_{row['nodule']}_{row['timepoint']}.nrrd"))
+        stats = sitk.LabelShapeStatisticsImageFilter()
+        stats.Execute(label_map > 0)
+        centre = np.array([float(row[axis]) for axis in "xyz"])
+        assert np.linalg.norm(np.array(stats.GetCentroid(1)) - centre) < 1.5  # the mask sits on the nodule
+    assert csfnet(["measure", "--cases", str(cases), "--out", str(out)]) == 2  # never overwritten unasked
