@@ -98,6 +98,20 @@ def test_a_point_on_no_nodule_is_refused_with_the_reason(where, hu, message):
         measure_nodule(scan(phantom), point)
 
 
+def test_a_point_on_a_vessel_is_refused_but_a_nodule_on_a_vessel_is_measured():
+    phantom = chest((0.7, 0.7, 1.25))
+    centre = phantom.centre_lps
+    on_nodule = centre + np.array([15.0, 0.0, 0.0])
+    for t in np.linspace(-30, 30, 241):
+        phantom.paint_sphere(centre + [0.0, t, 0.3 * t], 2.0, 40.0)  # an oblique 4 mm vessel
+        phantom.paint_sphere(on_nodule + [0.0, t, 0.0], 1.5, 40.0)  # a 3 mm vessel through an 8 mm nodule
+    phantom.paint_sphere(on_nodule, 4.0, 40.0)
+    image = scan(phantom)
+    with pytest.raises(NoNoduleError, match="a vessel"):
+        measure_nodule(image, centre)
+    assert measure_nodule(image, on_nodule).size.volume_mm3 == pytest.approx(sphere_mm3(8.0), rel=0.2)
+
+
 def test_a_nodule_cut_by_the_scan_s_edge_is_flagged():
     phantom = chest((0.7, 0.7, 1.0))
     edge = phantom.points[2, 50, 50]  # two slices from the first

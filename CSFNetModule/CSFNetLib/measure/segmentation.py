@@ -37,6 +37,8 @@ SEARCH_MM = 3.0  # how far from the given point the nodule's core is looked for
 SOLID_HU = -300.0  # the solid component: Lung-RADS / Fleischner's soft-tissue attenuation starts about here
 GROUND_GLASS_RISE_HU = 100.0  # a seed must be this far above the lung to be a nodule at all
 BONE_HU = 200.0  # a seed brighter than this is bone or contrast, not a nodule
+VESSEL_RADIUS_MM = 2.5  # a tube up to this thick, running on both ways, is a vessel (nodules under 5 mm on
+                        # a vessel's axis are taken for the vessel: say so in the docs)
 _RAY_STEP_MM = 0.25
 _ESCAPE = 1.5  # a ray is blocked (vessel, wall) when its edge lies beyond this times the median edge
 _NEIGHBOURS = 48
@@ -102,9 +104,12 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
         raise NoNoduleError(f"no nodule at {_mm(point)}: {core:.0f} HU is bone or contrast, not a nodule")
 
     for _pass in range(2):  # the second pass casts the rays from the first mask's centroid
-        whole, edge_hu, ground_glass, free_share, shell, local_lung = _star_mask(smooth, seed, lung, core)
+        whole, edge_hu, ground_glass, free_share, shell, local_lung, tube = _star_mask(smooth, seed, lung, core)
         if free_share < 0.25:
             raise NoNoduleError(f"no separable nodule at {_mm(point)}: most of what is there is vessel or wall")
+        if tube:
+            raise NoNoduleError(f"no nodule at {_mm(point)}: a vessel (tissue runs on both ways, "
+                                f"at most {2 * VESSEL_RADIUS_MM:g} mm across)")
         seed = np.argwhere(whole).mean(axis=0)
     solid = _solid_part(whole, smooth, seed, core, ground_glass)
     inner = core if np.isnan(ground_glass) else ground_glass  # the level of tissue that fills a voxel whole
@@ -172,7 +177,18 @@ def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float):
                                                                                                 edges[free])]
     around = np.concatenate(beyond) if beyond else np.array([lung])
     local_lung = float(np.median(around)) if around.size else lung  # the lung just around the nodule
-    return _connected_to(whole, seed), edge_hu, ground_glass, float(free.mean()), shell, min(local_lung, edge_hu)
+    return (_connected_to(whole, seed), edge_hu, ground_glass, float(free.mean()), shell, min(local_lung, edge_hu),
+            _is_tube(edges, free, directions))
+
+
+def _is_tube(edges: np.ndarray, free: np.ndarray, directions: np.ndarray) -> bool:
+    """A vessel rather than a nodule: thin (free edges within VESSEL_RADIUS_MM) with the blocked rays in
+    opposite pairs (tissue runs on both ways). A nodule on a vessel is thicker than the vessel, or blocked one way."""
+    blocked = ~free
+    if blocked.mean() < 0.05 or np.median(edges[free]) > VESSEL_RADIUS_MM:
+        return False
+    opposite = np.argmax(-directions[blocked] @ directions.T, axis=1)
+    return bool(np.mean(blocked[opposite]) >= 0.7)
 
 
 def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, core: float,
