@@ -140,7 +140,8 @@ def _predict(args: argparse.Namespace) -> int:
         Path(args.cases), Path(args.out), clinical_csv=_optional_path(args.clinical),
         checkpoint=_optional_path(args.checkpoint), device=device, batch_size=args.batch_size,
         precision=args.precision, nlst_cmst_rois=_optional_path(args.nlst_cmst), attention=attention,
-        overwrite=args.overwrite, resume=args.resume, ranks=ranks)
+        measure=not args.no_measure, measurements=_optional_path(args.measurements), overwrite=args.overwrite,
+        resume=args.resume, ranks=ranks)
     if ranks.main:
         log.info("%d nodules predicted, %d failed -> %s", counts.predicted, counts.failed, args.out)
     return 1 if counts.failed else 0  # and 2 when the run could not proceed (see main)
@@ -222,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--attention-dir", help="write each nodule's T0 / T1 attention (heat and label NRRDs) here")
     predict.add_argument("--attention-method", choices=ATTENTION_METHODS, default=DEFAULT_ATTENTION_METHOD,
                          help="cbam: the network's own spatial attention; gradcam: Grad-CAM on the last stage")
+    predict.add_argument("--measurements", help="also write every nodule's measurements at both scans here "
+                                                "(measurements.csv, as csfnet measure writes it)")
+    predict.add_argument("--no-measure", action="store_true",
+                         help="skip measuring the nodules (about 0.4 s per nodule per scan): results.csv then "
+                              "leaves diameter_mm, type, vdt_days, growth_class and lung_rads empty")
     predict.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     predict.set_defaults(run=_predict)
 

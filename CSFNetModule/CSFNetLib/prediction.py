@@ -22,6 +22,7 @@ from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather
 from .errors import ResultsExist, UnusableOptions
 from .inference import Predictor
+from .measure.cohort import write_measurements
 from .nlst_cmst import iter_nlst_cmst
 from .options import DEFAULT_ATTENTION_METHOD, AttentionMethod, Precision
 from .preprocessing import Preprocessing
@@ -38,12 +39,14 @@ Item = Union[Sample, CaseProblem]
 
 @dataclass(frozen=True)
 class _Job:
-    """What every batch of a run needs: the loaded model, how many nodules go through it at once, and
-    where attention maps go (None: no maps)."""
+    """What every batch of a run needs: the loaded model, how many nodules go through it at once,
+    where attention maps go (None: no maps), whether nodules are measured and where the full table goes."""
 
     predictor: Predictor
     batch_size: int
     attention: Optional["AttentionOutput"]
+    measure: bool = False
+    measurements: Optional[Path] = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class Row(NamedTuple):
     nodule: str
     error: str
     p_malignant: Optional[float]
+    measurements: Optional[List[Dict[str, object]]] = None  # measurements.csv rows (T0, T1)
 
 
 def predict_cohort(
@@ -82,6 +86,8 @@ def predict_cohort(
     precision: Precision = "fp32",
     nlst_cmst_rois: Optional[Path] = None,
     attention: Optional[AttentionOutput] = None,
+    measure: bool = True,
+    measurements: Optional[Path] = None,
     overwrite: bool = False,
     resume: bool = False,
     ranks: Ranks = SINGLE,
@@ -94,16 +100,18 @@ def predict_cohort(
     to its folder as a heat image and a label map (NRRD, on the ROI's grid where it lies in the
     scan) plus the labels' colour table. Under torchrun (`ranks`), each process predicts every
     `world`-th patient and rank 0 merges the rows into the same file, in the same order, as one
-    process would write. `precision` fp16 autocasts the network on a CUDA GPU.
+    process would write. `precision` fp16 autocasts the network on a CUDA GPU. With `measure`, each
+    nodule is also measured in both scans (`CSFNetLib.measure`): results.csv gets the follow-up's
+    diameter, type, VDT, growth class and Lung-RADS category, and `measurements` the full table.
     """
     out = Path(out)
     ResultsWriter.check_target(out, overwrite=overwrite, resume=resume)  # by every process, before any work
     _check_options(precision=precision, attention=attention, resume=resume, nlst_cmst_rois=nlst_cmst_rois,
-                   ranks=ranks)
+                   ranks=ranks, measure=measure, measurements=measurements, overwrite=overwrite)
     predictor = Predictor(checkpoint, device=device, batch_size=batch_size, precision=precision)
     if attention is not None:
         _prepare_attention_folder(attention.folder, replace_maps=overwrite or resume, ranks=ranks)
-    job = _Job(predictor, batch_size, attention)
+    job = _Job(predictor, batch_size, attention, measure and nlst_cmst_rois is None, measurements)
     if ranks.several:
         return _predict_shared(read_cohort(cases_csv, clinical_csv), out, job, overwrite=overwrite, ranks=ranks)
     run = {"cases": fingerprint(cases_csv), "clinical": fingerprint(clinical_csv),
@@ -117,15 +125,26 @@ def predict_cohort(
             cohort = read_cohort(cases_csv, clinical_csv)
             todo = replace(cohort, cases=[c for c in cohort.cases if (c.pid, c.nodule) not in results.done],
                            problems=[p for p in cohort.problems if str(p) not in results.errors])
-            rows = _rows(iter_samples(todo, predictor.preprocessing, predictor.vocabulary), _patient_order(cohort),
-                         len(todo.problems), job)
-        _write(rows, results)
+            samples = iter_samples(todo, predictor.preprocessing, predictor.vocabulary, measure=job.measure)
+            rows = _rows(samples, _patient_order(cohort), len(todo.problems), job)
+        _write(rows, results, job.measurements)
     return Counts(results.predicted, results.failed)
 
 
 def _check_options(*, precision: str, attention: Optional[AttentionOutput], resume: bool,
-                   nlst_cmst_rois: Optional[Path], ranks: Ranks) -> None:
-    """Refuse, before any work, options that cannot go together."""
+                   nlst_cmst_rois: Optional[Path], ranks: Ranks, measure: bool, measurements: Optional[Path],
+                   overwrite: bool) -> None:
+    """Refuse, before any work, options that cannot go together (and a measurements file already there)."""
+    if measurements is not None:
+        if not measure:
+            raise UnusableOptions("{measurements} asks for the nodules' measurements, but measuring is switched off")
+        if nlst_cmst_rois is not None:
+            raise UnusableOptions("{measurements} needs scans to measure; pre-cut {nlst_cmst} ROIs have none")
+        if resume:
+            raise UnusableOptions("{measurements} is written by a whole run: rerun with {overwrite} instead of "
+                                  "{resume}")
+        if Path(measurements).exists() and not overwrite:
+            raise ResultsExist("{path} exists; pass {overwrite} to replace it", path=measurements)
     if resume and ranks.several:
         raise UnusableOptions("{resume} continues a run of one process; rerun the {distributed} prediction whole")
     if ranks.several and nlst_cmst_rois is not None:
@@ -154,12 +173,13 @@ def _predict_shared(cohort: Cohort, out: Path, job: _Job, *, overwrite: bool, ra
     patients = _patient_order(cohort)
     mine = replace(cohort, cases=[c for c in cohort.cases if ranks.mine(patients[c.pid])],
                    problems=cohort.problems if ranks.main else [])
-    samples = iter_samples(mine, job.predictor.preprocessing, job.predictor.vocabulary)
+    samples = iter_samples(mine, job.predictor.preprocessing, job.predictor.vocabulary, measure=job.measure)
     everyone = gather(list(_rows(samples, patients, len(mine.problems), job)), ranks)
     counts = Counts(0, 0)
     if ranks.main:
         with ResultsWriter(out, job.predictor, overwrite=overwrite) as results:
-            _write(sorted((row for part in everyone for row in part), key=lambda row: row.order), results)
+            _write(sorted((row for part in everyone for row in part), key=lambda row: row.order), results,
+                   job.measurements)
         counts = Counts(results.predicted, results.failed)
     return Counts(*gather(counts, ranks)[0])  # also waits for rank 0's file
 
@@ -168,13 +188,18 @@ def _patient_order(cohort: Cohort) -> Dict[str, int]:
     return {pid: i for i, pid in enumerate(dict.fromkeys(case.pid for case in cohort.cases))}
 
 
-def _write(rows: Iterable[Row], results: ResultsWriter) -> None:
+def _write(rows: Iterable[Row], results: ResultsWriter, measurements: Optional[Path]) -> None:
+    """Each row into results.csv as it comes; the measurements, when asked for, into their file at the end."""
+    measured: List[Dict[str, object]] = []
     for row in rows:
         if row.error:
             results.problem(row.pid, row.nodule, row.error)
         else:
             assert row.p_malignant is not None  # a row without an error is a predicted sample's (`_rows`)
-            results.prediction(row.pid, row.nodule, row.p_malignant)
+            results.prediction(row.pid, row.nodule, row.p_malignant, row.measurements[1] if row.measurements else None)
+            measured += row.measurements or []
+    if measurements is not None:
+        write_measurements(measurements, measured)
 
 
 def _rows(items: Iterable[Item], patients: Dict[str, int], leading: int, job: _Job) -> Iterator[Row]:
@@ -190,7 +215,7 @@ def _rows(items: Iterable[Item], patients: Dict[str, int], leading: int, job: _J
             log.warning("skipped %s", item)
             yield Row(order, item.pid, item.nodule, str(item), None)
         else:
-            yield Row(order, item.pid, item.nodule, "", p)
+            yield Row(order, item.pid, item.nodule, "", p, item.measurements)
 
 
 def _batches(items: Iterable[Item], size: int) -> Iterator[List[Item]]:

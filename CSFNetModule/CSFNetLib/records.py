@@ -85,3 +85,4 @@ class Sample:
     clinical: List[int]
     label: Optional[int]
     centers_lps: Optional[Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = None
+    measurements: Optional[List[Dict[str, object]]] = None  # the nodule's measurements.csv rows, T0 and T1

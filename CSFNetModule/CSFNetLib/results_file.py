@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 SYNC_EVERY = 16  # rows between fsyncs: a machine crash loses at most these, and few fsyncs cost little
 
+#: The follow-up scan's measurements (measurements.csv's columns of the same names) beside each prediction.
+MEASURED_COLUMNS = ("diameter_mm", "type", "vdt_days", "growth_class", "lung_rads")
 COLUMNS = ("pid", "nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device",
-           "csfnet_version", "error")
+           "csfnet_version", *MEASURED_COLUMNS, "error")
 
 
 class ResultsWriter:
@@ -97,11 +99,14 @@ class ResultsWriter:
             else:
                 self.predicted += 1
 
-    def prediction(self, pid: str, nodule: str, p_malignant: float) -> None:
+    def prediction(self, pid: str, nodule: str, p_malignant: float,
+                   measured: Optional[Dict[str, object]] = None) -> None:
+        """A predicted nodule's row; `measured`: its follow-up scan's measurements.csv row, when measured."""
         written = f"{p_malignant:.6f}"  # the prediction follows the number the reader sees
+        sizes = {column: measured.get(column, "") for column in MEASURED_COLUMNS} if measured else {}
         self._write({"pid": pid, "nodule": nodule, "p_malignant": written,
                      "prediction": int(float(written) >= self.threshold), "threshold": self.threshold,
-                     **self.common, "error": ""})
+                     **self.common, **sizes, "error": ""})
         self.predicted += 1
 
     def problem(self, pid: str, nodule: Optional[str], reason: str) -> None:

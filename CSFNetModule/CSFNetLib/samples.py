@@ -16,13 +16,19 @@ def iter_samples(
     cohort: Cohort,
     preprocessing: Preprocessing = DEFAULT_PREPROCESSING,
     vocabulary: Optional[ClinicalVocabulary] = None,
+    *,
+    measure: bool = False,
 ) -> Iterator[Union[Sample, CaseProblem]]:
     """Every case of `cohort` as a `Sample`, or a `CaseProblem` when it cannot be made.
 
     The problems found while reading the CSV come first. Then patient by patient: each scan of the
     patient is read once (and its lung mask computed once), shared by the nodules in it, and
-    released before the next patient, so a cohort larger than memory streams.
+    released before the next patient, so a cohort larger than memory streams. With `measure`, each
+    sample carries its nodule's measurements.csv rows (`CSFNetLib.measure`), made from the same scans.
     """
+    if measure:
+        from .measure.cohort import measure_case
+
     vocabulary = vocabulary or ClinicalVocabulary.default()
     yield from cohort.problems
     by_patient: Dict[str, List[NoduleCase]] = {}
@@ -42,7 +48,8 @@ def iter_samples(
                     break
             else:
                 yield Sample(case.pid, case.nodule, rois[0], rois[1], list(clinical), case.label,
-                             (case.t0.center_lps, case.t1.center_lps))
+                             (case.t0.center_lps, case.t1.center_lps),
+                             measure_case(case, scans.image) if measure else None)
 
 
 class _PatientScans:
@@ -52,13 +59,19 @@ class _PatientScans:
         self.preprocessing = preprocessing
         self._scans: Dict[Path, Union[Tuple[sitk.Image, Optional[sitk.Image]], Exception]] = {}
 
-    def roi(self, row: TimepointRow) -> np.ndarray:
+    def image(self, row: TimepointRow) -> sitk.Image:
+        return self._scan(row)[0]
+
+    def _scan(self, row: TimepointRow) -> Tuple[sitk.Image, Optional[sitk.Image]]:
         if row.image not in self._scans:
             self._scans[row.image] = self._load(row.image)
         scan = self._scans[row.image]
         if isinstance(scan, Exception):
             raise scan
-        image, mask = scan
+        return scan
+
+    def roi(self, row: TimepointRow) -> np.ndarray:
+        image, mask = self._scan(row)
         try:
             return extract_roi(image, row.center_lps, self.preprocessing, mask)
         except (ValueError, RuntimeError) as exc:

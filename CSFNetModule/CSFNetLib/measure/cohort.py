@@ -48,13 +48,26 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
         masks.mkdir(parents=True, exist_ok=True)
     rows: List[Dict[str, object]] = [_failed_row(p.pid, p.nodule, "", str(p)) for p in cohort.problems]
     images: Dict[Path, sitk.Image] = {}
+
+    def scan_of(row: TimepointRow) -> sitk.Image:
+        if row.image not in images:
+            if len(images) > 4:  # a cohort is sorted by patient: scans of earlier patients are not read again
+                images.clear()
+            images[row.image] = read_image(row.image)
+        return images[row.image]
+
     for case in cohort.cases:
         if progress is not None:
             progress(f"patient {case.pid} nodule {case.nodule}")
-        rows += _measure_case(case, images, masks)
-        if len(images) > 4:  # a cohort is sorted by patient: scans of earlier patients are not read again
-            images.clear()
+        rows += measure_case(case, scan_of, masks)
+    write_measurements(out, rows)
     measured = sum(1 for row in rows if not row["error"])
+    return MeasureCounts(measured, len(rows) - measured)
+
+
+def write_measurements(out: PathLike, rows: List[Dict[str, object]]) -> None:
+    """measurements.csv, in place only when whole (a failed write leaves no half file under its name)."""
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     with open(partial, "w", newline="", encoding="utf-8") as handle:
@@ -62,17 +75,17 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
         writer.writeheader()
         writer.writerows(rows)
     os.replace(partial, out)
-    return MeasureCounts(measured, len(rows) - measured)
 
 
-def _measure_case(case: NoduleCase, images: Dict[Path, sitk.Image], masks: Optional[Path]) -> List[Dict[str, object]]:
+def measure_case(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image],
+                 masks: Optional[Path] = None) -> List[Dict[str, object]]:
+    """The measurements.csv rows of one nodule (T0, T1): each scan from `scan_of`, masks written to `masks`."""
     results: List[Optional[NoduleMeasurement]] = []
     rows = []
     for row in (case.t0, case.t1):
         try:
-            if row.image not in images:
-                images[row.image] = read_image(row.image)
-            measurement = measure_nodule(images[row.image], row.center_lps)
+            scan = scan_of(row)
+            measurement = measure_nodule(scan, row.center_lps)
         except (ValueError, OSError, RuntimeError) as exc:
             results.append(None)
             rows.append(_failed_row(case.pid, case.nodule, row.timepoint, f"{row.image}: {exc}"))
@@ -80,8 +93,8 @@ def _measure_case(case: NoduleCase, images: Dict[Path, sitk.Image], masks: Optio
         results.append(measurement)
         rows.append(_row(case, row, measurement))
         if masks is not None:
-            sitk.WriteImage(_label_map(measurement, images[row.image]),
-                            str(masks / f"{case.pid}_{case.nodule}_{row.timepoint}.nrrd"), useCompression=True)
+            name = f"{case.pid}_{case.nodule}_{row.timepoint}.nrrd"
+            sitk.WriteImage(_label_map(measurement, scan), str(masks / name), useCompression=True)
     baseline, followup = results
     if baseline is not None:
         rows[0].update(_category(lung_rads(baseline.size)))
