@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import vtk
+import vtk.util.numpy_support
 
 from conftest import Phantom, rotation
 
@@ -14,6 +15,7 @@ from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
 from CSFNetLib.progress import Cancelled  # noqa: E402
 from CSFNetLib.scene.files import StandaloneScene, load_scene, save_scene  # noqa: E402
 from CSFNetLib.scene.logic import predict_scene  # noqa: E402
+from CSFNetLib.scene.measurements import SEGMENTATION_NAMES  # noqa: E402
 from CSFNetLib.scene.nodes import (  # noqa: E402
     add_fiducials,
     add_volume_node,
@@ -22,7 +24,7 @@ from CSFNetLib.scene.nodes import (  # noqa: E402
     output_node_ids,
 )
 from CSFNetLib.scene.parameter_node import keep_choices_known, reset_unknown_choice  # noqa: E402
-from CSFNetLib.scene.results_table import ROLE, table_nodules, table_rows  # noqa: E402
+from CSFNetLib.scene.results_table import MEASURE_ROLE, ROLE, table_nodules, table_rows  # noqa: E402
 
 
 @pytest.fixture
@@ -101,9 +103,10 @@ def test_progress_is_reported_step_by_step_and_a_cancel_leaves_the_scene_as_it_w
     fractions = [fraction for _, fraction in steps]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] < 1.0
     assert [step for step, _ in steps if step.startswith("Nodule")] == [
-        f"Nodule {n}: cutting its regions of interest" for n in "123"]
+        f"Nodule {n}: cutting its regions of interest" for n in "123"] + [
+        f"Nodule {n}: measuring it in both scans" for n in "123"]
     count = scene.GetNumberOfNodes()
-    for stop_at in ("Running CSF-net", "Writing the results"):
+    for stop_at in ("Running CSF-net", "Nodule 2: measuring", "Writing the results"):
         def cancel(step, fraction, stop_at=stop_at):
             if step.startswith(stop_at):
                 raise Cancelled()
@@ -429,3 +432,52 @@ def test_a_saved_parameter_node_with_a_model_not_installed_here_is_reset_before_
     assert scene.Import() == 1  # as File > Add Data does: into the open scene, onto its singleton
     assert node.GetParameter("settings.model") == models[0] and node.GetParameter("settings.device") == "cpu"
     assert "a model installed elsewhere" not in seen
+
+
+def segment_centre_ras(segmentation, index: int) -> np.ndarray:
+    """The centroid (RAS) of a segment's binary labelmap, placed by the labelmap's own geometry."""
+    image = slicer.vtkOrientedImageData()
+    segmentation.GetBinaryLabelmapRepresentation(segmentation.GetSegmentation().GetNthSegmentID(index), image)
+    values = vtk.util.numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(image.GetDimensions()[::-1])
+    label = segmentation.GetSegmentation().GetNthSegment(index).GetLabelValue()
+    ijk = np.argwhere(values == label).mean(axis=0)[::-1] + np.array(image.GetExtent()[::2])
+    to_world = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(to_world)
+    return (slicer.util.arrayFromVTKMatrix(to_world) @ np.r_[ijk, 1.0])[:3]
+
+
+def test_each_nodule_is_measured_segmented_and_plotted_in_both_scans(scene, case):
+    (v0, v1), f0, f1, ras = case
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu", attention=False, interval_days=365)
+    rows = table_rows(table)
+    for row in rows:  # spheres of 6 mm at T0 and 10 mm at T1, a year apart
+        assert row["volume_t0_mm3"] == pytest.approx(np.pi / 6 * 6 ** 3, rel=0.15)
+        assert row["volume_t1_mm3"] == pytest.approx(np.pi / 6 * 10 ** 3, rel=0.1)
+        assert abs(row["diameter_mm"] - 10.0) <= 1.0 and row["type"] == "solid" and not row["measure_error"]
+        assert row["growth_class"] == "VDT < 400 d" and 100 < row["vdt_days"] < 250 and row["lung_rads"] == "4B"
+    outputs = [table.GetNthNodeReference(MEASURE_ROLE, i) for i in range(table.GetNumberOfNodeReferences(MEASURE_ROLE))]
+    segmentations = [node for node in outputs if node.IsA("vtkMRMLSegmentationNode")]
+    assert [node.GetName() for node in segmentations] == list(SEGMENTATION_NAMES)
+    for segmentation in segmentations:
+        names = [segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)]
+        assert names == ["1", "2", "3"] and segmentation.GetSegmentation().GetNumberOfSegments() == 3
+        for i, position in enumerate(ras):  # each segment sits on its nodule
+            assert np.linalg.norm(segment_centre_ras(segmentation, i) - position) < 0.6
+    chart = next(node for node in outputs if node.IsA("vtkMRMLPlotChartNode"))
+    assert chart.GetNumberOfPlotSeriesNodes() == 3
+    volumes = next(node for node in outputs if node.IsA("vtkMRMLTableNode"))
+    assert column(volumes, "days") == ["0", "365"] and len(column(volumes, "nodule 2")) == 2
+
+    count = scene.GetNumberOfNodes()
+    predict_scene(scene, v0, v1, f0, f1, device="cpu", attention=False, table=table)  # a rerun replaces them
+    assert scene.GetNumberOfNodes() == count
+    assert np.isnan(table_rows(table)[0]["vdt_days"])  # no interval: no VDT, the rest as before
+
+
+def test_a_nodule_that_cannot_be_measured_keeps_its_prediction_and_says_why(scene, case):
+    (v0, v1), f0, f1, ras = case
+    f1.SetNthControlPointPosition(2, *(ras[2] + np.array([6.0, 6.0, 0.0])))  # off the nodule, on lung
+    rows = table_rows(predict_scene(scene, v0, v1, f0, f1, device="cpu", attention=False))
+    assert 0 <= rows[2]["p_malignant"] <= 1 and "only lung" in rows[2]["measure_error"]
+    assert np.isnan(rows[2]["volume_t1_mm3"]) and rows[2]["lung_rads"] == ""
+    assert not rows[0]["measure_error"]

@@ -9,9 +9,10 @@ already holds. An existing results file is never replaced unless the caller asks
 import csv
 import io
 import json
+import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Set, Tuple, Union
+from typing import Dict, Mapping, Optional, Set, TYPE_CHECKING, Tuple, Union
 
 from .checkpoint import runtime_versions
 from .errors import InterruptedRun, OtherRun, ResultsExist
@@ -100,10 +101,10 @@ class ResultsWriter:
                 self.predicted += 1
 
     def prediction(self, pid: str, nodule: str, p_malignant: float,
-                   measured: Optional[Dict[str, object]] = None) -> None:
+                   measured: Optional[Mapping[str, object]] = None) -> None:
         """A predicted nodule's row; `measured`: its follow-up scan's measurements.csv row, when measured."""
         written = f"{p_malignant:.6f}"  # the prediction follows the number the reader sees
-        sizes = {column: measured.get(column, "") for column in MEASURED_COLUMNS} if measured else {}
+        sizes = {column: _cell(measured.get(column, "")) for column in MEASURED_COLUMNS} if measured else {}
         self._write({"pid": pid, "nodule": nodule, "p_malignant": written,
                      "prediction": int(float(written) >= self.threshold), "threshold": self.threshold,
                      **self.common, **sizes, "error": ""})
@@ -133,6 +134,11 @@ class ResultsWriter:
             os.replace(self.partial, self.out)
             self.about.unlink(missing_ok=True)
         # otherwise the partial file stays, for --resume
+
+
+def _cell(value: object) -> object:
+    """A measurement as results.csv writes it: a missing number (nan) is an empty cell."""
+    return "" if isinstance(value, float) and math.isnan(value) else value
 
 
 def fingerprint(path: Optional[Path]) -> str:

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -80,42 +80,61 @@ def write_measurements(out: PathLike, rows: List[Dict[str, object]]) -> None:
 def measure_case(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image],
                  masks: Optional[Path] = None) -> List[Dict[str, object]]:
     """The measurements.csv rows of one nodule (T0, T1): each scan from `scan_of`, masks written to `masks`."""
-    results: List[Optional[NoduleMeasurement]] = []
-    rows = []
+    scans = []
     for row in (case.t0, case.t1):
         try:
             scan = scan_of(row)
-            measurement = measure_nodule(scan, row.center_lps)
+            measurement: Union[NoduleMeasurement, str] = measure_nodule(scan, row.center_lps)
         except (ValueError, OSError, RuntimeError) as exc:
-            results.append(None)
-            rows.append(_failed_row(case.pid, case.nodule, row.timepoint, f"{row.image}: {exc}"))
-            continue
-        results.append(measurement)
-        rows.append(_row(case, row, measurement))
-        if masks is not None:
+            measurement = f"{row.image}: {exc}"
+        scans.append(ScanMeasurement(row.timepoint, row.days, measurement))
+        if masks is not None and isinstance(measurement, NoduleMeasurement):
             name = f"{case.pid}_{case.nodule}_{row.timepoint}.nrrd"
             sitk.WriteImage(_label_map(measurement, scan), str(masks / name), useCompression=True)
-    baseline, followup = results
-    if baseline is not None:
-        rows[0].update(_category(lung_rads(baseline.size)))
-    if followup is not None:
-        days = case.t1.days - case.t0.days if case.t0.days is not None and case.t1.days is not None else None
-        rows[1].update(_category(lung_rads(followup.size, baseline.size if baseline else None, days)))
-        if baseline is not None:
-            rows[1]["growth_mm"] = round(followup.size.diameter_mm - baseline.size.diameter_mm, 1)
+    return nodule_rows(case.pid, case.nodule, scans)
+
+
+@dataclass(frozen=True)
+class ScanMeasurement:
+    """One nodule at one scan: when (days from the first scan, when known) and its measurement or why there is none."""
+
+    timepoint: str
+    days: Optional[float]
+    result: Union[NoduleMeasurement, str]
+
+
+def nodule_rows(pid: str, nodule: str, scans: Sequence[ScanMeasurement]) -> List[Dict[str, object]]:
+    """The measurements.csv rows of one nodule over its scans in time order; growth (VDT, diameter change, BTS
+    class) and the Lung-RADS category at each scan are against the scan before it."""
+    rows: List[Dict[str, object]] = []
+    previous: Optional[ScanMeasurement] = None
+    for scan in scans:
+        if not isinstance(scan.result, NoduleMeasurement):
+            rows.append(_failed_row(pid, nodule, scan.timepoint, scan.result))
+            continue
+        row = _row(pid, nodule, scan.timepoint, scan.days, scan.result)
+        size = scan.result.size
+        if previous is None or not isinstance(previous.result, NoduleMeasurement):
+            row.update(_category(lung_rads(size)))
+        else:
+            before = previous.result.size
+            days = scan.days - previous.days if scan.days is not None and previous.days is not None else None
+            row.update(_category(lung_rads(size, before, days)))
+            row["growth_mm"] = round(size.diameter_mm - before.diameter_mm, 1)
             if days:
-                v0, v1 = baseline.size.volume_mm3, followup.size.volume_mm3
-                vdt = volume_doubling_days(v0, v1, days)
-                rows[1]["vdt_days"] = "inf" if math.isinf(vdt) else round(vdt)
-                rows[1]["growth_class"] = growth_class(v0, v1, days)
+                vdt = volume_doubling_days(before.volume_mm3, size.volume_mm3, days)
+                row["vdt_days"] = "inf" if math.isinf(vdt) else round(vdt)
+                row["growth_class"] = growth_class(before.volume_mm3, size.volume_mm3, days)
+        rows.append(row)
+        previous = scan
     return rows
 
 
-def _row(case: NoduleCase, row: TimepointRow, measurement: NoduleMeasurement) -> Dict[str, object]:
+def _row(pid: str, nodule: str, timepoint: str, days: Optional[float],
+         measurement: NoduleMeasurement) -> Dict[str, object]:
     size, centre = measurement.size, measurement.segmentation.centre_lps
     values: Dict[str, object] = dict.fromkeys(COLUMNS, "")
-    values.update(pid=case.pid, nodule=case.nodule, timepoint=row.timepoint,
-                  days="" if row.days is None else row.days,
+    values.update(pid=pid, nodule=nodule, timepoint=timepoint, days="" if days is None else days,
                   x=round(float(centre[0]), 2), y=round(float(centre[1]), 2), z=round(float(centre[2]), 2),
                   volume_mm3=round(size.volume_mm3, 1), solid_volume_mm3=round(size.solid_volume_mm3, 1),
                   diameter_mm=round(size.diameter_mm, 1), long_axis_mm=round(size.long_axis_mm, 1),

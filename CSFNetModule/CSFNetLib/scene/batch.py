@@ -53,6 +53,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped demo model)")
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--no-attention", action="store_true", help="skip the attention maps")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="skip measuring the nodules (segmentations, volumes, growth, Lung-RADS)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results and scene files")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run: cases already in its results are kept, not redone")

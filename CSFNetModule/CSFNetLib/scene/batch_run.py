@@ -113,24 +113,28 @@ class _Run:
         volumes = [add_volume_node(self.scene, image, name) for image, name in zip(images, NODE_NAMES[:2])]
         points = [add_fiducials(self.scene, name, [row.center_lps for row in rows], [c.nodule for c in inside])
                   for name, rows in zip(NODE_NAMES[2:], ([c.t0 for c in inside], [c.t1 for c in inside]))]
+        t0_days, t1_days = inside[0].t0.days, inside[0].t1.days
+        interval = t1_days - t0_days if t0_days is not None and t1_days is not None else None
         try:
-            self._predict(pid, volumes[0], volumes[1], points[0], points[1], save_as=save_as)
+            self._predict(pid, volumes[0], volumes[1], points[0], points[1], save_as=save_as, interval_days=interval)
         except (OSError, ValueError, RuntimeError) as exc:
             for case in inside:
                 self._failed(pid, case.nodule, f"{cohort.cases_csv}: {worded(exc)}")
 
-    def _predict(self, pid: str, baseline, followup, baseline_points, followup_points, save_as: str) -> None:
+    def _predict(self, pid: str, baseline, followup, baseline_points, followup_points, save_as: str,
+                 interval_days: Optional[float] = None) -> None:
         table = predict_scene(self.scene, baseline, followup, baseline_points, followup_points,
                               clinical=self.clinical.get(pid),
                               checkpoint=self.args.checkpoint, device=self.args.device,
                               attention=not self.args.no_attention, pair_by=self.args.pair_by,
-                              same_position=self.args.same_position, predictors=self.predictors)
+                              same_position=self.args.same_position, measure=not self.args.no_measure,
+                              interval_days=interval_days, predictors=self.predictors)
         rows = table_rows(table)
         if self.args.save_dir is not None:
             save_scene(self.scene, self.args.save_dir / f"{save_as}.mrb", self.args.overwrite or self.args.resume)
         for row in rows:
             if (pid, str(row["nodule"])) not in self.results.done:
-                self.results.prediction(pid, str(row["nodule"]), float(row["p_malignant"]))
+                self.results.prediction(pid, str(row["nodule"]), float(row["p_malignant"]), row)
         log.info("%s: %d nodules", pid, len(rows))
 
     def _node(self, name: str):

@@ -17,13 +17,15 @@ from ..attention import LEVELS, heat_image, label_image
 from ..dataset import RoiSet
 from ..geometry import ras_to_lps
 from ..inference import Predictor, PredictorCache
+from ..measure.cohort import ScanMeasurement, nodule_rows
 from ..options import DEFAULT_ATTENTION_METHOD, OUTPUT_ATTRIBUTE, PairBy
 from ..pairing import PAIRING_RULES, NodulePair, pair_nodules
 from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from ..progress import Progress, no_progress
 from ..records import Sample
+from .measurements import add_growth_plot, add_segmentations, measure_nodules
 from .nodes import CTVolume, add_volume_node, control_points, ct_volume
-from .results_table import ROLE, attention_name, fill_table
+from .results_table import MEASURE_ROLE, ROLE, attention_name, fill_table
 
 TABLE_NAME = "CSF-net results"
 COLOR_NAME = "CSF-net attention levels"
@@ -41,6 +43,7 @@ class SceneResult:
     rois: RoiSet
     predictor: Predictor
     seconds: float  # per nodule
+    measured: Optional[List[List[ScanMeasurement]]] = None  # each nodule at each scan, when measured
 
 
 def predict_scene(
@@ -56,6 +59,8 @@ def predict_scene(
     attention: bool = True,
     pair_by: PairBy = "auto",
     same_position: bool = False,
+    measure: bool = True,
+    interval_days: Optional[float] = None,
     table=None,
     progress: Optional[Progress] = None,
     predictors: Optional[PredictorCache] = None,
@@ -67,12 +72,15 @@ def predict_scene(
     same physical position in both scans. The rule used is in the table's `csfnet.pairing`
     attribute. Outputs go under the input volumes' studies in the subject hierarchy when they have one.
     `progress` hears each step; raising `Cancelled` from it stops the run with the scene untouched.
-    `predictors` keeps models loaded between runs (a fresh cache loads the checkpoint).
+    `predictors` keeps models loaded between runs (a fresh cache loads the checkpoint). With `measure`,
+    each nodule is also segmented and measured in both scans: the table gets its volumes, diameter,
+    type, growth (VDT and class need `interval_days`, the days between the scans) and Lung-RADS
+    category, and the scene a segmentation per scan and a plot of the volumes.
     """
     result = compute_scene(baseline_volume, followup_volume, baseline_fiducials, followup_fiducials,
                            clinical=clinical, checkpoint=checkpoint, device=device, attention=attention,
-                           pair_by=pair_by, same_position=same_position, progress=progress,
-                           predictors=predictors or PredictorCache())
+                           pair_by=pair_by, same_position=same_position, measure=measure,
+                           interval_days=interval_days, progress=progress, predictors=predictors or PredictorCache())
     return write_scene(scene, result, baseline_volume=baseline_volume, followup_volume=followup_volume, table=table)
 
 
@@ -88,6 +96,8 @@ def compute_scene(
     attention: bool,
     pair_by: PairBy,
     same_position: bool,
+    measure: bool = False,
+    interval_days: Optional[float] = None,
     progress: Optional[Progress],
     predictors: PredictorCache,
 ) -> SceneResult:
@@ -113,18 +123,21 @@ def compute_scene(
         predictor = predictors.get(checkpoint, "cpu")
         report("The GPU ran out of memory: running on the CPU instead", 0.5)
         probabilities, maps = _run(predictor, rois, attention)
+    measured = measure_nodules(volumes, nodules, interval_days, report) if measure else None
     report("Writing the results", 0.9)  # the last point at which a run can be cancelled
     seconds = (time.perf_counter() - started) / len(nodules)
-    return SceneResult(nodules, rule, probabilities, maps, rois, predictor, seconds)
+    return SceneResult(nodules, rule, probabilities, maps, rois, predictor, seconds, measured)
 
 
 def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume, table=None):
     """The second half of `predict_scene`: the results table and attention nodes, placed in the hierarchy."""
     if table is None:
         table = scene.GetFirstNodeByName(TABLE_NAME) or _new_output(scene, "vtkMRMLTableNode", TABLE_NAME)
-    _remove_attention_nodes(scene, table)
+    _remove_outputs(scene, table)
+    rows = ([nodule_rows("scene", pair.label, scans) for pair, scans in zip(result.nodules, result.measured)]
+            if result.measured is not None else None)
     fill_table(table, [(pair.label, float(p)) for pair, p in zip(result.nodules, result.probabilities)],
-                result.predictor, result.seconds)
+               result.predictor, result.seconds, rows)
     table.SetAttribute("csfnet.pairing", PAIRING_RULES[result.pairing])
     hierarchy = _Hierarchy(scene)
     hierarchy.place(table, followup_volume)
@@ -135,6 +148,15 @@ def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume,
                 for node in _attention_nodes(scene, result, i, t, colors):
                     table.AddNodeReferenceID(ROLE, node.GetID())
                     hierarchy.place(node, volume, FOLDER_NAME)
+    if result.measured is not None:
+        segmentations = add_segmentations(scene, (baseline_volume, followup_volume), result.nodules, result.measured)
+        for node, volume in zip(segmentations, (baseline_volume, followup_volume)):
+            table.AddNodeReferenceID(MEASURE_ROLE, node.GetID())
+            hierarchy.place(node, volume)
+        for node in add_growth_plot(scene, result.nodules, result.measured):
+            table.AddNodeReferenceID(MEASURE_ROLE, node.GetID())
+            if node.IsA("vtkMRMLTableNode") or node.IsA("vtkMRMLPlotChartNode"):
+                hierarchy.place(node, followup_volume)
     return table
 
 
@@ -208,16 +230,20 @@ def _new_output(scene, class_name: str, name: str):
     return node
 
 
-def _remove_attention_nodes(scene, table) -> None:
-    """The previous run's attention volumes, with their display, storage and subject hierarchy items."""
-    old = [table.GetNthNodeReference(ROLE, i) for i in range(table.GetNumberOfNodeReferences(ROLE))]
+def _remove_outputs(scene, table) -> None:
+    """The previous run's attention volumes, segmentations and plot, with their display, storage and subject
+    hierarchy items."""
+    old = [table.GetNthNodeReference(role, i) for role in (ROLE, MEASURE_ROLE)
+           for i in range(table.GetNumberOfNodeReferences(role))]
     table.RemoveNodeReferenceIDs(ROLE)
+    table.RemoveNodeReferenceIDs(MEASURE_ROLE)
     tree = scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
     for node in old:
         if node is None:
             continue
-        helpers = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
-        helpers.append(node.GetStorageNode())
+        helpers = ([node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+                   if node.IsA("vtkMRMLDisplayableNode") else [])
+        helpers.append(node.GetStorageNode() if node.IsA("vtkMRMLStorableNode") else None)
         for helper in helpers:
             if helper is not None:
                 scene.RemoveNode(helper)

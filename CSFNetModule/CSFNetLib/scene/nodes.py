@@ -11,6 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
+from vtk.util import numpy_support
 
 from ..geometry import VoxelGrid, grid_of_ijk_to_ras, ijk_to_ras_of, lps_to_ras
 from ..options import OUTPUT_ATTRIBUTE
@@ -117,6 +118,17 @@ def add_volume_node(scene, image: sitk.Image, name: str, class_name: str = "vtkM
     slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_of(VoxelGrid.of_image(image))))
     return node
+
+
+def add_segment(segmentation, mask_zyx: np.ndarray, grid: VoxelGrid, name: str, color) -> str:
+    """A segment of the segmentation node from a boolean mask on `grid` (LPS) where it lies; the segment ID."""
+    image = slicer.vtkOrientedImageData()
+    image.SetDimensions(*mask_zyx.shape[::-1])
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(mask_zyx, dtype=np.uint8).ravel(), deep=True)
+    image.GetPointData().SetScalars(scalars)
+    image.SetImageToWorldMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_of(grid)))
+    return segmentation.AddSegmentFromBinaryLabelmapRepresentation(image, name, list(color))
 
 
 def add_fiducials(scene, name: str, points_lps: Sequence[Sequence[float]], labels: Sequence[str]):

@@ -3,17 +3,21 @@
 Torch-free, so that the panel can list a loaded scene's results before torch is installed.
 """
 
-from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import vtk
 
 if TYPE_CHECKING:
     from ..inference import Predictor
 
-ROLE = "csfnet.attention"
+ROLE = "csfnet.attention"  # the table's references to its attention maps
+MEASURE_ROLE = "csfnet.measurements"  # and to its segmentations and growth plot
+#: Each nodule's measurements (measurements.csv's names; volumes at both scans, the rest at the follow-up).
+MEASURED_COLUMNS = ("volume_t0_mm3", "volume_t1_mm3", "diameter_mm", "type", "vdt_days", "growth_class", "lung_rads",
+                    "lung_rads_reason", "measure_error")
 COLUMNS = ("nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device", "seconds",
-           "model_note")
-NUMBER_COLUMNS = ("p_malignant", "threshold", "seconds")
+           "model_note", *MEASURED_COLUMNS)
+NUMBER_COLUMNS = ("p_malignant", "threshold", "seconds", "volume_t0_mm3", "volume_t1_mm3", "diameter_mm", "vdt_days")
 
 
 def table_rows(table) -> List[Dict[str, Union[str, float]]]:
@@ -23,7 +27,10 @@ def table_rows(table) -> List[Dict[str, Union[str, float]]]:
         values: Dict[str, Union[str, float]] = {}
         for name in COLUMNS:
             column = table.GetTable().GetColumnByName(name)
-            values[name] = float(column.GetValue(row)) if name in NUMBER_COLUMNS else column.GetValue(row)
+            if column is None:  # a table from before the column existed
+                values[name] = float("nan") if name in NUMBER_COLUMNS else ""
+            else:
+                values[name] = float(column.GetValue(row)) if name in NUMBER_COLUMNS else column.GetValue(row)
         rows.append(values)
     return rows
 
@@ -54,7 +61,9 @@ def attention_name(nodule: str, timepoint: str, kind: str) -> str:
     return f"{nodule} {timepoint} attention {kind}"
 
 
-def fill_table(table, rows: Sequence[Tuple[str, float]], predictor: "Predictor", seconds: float) -> None:
+def fill_table(table, rows: Sequence[Tuple[str, float]], predictor: "Predictor", seconds: float,
+               measured: Optional[Sequence[Sequence[Dict[str, object]]]] = None) -> None:
+    """The results table: one row per (nodule, p_malignant), with each nodule's measurements.csv rows (T0, T1)."""
     values: Dict[str, Sequence[object]] = {
         "nodule": [label for label, _ in rows],
         "p_malignant": [p for _, p in rows],
@@ -65,6 +74,7 @@ def fill_table(table, rows: Sequence[Tuple[str, float]], predictor: "Predictor",
         "device": [predictor.device_text] * len(rows),
         "seconds": [seconds] * len(rows),
         "model_note": [predictor.note] * len(rows),  # the demo weights say they are trained on phantoms
+        **_measured_values(measured or [[{}, {}]] * len(rows)),
     }
     table.RemoveAllColumns()
     for name in COLUMNS:
@@ -74,3 +84,23 @@ def fill_table(table, rows: Sequence[Tuple[str, float]], predictor: "Predictor",
             column.InsertNextValue(value)
         table.AddColumn(column)
     table.Modified()
+
+
+def _measured_values(measured: Sequence[Sequence[Dict[str, object]]]) -> Dict[str, List[object]]:
+    """The MEASURED_COLUMNS of each nodule from its measurements.csv rows; nan and "" where not measured."""
+    def number(row: Dict[str, object], name: str) -> float:
+        value = row.get(name, "")
+        return float(value) if value not in ("", None) else float("nan")  # type: ignore[arg-type]
+
+    baseline, followup = [rows[0] for rows in measured], [rows[-1] for rows in measured]
+    return {
+        "volume_t0_mm3": [number(row, "volume_mm3") for row in baseline],
+        "volume_t1_mm3": [number(row, "volume_mm3") for row in followup],
+        "diameter_mm": [number(row, "diameter_mm") for row in followup],
+        "type": [str(row.get("type", "")) for row in followup],
+        "vdt_days": [number(row, "vdt_days") for row in followup],
+        "growth_class": [str(row.get("growth_class", "")) for row in followup],
+        "lung_rads": [str(row.get("lung_rads", "")) for row in followup],
+        "lung_rads_reason": [str(row.get("lung_rads_reason", "")) for row in followup],
+        "measure_error": ["; ".join(str(row["error"]) for row in rows if row.get("error")) for rows in measured],
+    }
