@@ -12,7 +12,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Set, TYPE_CHECKING, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Set, Tuple, Union
 
 from .checkpoint import runtime_versions
 from .errors import InterruptedRun, OtherRun, ResultsExist
