@@ -77,7 +77,7 @@ def attention_nodes(table):
 
 def test_table_and_attention_nodes_land_on_the_nodules(scene, case):
     (v0, v1), f0, f1, ras = case
-    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     rows = table_rows(table)
     assert [r["nodule"] for r in rows] == ["1", "2", "3"]
     assert all(0 <= r["p_malignant"] <= 1 and r["prediction"] == ("malignant" if r["p_malignant"] >= 0.5 else "benign")
@@ -129,9 +129,9 @@ def test_inputs_are_left_untouched(scene, case):
 
 def test_a_rerun_refills_the_same_table_without_duplicates(scene, case):
     (v0, v1), f0, f1, _ = case
-    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     count = scene.GetNumberOfNodes()
-    again = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    again = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     assert again is table and table.GetNumberOfRows() == 3
     assert scene.GetNumberOfNodes() == count
     assert table.GetNumberOfNodeReferences(ROLE) == 12
@@ -145,7 +145,7 @@ def test_a_parent_transform_is_applied_to_volumes_and_fiducials(scene, case):
     transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(shift))
     for node in (v1, f1):
         node.SetAndObserveTransformNodeID(transform.GetID())
-    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     heat = scene.GetFirstNodeByName("1 T1 attention heat")
     assert np.allclose(ras_centre(heat), np.asarray(ras[0]) + shift[:3, 3], atol=0.5)  # where the user sees it
     assert table.GetNumberOfRows() == 3
@@ -157,7 +157,7 @@ def test_a_fiducial_near_the_border_gives_a_roi_that_runs_off_the_scan(scene, ca
     near_corner = (ijk_to_ras @ np.array([1.0, 2.0, 0.5, 1.0]))[:3]  # 1-2 voxels in from the scan's edges
     for node in (f0, f1):
         node.SetNthControlPointPosition(2, *near_corner.tolist())
-    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     assert 0.0 <= table_rows(table)[2]["p_malignant"] <= 1.0
     assert np.allclose(ras_centre(scene.GetFirstNodeByName("3 T1 attention heat")), near_corner, atol=0.5)
 
@@ -210,7 +210,7 @@ def test_bad_input_is_refused_before_any_output_node_exists(scene, case, problem
         checkpoint.write_bytes(b"not a checkpoint")
     count = scene.GetNumberOfNodes()
     with pytest.raises(ValueError, match=message) as raised:
-        predict_scene(scene, v0, v1, f0, f1, checkpoint=checkpoint, device="cpu")
+        predict_scene(scene, v0, v1, f0, f1, checkpoint=checkpoint, device="cpu", measure=False)
     assert problem != "checkpoint" or isinstance(raised.value, CheckpointError)
     assert scene.GetNumberOfNodes() == count
 
@@ -219,15 +219,15 @@ def test_points_pair_by_label_when_the_lists_share_labels_and_the_rule_is_report
     (v0, v1), _, f1, ras = case
     f0 = add_points(scene, "T0 by label", ras[::-1], labels=["3", "2", "1"])
     for pair_by in ("auto", "label"):
-        table = predict_scene(scene, v0, v1, f0, f1, pair_by=pair_by, device="cpu")
+        table = predict_scene(scene, v0, v1, f0, f1, pair_by=pair_by, device="cpu", measure=False)
         assert column(table, "nodule") == ["3", "2", "1"]
         assert table.GetAttribute("csfnet.pairing") == "baseline and follow-up points with equal labels"
         assert np.allclose(ras_centre(scene.GetFirstNodeByName("3 T0 attention heat")), ras[2], atol=0.5)
-    forced = predict_scene(scene, v0, v1, f0, f1, pair_by="index", device="cpu", attention=False)
+    forced = predict_scene(scene, v0, v1, f0, f1, pair_by="index", device="cpu", measure=False, attention=False)
     assert forced.GetAttribute("csfnet.pairing") == "the n-th baseline point with the n-th follow-up point"
     for i in range(3):
         f0.SetNthControlPointLabel(i, f"T0-{i + 1}")  # Slicer's default labels differ between lists: by index
-    assert predict_scene(scene, v0, v1, f0, f1, device="cpu", attention=False).GetAttribute(
+    assert predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False, attention=False).GetAttribute(
         "csfnet.pairing").startswith("the n-th")
 
 
@@ -244,8 +244,8 @@ def test_pairing_by_label_refuses_a_repeated_label_rather_than_dropping_a_point(
 def test_a_follow_up_list_alone_is_reused_in_the_baseline_only_when_asked(scene, case):
     (v0, v1), _, f1, _ = case
     with pytest.raises(ValueError, match="same_position=True"):
-        predict_scene(scene, v0, v1, None, f1, device="cpu")
-    table = predict_scene(scene, v0, v1, None, f1, same_position=True, device="cpu", attention=False)
+        predict_scene(scene, v0, v1, None, f1, device="cpu", measure=False)
+    table = predict_scene(scene, v0, v1, None, f1, same_position=True, device="cpu", measure=False, attention=False)
     assert table.GetNumberOfRows() == 3 and "same physical position" in table.GetAttribute("csfnet.pairing")
 
 
@@ -263,7 +263,7 @@ def test_outputs_go_under_each_volume_s_study_in_the_subject_hierarchy(scene, ca
         assert tree.GetItemName(folder) == "CSF-net attention"
         assert tree.GetItemParent(folder) == studies[" T1 " in node.GetName()]
     items = tree.GetNumberOfItems()
-    predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     assert tree.GetNumberOfItems() == items  # a rerun leaves no stale items or folders
 
 
@@ -295,7 +295,7 @@ def test_saving_a_mrml_leaves_the_rest_of_its_folder_as_it_was(tmp_path, case, s
     folder.mkdir()
     (folder / "study.mrml").write_text("the user's scene")  # the name MRML itself would give a scene saved here
     (folder / "notes.txt").write_text("the user's notes")
-    predict_scene(scene, *case[0], case[1], case[2], device="cpu")
+    predict_scene(scene, *case[0], case[1], case[2], device="cpu", measure=False)
     first = save_scene(scene, folder / "results.mrml")
     with pytest.raises(FileExistsError, match="would overwrite .* data file"):
         save_scene(scene, folder / "again.mrml")  # the same nodes: the same data file names
@@ -356,6 +356,7 @@ def test_the_sample_pair_loads_into_a_scene_and_its_nodule_is_found(scene, tmp_p
                           nodes.followup_fiducials, clinical=nodes.clinical, device="cpu")
     (row,) = table_rows(table)
     assert row["nodule"] == "1" and 0.0 <= row["p_malignant"] <= 1.0
+    assert not row["measure_error"] and row["type"] == "solid" and row["volume_t1_mm3"] > 4 * row["volume_t0_mm3"]
     heat, labels = nodule_attention(table, "1", "T1")
     position = [0.0, 0.0, 0.0]
     nodes.followup_fiducials.GetNthControlPointPositionWorld(0, position)
@@ -388,17 +389,17 @@ def test_the_ct_selectors_offer_plain_scalar_volumes_and_never_csf_net_s_own(sce
     assert all(node.IsA("vtkMRMLScalarVolumeNode") and not is_ct_volume_node(node) for node in others)
     assert ct_volume_nodes(scene) == [v0, v1] and output_node_ids(scene, "vtkMRMLScalarVolumeNode") == []
 
-    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     heat = [node for node in attention_nodes(table) if node.GetClassName() == "vtkMRMLScalarVolumeNode"]
     assert len(heat) == 6 and ct_volume_nodes(scene) == [v0, v1]  # the heat maps are listed as outputs only
     assert sorted(output_node_ids(scene, "vtkMRMLScalarVolumeNode")) == sorted(node.GetID() for node in heat)
     with pytest.raises(ValueError, match="vtkMRMLVectorVolumeNode"):
-        predict_scene(scene, others[1], v1, f0, f1, device="cpu")
+        predict_scene(scene, others[1], v1, f0, f1, device="cpu", measure=False)
 
 
 def test_the_nodule_chooser_reads_a_results_table_and_nothing_from_other_tables(scene, case):
     (v0, v1), f0, f1, _ = case
-    table = predict_scene(scene, v0, v1, f0, f1, device="cpu")
+    table = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     assert table_nodules(table) == ["1", "2", "3"] == [row["nodule"] for row in table_rows(table)]
     foreign = scene.AddNewNodeByClass("vtkMRMLTableNode", "measurements")
     foreign.AddColumn().SetName("nodule")
