@@ -262,8 +262,10 @@ def test_outputs_go_under_each_volume_s_study_in_the_subject_hierarchy(scene, ca
         folder = tree.GetItemParent(tree.GetItemByDataNode(node))
         assert tree.GetItemName(folder) == "CSF-net attention"
         assert tree.GetItemParent(folder) == studies[" T1 " in node.GetName()]
+    for t, name in enumerate(SEGMENTATION_NAMES):  # each scan's segmentation goes with that scan
+        assert tree.GetItemParent(tree.GetItemByDataNode(scene.GetFirstNodeByName(name))) == studies[t]
     items = tree.GetNumberOfItems()
-    predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
+    predict_scene(scene, v0, v1, f0, f1, device="cpu")
     assert tree.GetNumberOfItems() == items  # a rerun leaves no stale items or folders
 
 
@@ -286,6 +288,14 @@ def test_results_survive_a_scene_save_and_reload(tmp_path, case, scene, suffix):
         assert np.array_equal(slicer.util.arrayFromVolume(labels), slicer.util.arrayFromVolume(original))
         assert np.allclose(node_matrix(labels), node_matrix(original))
         assert reloaded.scene.GetFirstNodeByName("T1 nodules").GetNumberOfControlPoints() == 3
+        measured = [again.GetNthNodeReference(MEASURE_ROLE, i) for i in range(again.GetNumberOfNodeReferences(
+            MEASURE_ROLE))]
+        assert len(measured) == len([table.GetNthNodeReference(MEASURE_ROLE, i) for i in range(
+            table.GetNumberOfNodeReferences(MEASURE_ROLE))]) and all(node is not None for node in measured)
+        segmentation = reloaded.scene.GetFirstNodeByName(SEGMENTATION_NAMES[1])
+        assert segmentation.GetSegmentation().GetNumberOfSegments() == 3
+        assert np.allclose([r["volume_t1_mm3"] for r in table_rows(again)],
+                           [r["volume_t1_mm3"] for r in table_rows(table)], atol=0.01)
     finally:
         reloaded.close()
 
