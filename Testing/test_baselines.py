@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from CSFNetLib.baselines import brock_probability, mayo_probability
@@ -98,3 +99,38 @@ def test_evaluate_names_the_nodule_a_clinical_model_cannot_score(synthetic_cohor
     reason = f"patient {rows[0]['pid']} nodule {rows[0]['nodule']}: spiculation = 'maybe' is not 0/1"
     assert reason in report.rows["Mayo"]["not_computed"]
     assert "auc" in report.rows["CSF-net"]
+
+
+def test_a_measured_size_stands_in_only_for_what_cases_csv_does_not_give():
+    from CSFNetLib.baselines import clinical_model_scores
+    from CSFNetLib.measure.size import NoduleSize
+
+    measured = NoduleSize(500.0, 0.0, 13.0, 11.0, 0.0, "ground-glass")  # mean diameter 12 mm
+    given = clinical_model_scores(nodule({"diameter_mm": "12", "nodule_type": "non-solid"}), {})
+    assert clinical_model_scores(nodule({}), {}, measured) == given
+    assert clinical_model_scores(nodule({"nodule_type": ""}), {}, measured) == given
+    kept = clinical_model_scores(nodule({"diameter_mm": "25", "nodule_type": "solid"}), {}, measured)
+    assert kept == clinical_model_scores(nodule({"diameter_mm": "25", "nodule_type": "solid"}), {})
+
+
+def test_evaluate_measures_the_nodules_whose_diameter_cases_csv_leaves_out(synthetic_cohort, tmp_path):
+    import csv
+
+    from CSFNetLib.cohort_csv import read_cohort
+    from CSFNetLib.evaluation import score_clinical_models
+
+    with open(synthetic_cohort / "cases.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["image"] = str(synthetic_cohort / row["image"])
+        row["diameter_mm"] = row["nodule_type"] = ""
+    with open(tmp_path / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    given = read_cohort(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
+    measured = read_cohort(tmp_path / "cases.csv", synthetic_cohort / "clinical.csv")
+    with_facts, _ = score_clinical_models(given, given.cases)
+    from_scans, unscored = score_clinical_models(measured, measured.cases)
+    assert not unscored and not np.isnan(from_scans["Brock (PanCan)"]).any()
+    assert np.corrcoef(with_facts["Brock (PanCan)"], from_scans["Brock (PanCan)"])[0, 1] > 0.9

@@ -53,7 +53,8 @@ def main() -> int:
         extent = (-half, half, half, -half)
         figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=110)
         axis.imshow(hu[z], cmap="gray", vmin=-1350, vmax=150, extent=extent)
-        axis.contour(segmentation.whole[z], levels=[0.5], colors="yellow", linewidths=1.2, extent=extent, origin="upper")
+        axis.contour(segmentation.whole[z], levels=[0.5], colors="yellow", linewidths=1.2, extent=extent,
+                     origin="upper")
         if segmentation.solid[z].any():
             axis.contour(segmentation.solid[z], levels=[0.5], colors="red", linewidths=1.0, extent=extent,
                          origin="upper")

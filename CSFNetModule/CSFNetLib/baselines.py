@@ -7,10 +7,13 @@ clinical.csv row (docs/data-formats.md, "Clinical-model facts").
 """
 
 import math
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from .clinical import normalize_code
 from .records import NoduleCase
+
+if TYPE_CHECKING:
+    from .measure.size import NoduleSize
 
 NODULE_TYPES = ("solid", "part-solid", "non-solid")
 _BROCK_TYPE = {"solid": 0.0, "part-solid": 0.3769578, "non-solid": -0.1276173}
@@ -79,14 +82,21 @@ _NODULE_TYPES = {"solid": "solid", "part-solid": "part-solid", "partsolid": "par
                  "ggo": "non-solid"}
 
 
-def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str]) -> Dict[str, float]:
+def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str],
+                          measured: Optional["NoduleSize"] = None) -> Dict[str, float]:
     """Brock and Mayo probabilities from a nodule's T0 facts; a ValueError names a fact that is
     missing (diameter_mm) or not understood, rather than a default that would change the risk.
 
-    Missing patient facts take neutral values: age 62 (Brock's centre), male, no family history,
-    no emphysema, no prior cancer, ever smoker (as everyone in a screening cohort).
+    `measured` (the nodule measured in its T0 scan) stands in for `diameter_mm` and `nodule_type`
+    where cases.csv does not give them. Missing patient facts take neutral values: age 62 (Brock's
+    centre), male, no family history, no emphysema, no prior cancer, ever smoker (as everyone in a
+    screening cohort).
     """
-    facts = case.t0.extra
+    facts = dict(case.t0.extra)
+    if measured is not None:
+        for column, value in (("diameter_mm", f"{measured.diameter_mm:.1f}"), ("nodule_type", measured.type)):
+            if not facts.get(column, "").strip():
+                facts[column] = value
     diameter = _number(facts, "diameter_mm", float("nan"))
     if not diameter > 0:
         raise ValueError("no diameter_mm above 0 at T0")

@@ -12,6 +12,7 @@ only there).
 
 import csv
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
@@ -20,11 +21,16 @@ import numpy as np
 
 from .baselines import CLINICAL_MODELS, clinical_model_scores
 from .dataset import RoiSet
+from .images import read_image
 from .inference import Predictor
+from .measure.segmentation import measure_nodule
+from .measure.size import NoduleSize
 from .metrics import METRICS, bootstrap_intervals, classification_metrics
 from .paper import format_table
 from .records import Cohort, NoduleCase
 from .samples import iter_samples
+
+log = logging.getLogger(__name__)
 
 NETWORK_THRESHOLD = 0.5
 CLINICAL_THRESHOLD = 0.10
@@ -121,18 +127,33 @@ def score_networks(
 
 
 def score_clinical_models(cohort: Cohort, cases: Sequence[NoduleCase]) -> Tuple[Dict[str, np.ndarray], List[str]]:
-    """Brock and Mayo probabilities per case (NaN where a fact cannot be read), and why, per unscored case."""
+    """Brock and Mayo probabilities per case (NaN where a fact cannot be read), and why, per unscored case.
+
+    A nodule whose T0 row gives no `diameter_mm` or `nodule_type` is measured in its T0 scan for them.
+    """
     scores = {name: np.full(len(cases), np.nan) for name in CLINICAL_MODELS}
     unscored = []
     for i, case in enumerate(cases):
         try:
-            computed = clinical_model_scores(case, cohort.clinical.get(case.pid, {}))
+            computed = clinical_model_scores(case, cohort.clinical.get(case.pid, {}), _measured_if_needed(case))
         except ValueError as error:
             unscored.append(f"patient {case.pid} nodule {case.nodule}: {error}")
             continue
         for name, value in computed.items():
             scores[name][i] = value
     return scores, unscored
+
+
+def _measured_if_needed(case: NoduleCase) -> Optional[NoduleSize]:
+    """The nodule's size in its T0 scan when cases.csv lacks a fact the clinical models read; None otherwise
+    (or when it cannot be measured: the models then say which fact is missing)."""
+    if all(case.t0.extra.get(column, "").strip() for column in ("diameter_mm", "nodule_type")):
+        return None
+    try:
+        return measure_nodule(read_image(case.t0.image), case.t0.center_lps).size
+    except (ValueError, OSError, RuntimeError) as error:
+        log.warning("patient %s nodule %s: not measured for the clinical models: %s", case.pid, case.nodule, error)
+        return None
 
 
 def metric_rows(
