@@ -20,7 +20,7 @@ import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLTableNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper, parameterPack
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper, parameterPack
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -125,6 +125,7 @@ class CSFNetSettings:
     checkpointPath: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     showAttention: bool = True
+    intervalDays: Annotated[float, WithinRange(0.0, 10000.0)] = 0.0  # 0: unknown
 
 
 @parameterNodeWrapper
@@ -558,8 +559,8 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
                 slicer.mrmlScene, parameterNode.baselineVolume, parameterNode.followupVolume,
                 parameterNode.baselineFiducials, parameterNode.followupFiducials, clinical=clinical,
                 checkpoint=checkpoint, device=settings.device, attention=settings.showAttention,
-                same_position=samePosition, table=parameterNode.outputTable, progress=progress,
-                predictors=self._predictors)
+                same_position=samePosition, interval_days=settings.intervalDays or None,
+                table=parameterNode.outputTable, progress=progress, predictors=self._predictors)
         except UsageError as error:
             raise ValueError(error.worded(_panelOption)) from error
 
@@ -593,13 +594,23 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def showTable(table: "vtkMRMLTableNode") -> None:
-        """A layout with a table view, showing the results table."""
+        """A layout with a table view showing the results table, and a plot view with the nodules'
+        volumes over time when the run measured them."""
+        from CSFNetLib.scene.results_table import growth_chart
+
         layoutManager = slicer.app.layoutManager()
         if layoutManager is None:  # no main window (batch)
             return
-        layoutManager.setLayout(slicer.modules.tables.logic().GetLayoutWithTable(layoutManager.layout))
-        slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
-        slicer.app.applicationLogic().PropagateTableSelection()
+        applicationLogic = slicer.app.applicationLogic()
+        chart = growth_chart(table)
+        if chart is None:
+            layoutManager.setLayout(slicer.modules.tables.logic().GetLayoutWithTable(layoutManager.layout))
+        else:
+            layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
+            applicationLogic.GetSelectionNode().SetActivePlotChartID(chart.GetID())
+            applicationLogic.PropagatePlotChartSelection()
+        applicationLogic.GetSelectionNode().SetActiveTableID(table.GetID())
+        applicationLogic.PropagateTableSelection()
 
     @staticmethod
     def showNodule(table: "vtkMRMLTableNode", nodule: str, followupVolume: "vtkMRMLScalarVolumeNode",
@@ -718,6 +729,7 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         widget = self._panel()
         nodes = widget.logic.loadSampleData()
         self._choose(widget, nodes)
+        widget.ui.intervalDaysSpinBox.value = 588  # the sample's scans are 588 days apart
         self.assertTrue(widget.ui.applyButton.enabled)
         widget.ui.applyButton.click()
 
@@ -731,6 +743,14 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         self.assertIn("synthetic phantoms", widget.ui.statusLabel.text)
         self.assertEqual(widget.ui.noduleComboBox.currentText, "1")
         self.assertEqual(widget.ui.applyButton.text, "Apply")
+        # measured: a solid nodule growing from 10 to 30 mm in 588 days (VDT about 120 days)
+        self.assertFalse(rows[0]["measure_error"])
+        self.assertEqual((rows[0]["type"], rows[0]["growth_class"]), ("solid", "VDT < 400 d"))
+        self.assertGreater(rows[0]["diameter_mm"], 20.0)
+        from CSFNetLib.scene.results_table import growth_chart
+
+        self.assertIsNotNone(growth_chart(table))
+        self.assertEqual(slicer.app.layoutManager().layout, slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView)
 
         heat, labels = nodule_attention(table, "1", "T1")
         self.assertEqual(set(slicer.util.arrayFromVolume(labels).ravel().tolist()), {0, 1, 2, 3})

@@ -26,7 +26,7 @@ CODE = (MODULE / "CSFNet.py").read_text(encoding="utf-8")
 TREE = ast.parse(CODE)
 #: The widget class each kind of parameter binds to (Slicer's connectors match the exact type).
 WIDGET_FOR = {"bool": {"QCheckBox", "ctkCheckBox"}, "Choice": {"QComboBox", "ctkComboBox"},
-              "node": {"qMRMLNodeComboBox"}}
+              "node": {"qMRMLNodeComboBox"}, "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget"}}
 
 
 def decorated_classes(decorator: str):
@@ -66,7 +66,8 @@ def test_every_bound_widget_names_a_parameter_of_the_right_kind():
     assert bound
     for widget, name in bound:
         annotation = field_annotation(name)
-        kind = "Choice" if "Choice(" in annotation else "node" if annotation.startswith("vtkMRML") else annotation
+        kind = ("Choice" if "Choice(" in annotation else "node" if annotation.startswith("vtkMRML") else
+                "float" if annotation.startswith(("float", "Annotated[float")) else annotation)
         assert widget.get("class") in WIDGET_FOR[kind], (name, widget.get("class"), annotation)
         if kind == "node":
             types = [s.text for s in widget.find("property[@name='nodeTypes']").iter("string")]

@@ -43,6 +43,15 @@ def table_nodules(table) -> List[str]:
     return [column.GetValue(row) for row in range(table.GetNumberOfRows())]
 
 
+def growth_chart(table):
+    """The plot of the nodules' volumes over time a run made with its measurements (None when it measured none)."""
+    for i in range(table.GetNumberOfNodeReferences(MEASURE_ROLE)):
+        node = table.GetNthNodeReference(MEASURE_ROLE, i)
+        if node is not None and node.IsA("vtkMRMLPlotChartNode"):
+            return node
+    return None
+
+
 def nodule_attention(table, nodule: str, timepoint: str = "T1") -> Tuple[object, object]:
     """(heat volume, label map) of one nodule at "T0" or "T1" among the table's attention nodes."""
     wanted = {attention_name(nodule, timepoint, "heat"): 0, attention_name(nodule, timepoint, "labels"): 1}
