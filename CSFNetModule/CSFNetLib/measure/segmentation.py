@@ -37,6 +37,10 @@ SEARCH_MM = 3.0  # how far from the given point the nodule's core is looked for
 SOLID_HU = -300.0  # the solid component: Lung-RADS / Fleischner's soft-tissue attenuation starts about here
 GROUND_GLASS_RISE_HU = 100.0  # a seed must be this far above the lung to be a nodule at all
 BONE_HU = 200.0  # a seed brighter than this is bone or contrast, not a nodule
+#: Under SMALL_MM, partial volume lowers a solid nodule's peak below SOLID_HU: there a peak of at least
+#: SMALL_SOLID_HU is solid (a small ground-glass nodule, -750 to -450 HU, peaks lower), and its tissue is taken
+#: to be SOLID_TISSUE_HU where the peak is lower, for the partial-volume volume.
+SMALL_MM, SMALL_SOLID_HU, SOLID_TISSUE_HU = 6.0, -550.0, 0.0
 VESSEL_RADIUS_MM = 2.5  # a tube up to this thick, running on both ways, is a vessel (nodules under 5 mm on
                         # a vessel's axis are taken for the vessel: say so in the docs)
 _RAY_STEP_MM = 0.25
@@ -103,16 +107,28 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
     if core > BONE_HU:
         raise NoNoduleError(f"no nodule at {_mm(point)}: {core:.0f} HU is bone or contrast, not a nodule")
 
+    part_solid_possible = True
     for _pass in range(2):  # the second pass casts the rays from the first mask's centroid
-        whole, edge_hu, ground_glass, free_share, shell, local_lung, tube = _star_mask(smooth, seed, lung, core)
+        whole, edge_hu, ground_glass, free_share, shell, local_lung, tube = _star_mask(
+            smooth, seed, lung, core, part_solid_possible)
         if free_share < 0.25:
             raise NoNoduleError(f"no separable nodule at {_mm(point)}: most of what is there is vessel or wall")
         if tube:
             raise NoNoduleError(f"no nodule at {_mm(point)}: a vessel (tissue runs on both ways, "
                                 f"at most {2 * VESSEL_RADIUS_MM:g} mm across)")
         seed = np.argwhere(whole).mean(axis=0)
-    solid = _solid_part(whole, smooth, seed, core, ground_glass)
-    inner = core if np.isnan(ground_glass) else ground_glass  # the level of tissue that fills a voxel whole
+        # under SMALL_MM a ground-glass rim cannot be told from a solid nodule's blurred edge (and both are
+        # Lung-RADS 2): such a nodule is solid or ground glass, its level read at its centre (a click
+        # a millimetre off a 4 mm nodule lands on its edge)
+        part_solid_possible = _equivalent_diameter(whole) >= SMALL_MM
+        if not part_solid_possible:
+            core = max(core, float(np.median(smooth[_ball(seed, 1.0, smooth.shape)])))
+    solid_core = core >= SOLID_HU or (core >= SMALL_SOLID_HU and _equivalent_diameter(whole) < SMALL_MM)
+    solid = _solid_part(whole, smooth, seed, solid_core, ground_glass)
+    if np.isnan(ground_glass):  # the level of tissue that fills a voxel whole (a small nodule's peak does not)
+        inner = max(core, SOLID_TISSUE_HU) if solid_core else core
+    else:
+        inner = ground_glass
     tail = shell & ~whole & (smooth < edge_hu)  # the blurred edge's outer half; not a vessel or the wall beyond it
     share = np.clip((smooth[whole | tail] - local_lung) / max(inner - local_lung, 1.0), 0.0, 1.0)
     volume = float(share.sum()) * VOXEL_MM ** 3
@@ -163,12 +179,17 @@ def _seed(smooth: np.ndarray, point_zyx: np.ndarray, lung: float) -> Optional[np
     return near[np.argmin(np.linalg.norm(near - point_zyx, axis=1))].astype(float)
 
 
-def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float):
+def _equivalent_diameter(mask: np.ndarray) -> float:
+    """The diameter (mm) of the sphere as large as `mask`."""
+    return float((6.0 * mask.sum() * VOXEL_MM ** 3 / np.pi) ** (1.0 / 3.0))
+
+
+def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float, part_solid_possible: bool):
     """The whole nodule as seen by rays from `seed`, the edge and ground-glass levels, the free rays' share."""
     directions = _directions()
     radii = np.arange(0.0, REACH_MM - 1.0, _RAY_STEP_MM)
     profiles = _sample(smooth, seed[None, None, :] + directions[:, None, :] * radii[None, :, None] / VOXEL_MM)
-    edge_hu, ground_glass = _edge_level(profiles, radii, lung, core)
+    edge_hu, ground_glass = _edge_level(profiles, radii, lung, core, part_solid_possible)
     edges, free = _unblocked(_first_below(profiles, edge_hu, radii), directions)
     whole = _opened(_inside_rays(seed, edges, directions, smooth.shape) & (smooth >= edge_hu), _OPENING_MM)
     shell = _inside_rays(seed, np.where(free, edges + _PARTIAL_VOLUME_MM, edges), directions, smooth.shape)
@@ -191,7 +212,7 @@ def _is_tube(edges: np.ndarray, free: np.ndarray, directions: np.ndarray) -> boo
     return bool(np.mean(blocked[opposite]) >= 0.7)
 
 
-def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, core: float,
+def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, solid_core: bool,
                 ground_glass: float) -> np.ndarray:
     """The solid component: what of the nodule is at least SOLID_HU, without the vessels that cross it.
 
@@ -199,10 +220,10 @@ def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, core: f
     core (its vessel stubs opened off). In ground glass, the solid islands that stay inside the
     nodule: a vessel enters and leaves it, a solid core does not.
     """
-    if core >= SOLID_HU and np.isnan(ground_glass):
+    if solid_core and np.isnan(ground_glass):
         return whole
     candidates = whole & (smooth >= SOLID_HU)
-    if core >= SOLID_HU:
+    if solid_core:
         return _connected_to(_opened(candidates, _OPENING_MM), seed)
     labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(candidates.astype(np.uint8))))
     rim = whole & ~_eroded(whole, 1.0)
@@ -264,7 +285,8 @@ def _first_below(profiles: np.ndarray, level: float, radii: np.ndarray) -> np.nd
     return edges
 
 
-def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: float) -> Tuple[float, float]:
+def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: float,
+                part_solid_possible: bool = True) -> Tuple[float, float]:
     """The level at the whole nodule's edge, and the ground-glass level (nan when the nodule has none).
 
     A solid core whose rays, just past its edge, mostly stay well above the lung is part-solid: its
@@ -273,6 +295,8 @@ def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: floa
     half = (core + lung) / 2.0
     if core < SOLID_HU:
         return half, core  # ground glass throughout
+    if not part_solid_possible:
+        return half, float("nan")
     core_edges = _first_below(profiles, half, radii)
     step = radii[1] - radii[0]
     plateau = []
