@@ -66,6 +66,16 @@ def test_part_solid_and_ground_glass_nodules_are_typed_with_their_solid_part():
     assert hazy.type == "ground-glass" and hazy.solid_volume_mm3 == 0 and abs(hazy.diameter_mm - 14.0) <= 1.0
 
 
+@pytest.mark.parametrize("thickness", [1.0, 2.0])
+def test_a_small_part_solid_nodule_with_a_thin_rim_is_part_solid(thickness):
+    """A 9 mm ground-glass nodule around a 3.5 mm solid core: the rim is too thin for a plateau."""
+    phantom = chest((0.7, 0.7, thickness))
+    centre = phantom.centre_lps
+    phantom.paint_sphere(centre, 4.5, -550.0).paint_sphere(centre, 1.75, 30.0)
+    size = measure_nodule(scan(phantom), centre).size
+    assert size.type == "part-solid" and abs(size.diameter_mm - 9.0) <= 1.2 and 0 < size.solid_diameter_mm < 4.5
+
+
 def test_a_nodule_is_separated_from_the_chest_wall_and_from_a_vessel():
     phantom = chest((0.7, 0.7, 1.25))
     centre = phantom.centre_lps

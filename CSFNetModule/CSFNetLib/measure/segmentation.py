@@ -41,6 +41,7 @@ BONE_HU = 200.0  # a seed brighter than this is bone or contrast, not a nodule
 #: SMALL_SOLID_HU is solid (a small ground-glass nodule, -750 to -450 HU, peaks lower), and its tissue is taken
 #: to be SOLID_TISSUE_HU where the peak is lower, for the partial-volume volume.
 SMALL_MM, SMALL_SOLID_HU, SOLID_TISSUE_HU = 6.0, -550.0, 0.0
+RIM_REFERENCE_HU, RIM_VOLUME_RATIO = -600.0, 4.0  # a ground-glass rim too thin for a plateau (`_thin_rim`)
 VESSEL_RADIUS_MM = 2.5  # a tube up to this thick, running on both ways, is a vessel (nodules under 5 mm on
                         # a vessel's axis are taken for the vessel: say so in the docs)
 _RAY_STEP_MM = 0.25
@@ -320,7 +321,31 @@ def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: floa
     if len(values) and len(rising) > 0.5 * len(values):
         ground_glass = float(np.median(rising))
         return (ground_glass + lung) / 2.0, ground_glass
-    return half, float("nan")
+    rim = _thin_rim(profiles, radii, lung, core_edges)
+    return rim if rim is not None else (half, float("nan"))
+
+
+def _thin_rim(profiles: np.ndarray, radii: np.ndarray, lung: float, core_edges: np.ndarray):
+    """(edge level, ground-glass level) of a ground-glass rim too thin for a plateau, or None.
+
+    A small solid core in ground glass: the lung is reached, at the edge level of ground glass of
+    RIM_REFERENCE_HU, in a volume RIM_VOLUME_RATIO times the core's; a blurred solid nodule's edge
+    adds far less (about twice the volume for a 6 mm nodule, less for larger ones).
+    """
+    rim_edges = _first_below(profiles, lung + 0.5 * (RIM_REFERENCE_HU - lung), radii)
+    finite = np.isfinite(core_edges) & np.isfinite(rim_edges) & (core_edges > 0)
+    if finite.mean() < 0.5:
+        return None
+    if (np.median(rim_edges[finite]) / np.median(core_edges[finite])) ** 3 < RIM_VOLUME_RATIO:
+        return None
+    step = radii[1] - radii[0]
+    parts = [profile[int(a / step) + 1:int(b / step)] for profile, a, b in
+             zip(profiles[finite], core_edges[finite] + 0.5, rim_edges[finite] - 0.5) if b > a + step]
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    if len(values) == 0:
+        return None
+    ground_glass = float(np.median(values))
+    return (ground_glass + lung) / 2.0, ground_glass
 
 
 def _unblocked(edges: np.ndarray, directions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
