@@ -203,3 +203,27 @@ def test_csfnet_measure_writes_a_row_per_nodule_per_scan_masks_on_the_nodules_an
         centre = np.array([float(row[axis]) for axis in "xyz"])
         assert np.linalg.norm(np.array(stats.GetCentroid(1)) - centre) < 1.5  # the mask sits on the nodule
     assert csfnet(["measure", "--cases", str(cases), "--out", str(out)]) == 2  # never overwritten unasked
+
+
+def test_growth_and_lung_rads_at_each_scan_are_against_the_last_measured_scan_over_four_scans():
+    from types import SimpleNamespace
+
+    from CSFNetLib.measure.cohort import ScanMeasurement, nodule_rows
+    from CSFNetLib.measure.segmentation import NoduleMeasurement
+
+    def measured(diameter):
+        segmentation = SimpleNamespace(centre_lps=np.zeros(3), flags=())
+        return NoduleMeasurement(segmentation, size(diameter))  # type: ignore[arg-type]
+
+    scans = [ScanMeasurement("T0", 0.0, measured(5.0)), ScanMeasurement("T1", 180.0, measured(7.0)),
+             ScanMeasurement("T2", 360.0, "no nodule at (0.0, 0.0, 0.0) mm LPS: only lung within 3 mm"),
+             ScanMeasurement("T3", 540.0, measured(9.0))]
+    rows = nodule_rows("P1", "1", scans)
+    assert [row["timepoint"] for row in rows] == ["T0", "T1", "T2", "T3"]
+    assert rows[0]["lung_rads"] == "2" and rows[0]["vdt_days"] == ""  # baseline: size only
+    assert rows[1]["lung_rads"] == "4A" and rows[1]["growth_mm"] == 2.0  # grew 2 mm in 180 days, under 8 mm
+    assert rows[1]["vdt_days"] == round(volume_doubling_days(sphere_mm3(5.0), sphere_mm3(7.0), 180.0))
+    assert "only lung" in rows[2]["error"] and rows[2]["volume_mm3"] == ""
+    # against the last scan where it was measured (T1, 360 days before), not the failed one
+    assert rows[3]["lung_rads"] == "4B" and rows[3]["growth_mm"] == 2.0
+    assert rows[3]["vdt_days"] == round(volume_doubling_days(sphere_mm3(7.0), sphere_mm3(9.0), 360.0))

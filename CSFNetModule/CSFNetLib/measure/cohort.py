@@ -105,7 +105,7 @@ class ScanMeasurement:
 
 def nodule_rows(pid: str, nodule: str, scans: Sequence[ScanMeasurement]) -> List[Dict[str, object]]:
     """The measurements.csv rows of one nodule over its scans in time order; growth (VDT, diameter change, BTS
-    class) and the Lung-RADS category at each scan are against the scan before it."""
+    class) and the Lung-RADS category at each scan are against the last earlier scan where it was measured."""
     rows: List[Dict[str, object]] = []
     previous: Optional[ScanMeasurement] = None
     for scan in scans:
