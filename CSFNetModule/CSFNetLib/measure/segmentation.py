@@ -1,21 +1,23 @@
 """One nodule's 3-D mask from a point on it: the whole nodule (solid and ground glass) and its solid part.
 
-Method (every length in mm, every level in HU, so any spacing, orientation or slice thickness):
+Method (every length in mm, every level in HU, so any spacing, orientation or slice thickness; the
+full account, with its figures, is docs/measurement.md):
 1. The scan around the point is resampled (linear) onto an analysis grid of 0.5 mm cubes aligned with
    the patient's axes, and lightly smoothed (sigma 0.5 mm) against noise.
 2. Levels: the lung's (the median of what is below -600 HU around the point) and the nodule's core (the
-   median within 1 mm of the brightest voxel within 3 mm of the point, which becomes the seed). A seed
-   less than 100 HU above the lung means no nodule at that point; one above 200 HU is bone or contrast.
+   median within 1 mm of the seed: the point when it is on tissue, else the nearest tissue within 3 mm).
+   Only lung there means no nodule; a core above 200 HU is bone or contrast.
 3. Rays from the seed in 1,800 directions: each ray's edge is where its profile falls below the
    half-way level between the nodule and the lung (partial volume puts the true edge there). A solid
-   core followed on most rays by a ground-glass plateau makes the nodule part-solid, and the whole
-   nodule's edge is then the half-way level between the plateau and the lung.
-4. Rays that never reach the lung within 2.2 times the median edge distance run into a vessel or the
-   chest wall: they take the edge of the free rays around them (the median of their 48 nearest free
-   rays). This separates juxtavascular and juxtapleural nodules, which are assumed roughly star-shaped
-   around their seed; a nodule that is mostly wall contact (fewer than a quarter of its rays free) is refused.
+   core with a ground-glass plateau, or a thin rim, around it makes the nodule part-solid, and the
+   whole nodule's edge is then the half-way level between that ground glass and the lung. The rays are
+   cast again from the first mask's centroid.
+4. Rays whose edge lies beyond 1.5 times the median edge run into a vessel or the chest wall: they take
+   the median edge of their 48 nearest free rays, and a 1 mm opening cuts vessel stubs. A nodule with
+   fewer than a quarter of its rays free is refused, as is a thin tube running on both ways (a vessel).
 5. The mask is every voxel inside the rays' edges whose level is above the edge level, connected to the
-   seed; the solid part is what of it is at least -300 HU (SOLID_HU).
+   seed; the solid part is what of it is at least -300 HU (SOLID_HU), without vessels crossing it. The
+   volume counts each voxel's share of nodule tissue at and just beyond the edge (partial volume).
 
 Limits: nodules are assumed star-shaped around the seed (cavities and very irregular shapes are
 under-segmented), at most 40 mm across; a nodule cut by the scan's edge is flagged, not refused.
@@ -124,7 +126,7 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
         part_solid_possible = _equivalent_diameter(whole) >= SMALL_MM
         if not part_solid_possible:
             core = max(core, float(np.median(smooth[_ball(seed, 1.0, smooth.shape)])))
-    solid_core = core >= SOLID_HU or (core >= SMALL_SOLID_HU and _equivalent_diameter(whole) < SMALL_MM)
+    solid_core = core >= SOLID_HU or (core >= SMALL_SOLID_HU and not part_solid_possible)
     solid = _solid_part(whole, smooth, seed, solid_core, ground_glass)
     if np.isnan(ground_glass):  # the level of tissue that fills a voxel whole (a small nodule's peak does not)
         inner = max(core, SOLID_TISSUE_HU) if solid_core else core
@@ -139,9 +141,8 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
         flags.append("cut by the scan's edge: volume and diameters are too small")
     if free_share < 0.9:
         flags.append(f"attached ({100 * (1 - free_share):.0f} % of its surface to a vessel or the wall)")
-    centroid_zyx = np.argwhere(whole).mean(axis=0)
-    return NoduleSegmentation(grid, whole, solid, grid.index_zyx_to_lps(centroid_zyx), (lung, ground_glass, core),
-                              volume, tuple(flags))
+    return NoduleSegmentation(grid, whole, solid, grid.index_zyx_to_lps(seed), (lung, ground_glass, core),
+                              volume, tuple(flags))  # the seed is the mask's centroid after the last pass
 
 
 def _mm(point: np.ndarray) -> str:
@@ -194,11 +195,8 @@ def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float, p
     edges, free = _unblocked(_first_below(profiles, edge_hu, radii), directions)
     whole = _opened(_inside_rays(seed, edges, directions, smooth.shape) & (smooth >= edge_hu), _OPENING_MM)
     shell = _inside_rays(seed, np.where(free, edges + _PARTIAL_VOLUME_MM, edges), directions, smooth.shape)
-    step = radii[1] - radii[0]
-    beyond = [profile[int((edge + 2.0) / step):int((edge + 4.0) / step)] for profile, edge in zip(profiles[free],
-                                                                                                edges[free])]
-    around = np.concatenate(beyond) if beyond else np.array([lung])
-    local_lung = float(np.median(around)) if around.size else lung  # the lung just around the nodule
+    around = _windows(profiles[free], edges[free] + 2.0, 2.0)  # the lung just around the nodule
+    local_lung = float(np.nanmedian(around)) if np.isfinite(around).any() else lung
     return (_connected_to(whole, seed), edge_hu, ground_glass, float(free.mean()), shell, min(local_lung, edge_hu),
             _is_tube(edges, free, directions))
 
@@ -310,13 +308,10 @@ def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: floa
     if not part_solid_possible:
         return half, float("nan")
     core_edges = _first_below(profiles, half, radii)
-    step = radii[1] - radii[0]
     finite = np.isfinite(core_edges)
-    starts = ((core_edges[finite] + 1.0) / step).astype(int)[:, None] + np.arange(int(1.5 / step))[None, :]
-    inside = starts < profiles.shape[1]  # a window running off the ray's end is cut short
-    windows = np.where(inside, np.take_along_axis(profiles[finite], np.minimum(starts, profiles.shape[1] - 1),
-                                                  axis=1), np.nan)
-    values = np.nanmedian(windows[inside.any(axis=1)], axis=1) if inside.any() else np.zeros(0)
+    windows = _windows(profiles[finite], core_edges[finite] + 1.0, 1.5)
+    kept = np.isfinite(windows).any(axis=1)
+    values = np.nanmedian(windows[kept], axis=1) if kept.any() else np.zeros(0)
     rising = values[values > lung + 1.5 * GROUND_GLASS_RISE_HU]
     if len(values) and len(rising) > 0.5 * len(values):
         ground_glass = float(np.median(rising))
@@ -338,7 +333,7 @@ def _thin_rim(profiles: np.ndarray, radii: np.ndarray, lung: float, core_edges: 
         return None
     if (np.median(rim_edges[finite]) / np.median(core_edges[finite])) ** 3 < RIM_VOLUME_RATIO:
         return None
-    step = radii[1] - radii[0]
+    step = _RAY_STEP_MM
     parts = [profile[int(a / step) + 1:int(b / step)] for profile, a, b in
              zip(profiles[finite], core_edges[finite] + 0.5, rim_edges[finite] - 0.5) if b > a + step]
     values = np.concatenate(parts) if parts else np.zeros(0)
@@ -346,6 +341,14 @@ def _thin_rim(profiles: np.ndarray, radii: np.ndarray, lung: float, core_edges: 
         return None
     ground_glass = float(np.median(values))
     return (ground_glass + lung) / 2.0, ground_glass
+
+
+def _windows(profiles: np.ndarray, starts_mm: np.ndarray, length_mm: float) -> np.ndarray:
+    """Each ray's samples from its `starts_mm` on, over `length_mm`; nan where the window runs off the ray."""
+    starts = (starts_mm / _RAY_STEP_MM).astype(int)[:, None] + np.arange(int(length_mm / _RAY_STEP_MM))[None, :]
+    inside = starts < profiles.shape[1]
+    values = np.take_along_axis(profiles, np.minimum(starts, profiles.shape[1] - 1), axis=1)
+    return np.where(inside, values, np.nan)
 
 
 def _unblocked(edges: np.ndarray, directions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -96,8 +96,8 @@ def compute_scene(
     attention: bool,
     pair_by: PairBy,
     same_position: bool,
-    measure: bool = False,
-    interval_days: Optional[float] = None,
+    measure: bool,
+    interval_days: Optional[float],
     progress: Optional[Progress],
     predictors: PredictorCache,
 ) -> SceneResult:

@@ -4,7 +4,7 @@ The numbers themselves go into the results table (`results_table`); the nodes ma
 referenced from it, so a rerun removes and remakes them as it does the attention maps.
 """
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import vtk
@@ -37,10 +37,10 @@ def measure_nodules(volumes: Sequence[CTVolume], nodules: Sequence[NodulePair], 
             centre = ras_to_lps(position)
             corners = centre + REACH_MM * np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
             try:
-                result: object = measure_nodule(volume.image_around(corners), centre)
+                result: Union[NoduleMeasurement, str] = measure_nodule(volume.image_around(corners), centre)
             except ValueError as exc:
                 result = str(exc)
-            scans.append(ScanMeasurement(TIMEPOINTS[t], days[t], result))  # type: ignore[arg-type]
+            scans.append(ScanMeasurement(TIMEPOINTS[t], days[t], result))
         measured.append(scans)
     return measured
 
