@@ -22,6 +22,7 @@ from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather
 from .errors import ResultsExist, UnusableOptions
 from .inference import Predictor
+from .measure.cohort import check_target as check_measurements_target
 from .measure.cohort import write_measurements
 from .nlst_cmst import iter_nlst_cmst
 from .options import DEFAULT_ATTENTION_METHOD, AttentionMethod, Precision
@@ -143,8 +144,7 @@ def _check_options(*, precision: str, attention: Optional[AttentionOutput], resu
         if resume:
             raise UnusableOptions("{measurements} is written by a whole run: rerun with {overwrite} instead of "
                                   "{resume}")
-        if Path(measurements).exists() and not overwrite:
-            raise ResultsExist("{path} exists; pass {overwrite} to replace it", path=measurements)
+        check_measurements_target(measurements, overwrite=overwrite)
     if resume and ranks.several:
         raise UnusableOptions("{resume} continues a run of one process; rerun the {distributed} prediction whole")
     if ranks.several and nlst_cmst_rois is not None:

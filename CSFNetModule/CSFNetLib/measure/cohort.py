@@ -39,10 +39,9 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
                    overwrite: bool = False, progress: Optional[Callable[[str], None]] = None) -> MeasureCounts:
     """Measure every nodule of `cases_csv` at both scans into `out` (written whole at the end)."""
     out, masks = Path(out), Path(masks_dir) if masks_dir is not None else None
-    if out.exists() and not overwrite:
-        raise ResultsExist("{out} exists; pass {overwrite} to replace it", out=out)
-    if out.is_dir() or (masks is not None and masks.exists() and not masks.is_dir()):
-        raise ValueError(f"{out if out.is_dir() else masks}: not a file name for results / not a folder for masks")
+    check_target(out, overwrite=overwrite)
+    if masks is not None and masks.exists() and not masks.is_dir():
+        raise ValueError(f"{masks}: not a folder for masks")
     cohort = read_cohort(cases_csv)
     if masks is not None:
         masks.mkdir(parents=True, exist_ok=True)
@@ -63,6 +62,15 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
     write_measurements(out, rows)
     measured = sum(1 for row in rows if not row["error"])
     return MeasureCounts(measured, len(rows) - measured)
+
+
+def check_target(out: PathLike, *, overwrite: bool) -> None:
+    """Refuse, before any work, a measurements.csv that would replace a file unasked, or a folder."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"{out}: a folder, not a file name for measurements")
+    if out.exists() and not overwrite:
+        raise ResultsExist("{out} exists; pass {overwrite} to replace it", out=out)
 
 
 def write_measurements(out: PathLike, rows: List[Dict[str, object]]) -> None:
