@@ -227,3 +227,22 @@ def test_growth_and_lung_rads_at_each_scan_are_against_the_last_measured_scan_ov
     # against the last scan where it was measured (T1, 360 days before), not the failed one
     assert rows[3]["lung_rads"] == "4B" and rows[3]["growth_mm"] == 2.0
     assert rows[3]["vdt_days"] == round(volume_doubling_days(sphere_mm3(7.0), sphere_mm3(9.0), 360.0))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--no-measure"], "--measurements asks for the nodules' measurements, but measuring is switched off"),
+    (["--resume"], "--measurements is written by a whole run: rerun with --overwrite instead of --resume"),
+    (["--nlst-cmst", "rois"], "--measurements needs scans to measure; pre-cut --nlst-cmst ROIs have none"),
+    ([], "measurements.csv exists; pass --overwrite to replace it"),
+    ("folder", "a folder, not a file name for measurements"),
+])
+def test_predict_refuses_a_measurements_file_it_cannot_write_before_any_work(synthetic_cohort, tmp_path, capsys,
+                                                                              extra, message):
+    target = tmp_path / ("measurements" if extra == "folder" else "measurements.csv")
+    target.mkdir() if extra == "folder" else target.write_text("kept\n", encoding="utf-8")
+    out = tmp_path / "results.csv"
+    args = ["predict", "--cases", str(synthetic_cohort / "cases.csv"), "--out", str(out), "--device", "cpu",
+            "--measurements", str(target), *([] if extra == "folder" else extra)]
+    assert csfnet(args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and (target.is_dir() or target.read_text(encoding="utf-8") == "kept\n")
