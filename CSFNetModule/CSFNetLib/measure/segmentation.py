@@ -9,15 +9,19 @@ full account, with its figures, is docs/measurement.md):
    Only lung there means no nodule; a core above 200 HU is bone or contrast.
 3. Rays from the seed in 1,800 directions: each ray's edge is where its profile falls below the
    half-way level between the nodule and the lung (partial volume puts the true edge there). A solid
-   core with a ground-glass plateau, or a thin rim, around it makes the nodule part-solid, and the
-   whole nodule's edge is then the half-way level between that ground glass and the lung. The rays are
-   cast again from the first mask's centroid.
+   core with a ground-glass plateau around it, or a rim too thin for a plateau (its edge falls more
+   slowly than blur alone allows), makes the nodule part-solid, and the whole nodule's edge is then
+   the half-way level between that ground glass and the lung. So does ground glass whose peak stands
+   CORE_RISE_HU above its plateau (a core of 2-3 mm that blur holds under SOLID_HU). The rays are cast
+   again from the first mask's centroid, the core's level read again there.
 4. Rays whose edge lies beyond 1.5 times the median edge run into a vessel or the chest wall: they take
    the median edge of their 48 nearest free rays, and a 1 mm opening cuts vessel stubs. A nodule with
    fewer than a quarter of its rays free is refused, as is a thin tube running on both ways (a vessel).
 5. The mask is every voxel inside the rays' edges whose level is above the edge level, connected to the
-   seed; the solid part is what of it is at least -300 HU (SOLID_HU), without vessels crossing it. The
-   volume counts each voxel's share of nodule tissue at and just beyond the edge (partial volume).
+   seed; the solid part is what of it is at least -300 HU (SOLID_HU; for a core that blur holds under
+   it, half-way between its peak and the ground glass), without vessels crossing it. The volume counts
+   each voxel's share of nodule tissue at and just beyond the edge (partial volume), the ground glass's
+   level read inside the mask clear of its edge and of the solid part.
 
 Limits: nodules are assumed star-shaped around the seed (cavities and very irregular shapes are
 under-segmented), at most 40 mm across; a nodule cut by the scan's edge is flagged, not refused.
@@ -43,7 +47,12 @@ BONE_HU = 200.0  # a seed brighter than this is bone or contrast, not a nodule
 #: SMALL_SOLID_HU is solid (a small ground-glass nodule, -750 to -450 HU, peaks lower), and its tissue is taken
 #: to be SOLID_TISSUE_HU where the peak is lower, for the partial-volume volume.
 SMALL_MM, SMALL_SOLID_HU, SOLID_TISSUE_HU = 6.0, -550.0, 0.0
-RIM_REFERENCE_HU, RIM_VOLUME_RATIO = -600.0, 4.0  # a ground-glass rim too thin for a plateau (`_thin_rim`)
+#: A solid core whose peak stays under FULL_PEAK_HU is small enough for partial volume to lower it: there a
+#: ground-glass rim too thin for a plateau shows as an edge that falls slowly (`_thin_rim`). A blurred solid
+#: edge falls from half its height to a fifth within 0.84 sigma of the blur, under 0.9 mm at clinical blur
+#: (sigma <= 1 mm with the 0.5 mm smoothing); a rim holds it up longer than RIM_GAP_MM.
+FULL_PEAK_HU, RIM_GAP_MM = -100.0, 1.0
+CORE_RISE_HU = 150.0  # a peak this far above the ground glass around it is a solid core, however small
 VESSEL_RADIUS_MM = 2.5  # a tube up to this thick, running on both ways, is a vessel (nodules under 5 mm on
                         # a vessel's axis are taken for the vessel: say so in the docs)
 _RAY_STEP_MM = 0.25
@@ -110,28 +119,24 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
     if core > BONE_HU:
         raise NoNoduleError(f"no nodule at {_mm(point)}: {core:.0f} HU is bone or contrast, not a nodule")
 
-    part_solid_possible = True
     for _pass in range(2):  # the second pass casts the rays from the first mask's centroid
-        whole, edge_hu, ground_glass, free_share, shell, local_lung, tube = _star_mask(
-            smooth, seed, lung, core, part_solid_possible)
+        whole, edge_hu, ground_glass, free_share, shell, local_lung, tube = _star_mask(smooth, seed, lung, core)
         if free_share < 0.25:
             raise NoNoduleError(f"no separable nodule at {_mm(point)}: most of what is there is vessel or wall")
         if tube:
             raise NoNoduleError(f"no nodule at {_mm(point)}: a vessel (tissue runs on both ways, "
                                 f"at most {2 * VESSEL_RADIUS_MM:g} mm across)")
         seed = np.argwhere(whole).mean(axis=0)
-        # under SMALL_MM a ground-glass rim cannot be told from a solid nodule's blurred edge (and both are
-        # Lung-RADS 2): such a nodule is solid or ground glass, its level read at its centre (a click
-        # a millimetre off a 4 mm nodule lands on its edge)
-        part_solid_possible = _equivalent_diameter(whole) >= SMALL_MM
-        if not part_solid_possible:
-            core = max(core, float(np.median(smooth[_ball(seed, 1.0, smooth.shape)])))
-    solid_core = core >= SOLID_HU or (core >= SMALL_SOLID_HU and not part_solid_possible)
-    solid = _solid_part(whole, smooth, seed, solid_core, ground_glass)
+        # the core's level read again at the nodule's centre: a click a millimetre off a small nodule, or off
+        # a small solid core, lands on its edge
+        core = max(core, float(np.median(smooth[_ball(seed, 1.0, smooth.shape)])))
+    small = _equivalent_diameter(whole) < SMALL_MM
+    solid_core = core >= SOLID_HU or (core >= SMALL_SOLID_HU and small)
+    solid = _solid_part(whole, smooth, seed, solid_core, ground_glass, _solid_level(core, ground_glass))
     if np.isnan(ground_glass):  # the level of tissue that fills a voxel whole (a small nodule's peak does not)
         inner = max(core, SOLID_TISSUE_HU) if solid_core else core
     else:
-        inner = ground_glass
+        inner = _ground_glass_inside(whole, solid, smooth, ground_glass)
     tail = shell & ~whole & (smooth < edge_hu)  # the blurred edge's outer half; not a vessel or the wall beyond it
     share = np.clip((smooth[whole | tail] - local_lung) / max(inner - local_lung, 1.0), 0.0, 1.0)
     volume = float(share.sum()) * VOXEL_MM ** 3
@@ -186,12 +191,12 @@ def _equivalent_diameter(mask: np.ndarray) -> float:
     return float((6.0 * mask.sum() * VOXEL_MM ** 3 / np.pi) ** (1.0 / 3.0))
 
 
-def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float, part_solid_possible: bool):
+def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float):
     """The whole nodule as seen by rays from `seed`, the edge and ground-glass levels, the free rays' share."""
     directions = _directions()
     radii = np.arange(0.0, REACH_MM - 1.0, _RAY_STEP_MM)
     profiles = _sample(smooth, seed[None, None, :] + directions[:, None, :] * radii[None, :, None] / VOXEL_MM)
-    edge_hu, ground_glass = _edge_level(profiles, radii, lung, core, part_solid_possible)
+    edge_hu, ground_glass = _edge_level(profiles, radii, lung, core, directions)
     edges, free = _unblocked(_first_below(profiles, edge_hu, radii), directions)
     whole = _opened(_inside_rays(seed, edges, directions, smooth.shape) & (smooth >= edge_hu), _OPENING_MM)
     shell = _inside_rays(seed, np.where(free, edges + _PARTIAL_VOLUME_MM, edges), directions, smooth.shape)
@@ -211,9 +216,24 @@ def _is_tube(edges: np.ndarray, free: np.ndarray, directions: np.ndarray) -> boo
     return bool(np.mean(blocked[opposite]) >= 0.7)
 
 
+def _ground_glass_inside(whole: np.ndarray, solid: np.ndarray, smooth: np.ndarray, estimate: float) -> float:
+    """The ground glass's level read inside the mask, a millimetre clear of its edge and of the solid part
+    (the profile's `estimate` where too little of it is clear of both)."""
+    clear = _eroded(whole, 1.0) & ~_dilated(solid, 1.0)
+    return float(np.median(smooth[clear])) if clear.sum() * VOXEL_MM ** 3 >= 4.0 else estimate
+
+
+def _solid_level(core: float, ground_glass: float) -> float:
+    """Where the solid component ends: SOLID_HU, or half-way between a small core's peak and the ground
+    glass around it when partial volume holds the peak under solid attenuation (a core of 2 to 4 mm)."""
+    if np.isnan(ground_glass) or core - ground_glass < CORE_RISE_HU:
+        return SOLID_HU
+    return min(SOLID_HU, (core + ground_glass) / 2.0)
+
+
 def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, solid_core: bool,
-                ground_glass: float) -> np.ndarray:
-    """The solid component: what of the nodule is at least SOLID_HU, without the vessels that cross it.
+                ground_glass: float, level: float) -> np.ndarray:
+    """The solid component: what of the nodule is at least `level`, without the vessels that cross it.
 
     A solid nodule is its own solid component. In a part-solid one, the part connected to the solid
     core (its vessel stubs opened off). In ground glass, the solid islands that stay inside the
@@ -221,7 +241,7 @@ def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, solid_c
     """
     if solid_core and np.isnan(ground_glass):
         return whole
-    candidates = whole & (smooth >= SOLID_HU)
+    candidates = whole & (smooth >= level)
     if solid_core:
         return _connected_to(_opened(candidates, _OPENING_MM), seed)
     labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(candidates.astype(np.uint8))))
@@ -232,6 +252,10 @@ def _solid_part(whole: np.ndarray, smooth: np.ndarray, seed: np.ndarray, solid_c
 
 def _eroded(mask: np.ndarray, radius_mm: float) -> np.ndarray:
     return _morphology(mask, radius_mm, sitk.BinaryErode)
+
+
+def _dilated(mask: np.ndarray, radius_mm: float) -> np.ndarray:
+    return _morphology(mask, radius_mm, sitk.BinaryDilate)
 
 
 def _opened(mask: np.ndarray, radius_mm: float) -> np.ndarray:
@@ -296,17 +320,20 @@ def _first_below(profiles: np.ndarray, level: float, radii: np.ndarray) -> np.nd
 
 
 def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: float,
-                part_solid_possible: bool = True) -> Tuple[float, float]:
+                directions: np.ndarray) -> Tuple[float, float]:
     """The level at the whole nodule's edge, and the ground-glass level (nan when the nodule has none).
 
-    A solid core whose rays, just past its edge, mostly stay well above the lung is part-solid: its
-    edge is half-way between that ground-glass plateau and the lung.
+    A solid core whose rays, just past its edge, mostly stay well above the lung is part-solid (as is
+    a small core in a rim too thin for that, `_thin_rim`): its edge is half-way between that ground
+    glass and the lung. Ground glass is read on its plateau, not at its peak.
     """
     half = (core + lung) / 2.0
-    if core < SOLID_HU:
-        return half, core  # ground glass throughout
-    if not part_solid_possible:
-        return half, float("nan")
+    if core < SOLID_HU:  # ground glass; where its plateau lies well below its peak, around a tiny solid core
+        across = _across_slices(profiles, directions)
+        fifth_edges = _first_below(across, lung + 0.2 * (core - lung), radii)
+        plateau = _shoulder(across, np.full(len(across), 1.0), fifth_edges)  # past the core's 1 mm ball
+        ground_glass = plateau if core - plateau >= CORE_RISE_HU else core
+        return (ground_glass + lung) / 2.0, ground_glass
     core_edges = _first_below(profiles, half, radii)
     finite = np.isfinite(core_edges)
     windows = _windows(profiles[finite], core_edges[finite] + 1.0, 1.5)
@@ -314,33 +341,48 @@ def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: floa
     values = np.nanmedian(windows[kept], axis=1) if kept.any() else np.zeros(0)
     rising = values[values > lung + 1.5 * GROUND_GLASS_RISE_HU]
     if len(values) and len(rising) > 0.5 * len(values):
-        ground_glass = float(np.median(rising))
+        across = _across_slices(profiles, directions)
+        outer_edges = _first_below(across, (float(np.median(rising)) + lung) / 2.0, radii)
+        ground_glass = _shoulder(across, _first_below(across, half, radii), outer_edges)
         return (ground_glass + lung) / 2.0, ground_glass
-    rim = _thin_rim(profiles, radii, lung, core_edges)
-    return rim if rim is not None else (half, float("nan"))
+    if core < FULL_PEAK_HU:
+        rim = _thin_rim(profiles, radii, lung, core, directions)
+        if rim is not None:
+            return rim
+    return half, float("nan")
 
 
-def _thin_rim(profiles: np.ndarray, radii: np.ndarray, lung: float, core_edges: np.ndarray):
+def _thin_rim(profiles: np.ndarray, radii: np.ndarray, lung: float, core: float, directions: np.ndarray):
     """(edge level, ground-glass level) of a ground-glass rim too thin for a plateau, or None.
 
-    A small solid core in ground glass: the lung is reached, at the edge level of ground glass of
-    RIM_REFERENCE_HU, in a volume RIM_VOLUME_RATIO times the core's; a blurred solid nodule's edge
-    adds far less (about twice the volume for a 6 mm nodule, less for larger ones).
+    Read on the rays across the slices (the thinnest blur): a median fall from half the core's height
+    above the lung to a fifth over more than RIM_GAP_MM is a rim, not a blurred solid edge. The ground
+    glass is where the rays' median profile falls slowest between those two crossings.
     """
-    rim_edges = _first_below(profiles, lung + 0.5 * (RIM_REFERENCE_HU - lung), radii)
-    finite = np.isfinite(core_edges) & np.isfinite(rim_edges) & (core_edges > 0)
-    if finite.mean() < 0.5:
+    across = _across_slices(profiles, directions)
+    half_edges = _first_below(across, (core + lung) / 2.0, radii)
+    fifth_edges = _first_below(across, lung + 0.2 * (core - lung), radii)
+    finite = np.isfinite(half_edges) & np.isfinite(fifth_edges)
+    if finite.mean() < 0.5 or np.median(fifth_edges[finite] - half_edges[finite]) <= RIM_GAP_MM:
         return None
-    if (np.median(rim_edges[finite]) / np.median(core_edges[finite])) ** 3 < RIM_VOLUME_RATIO:
-        return None
-    step = _RAY_STEP_MM
-    parts = [profile[int(a / step) + 1:int(b / step)] for profile, a, b in
-             zip(profiles[finite], core_edges[finite] + 0.5, rim_edges[finite] - 0.5) if b > a + step]
-    values = np.concatenate(parts) if parts else np.zeros(0)
-    if len(values) == 0:
-        return None
-    ground_glass = float(np.median(values))
+    ground_glass = _shoulder(across, half_edges, fifth_edges)
     return (ground_glass + lung) / 2.0, ground_glass
+
+
+def _across_slices(profiles: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """The rays within about 17 degrees of the slice plane: the least blurred (slices are thicker than pixels)."""
+    return profiles[np.abs(directions[:, 0]) < 0.3]
+
+
+def _shoulder(profiles: np.ndarray, inner_edges: np.ndarray, outer_edges: np.ndarray) -> float:
+    """The ground-glass level: where the rays' median profile, from the core's edge to the nodule's, falls
+    slowest (its flattest third; a thin rim's blur lowers a plain median of it)."""
+    finite = np.isfinite(inner_edges) & np.isfinite(outer_edges)
+    length = max(float(np.median(outer_edges[finite] - inner_edges[finite])), 2 * _RAY_STEP_MM)
+    outward = np.nanmedian(_windows(profiles[finite], inner_edges[finite], length), axis=0)
+    slope = np.abs(np.diff(outward))
+    middles = (outward[1:] + outward[:-1]) / 2.0
+    return float(np.median(middles[slope <= np.quantile(slope, 1.0 / 3.0)]))
 
 
 def _windows(profiles: np.ndarray, starts_mm: np.ndarray, length_mm: float) -> np.ndarray:
