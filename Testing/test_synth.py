@@ -93,6 +93,18 @@ def test_existing_files_are_never_overwritten(cohort_dir, capsys):
     assert (cohort_dir / "cases.csv").read_bytes() == before
 
 
+def test_thin_slice_cohorts_are_written_on_request(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "thin"), "--cases", "1", "--seed", str(SEED), "--workers", "1",
+                 "--slice-mm", "0.625", "0.8"]) == 0
+    rows = read_csv(tmp_path / "thin" / "cases.csv")
+    thicknesses = {read_image(tmp_path / "thin" / row["image"]).GetSpacing()[2] for row in rows}
+    assert thicknesses <= {0.625, 0.8}
+    default = synthesize_patient(SEED, 0, "small")
+    assert all(default.images[t].GetSpacing()[2] >= 1.0 for t in default.images)
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--cases", "1", "--slice-mm", "0"]) == 2
+    assert "--slice-mm must be positive" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ geometry
 def test_scan_geometry_varies_as_in_screening():
     rng = np.random.default_rng(0)

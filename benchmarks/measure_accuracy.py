@@ -167,11 +167,12 @@ def report(rows: List[Row], args: argparse.Namespace) -> str:
     thicknesses = sorted({r.thickness_mm for r in rows})
     by_thickness = [(f"{t:g} mm", pick(where(thickness_mm=t))) for t in thicknesses] + [("all", rows)]
     cut = pick(where(cut_by_edge=True))
+    slices = " --slice-mm " + " ".join(f"{t:g}" for t in args.slice_mm) if args.slice_mm else ""
     seconds = np.array([r.seconds for r in rows])
     lines = [
         "# Nodule measurement accuracy on synthetic scans", "",
         f"`python benchmarks/measure_accuracy.py --patients {args.patients} --seed {args.seed} "
-        f"--jitter-mm {args.jitter_mm}`: {len(rows)} measurements of nodules in {args.patients} patients "
+        f"--jitter-mm {args.jitter_mm}{slices}`: {len(rows)} measurements of nodules in {args.patients} patients "
         f"(small scans), each from the true centre moved by up to {args.jitter_mm} mm. Errors are against the "
         "generator's drawn shape (masks at occupancy 0.5); medians and 90th percentiles are over the nodules "
         "found; the type is the generator's kind (non-solid = ground-glass). Size bands use the true mean diameter "
@@ -201,6 +202,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--jitter-mm", type=float, default=1.5, help="click offset: uniform in a ball of this radius")
     parser.add_argument("--out", type=Path, help="also write the markdown report here")
     parser.add_argument("--csv", type=Path, help="write one row per measurement here")
+    parser.add_argument("--slice-mm", type=float, nargs="+", metavar="MM",
+                        help="slice thicknesses the scans' are drawn from (default: the generator's, 1-2.5 mm)")
     args = parser.parse_args(argv)
 
     try:
@@ -213,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rng = np.random.default_rng(np.random.SeedSequence([args.seed, 1]))  # the clicks; patients have their own
     rows: List[Row] = []
     for index in progress(range(args.patients), desc="patients", unit="patient"):
-        patient = synthesize_patient(args.seed, index, "small")
+        patient = synthesize_patient(args.seed, index, "small", *([args.slice_mm] if args.slice_mm else []))
         rows += measure_patient(patient, measure_nodule, NoNoduleError, rng, args.jitter_mm)
     if not rows:
         print("measure_accuracy: no nodules to measure", file=sys.stderr)

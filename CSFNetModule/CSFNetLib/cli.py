@@ -52,8 +52,9 @@ def _synth(args: argparse.Namespace) -> int:
     """Write a synthetic longitudinal cohort (phantoms, not patient data)."""
     from .synth import write_cohort
 
+    thicknesses = {} if args.slice_mm is None else {"slice_mm": args.slice_mm}
     summary = write_cohort(Path(args.out), args.cases, args.seed, args.size, args.workers,
-                           counting_bar("synth", "patients"))
+                           counting_bar("synth", "patients"), **thicknesses)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -176,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", choices=["small", "full"], default="small",
                        help="small: 160 x 160 x 100 chest crops (tests, demo); full: 512 x 512 whole-chest scans")
     synth.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes to use")
+    synth.add_argument("--slice-mm", type=float, nargs="+", metavar="MM",
+                       help="the slice thicknesses (mm) each scan's is drawn from (default: 1 1.25 1.5 2 2.5); "
+                            "e.g. 0.625 0.8 1 for thin-slice screening scans")
     synth.set_defaults(run=_synth)
 
     train = commands.add_parser("train", help="train CSF-net (or an ablation) on a cohort")

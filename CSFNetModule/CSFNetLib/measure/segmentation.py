@@ -135,6 +135,8 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
     solid = _solid_part(whole, smooth, seed, solid_core, ground_glass, _solid_level(core, ground_glass))
     if np.isnan(ground_glass):  # the level of tissue that fills a voxel whole (a small nodule's peak does not)
         inner = max(core, SOLID_TISSUE_HU) if solid_core else core
+    elif solid_core and core < SOLID_HU:  # a small solid nodule whose peak blur holds under SOLID_HU
+        inner = ground_glass
     else:
         inner = _ground_glass_inside(whole, solid, smooth, ground_glass)
     tail = shell & ~whole & (smooth < edge_hu)  # the blurred edge's outer half; not a vessel or the wall beyond it
@@ -332,7 +334,11 @@ def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: floa
         across = _across_slices(profiles, directions)
         fifth_edges = _first_below(across, lung + 0.2 * (core - lung), radii)
         plateau = _shoulder(across, np.full(len(across), 1.0), fifth_edges)  # past the core's 1 mm ball
-        ground_glass = plateau if core - plateau >= CORE_RISE_HU else core
+        edges = _first_below(across, (plateau + lung) / 2.0, radii)
+        core_in_rim = (core - plateau >= CORE_RISE_HU  # not the foot of a small solid nodule's blurred peak:
+                       and 2.0 * float(np.median(edges)) >= SMALL_MM
+                       and _fall_mm(across, radii, (core + plateau) / 2.0, (plateau + lung) / 2.0) > RIM_GAP_MM)
+        ground_glass = plateau if core_in_rim else core
         return (ground_glass + lung) / 2.0, ground_glass
     core_edges = _first_below(profiles, half, radii)
     finite = np.isfinite(core_edges)
@@ -360,13 +366,18 @@ def _thin_rim(profiles: np.ndarray, radii: np.ndarray, lung: float, core: float,
     glass is where the rays' median profile falls slowest between those two crossings.
     """
     across = _across_slices(profiles, directions)
-    half_edges = _first_below(across, (core + lung) / 2.0, radii)
-    fifth_edges = _first_below(across, lung + 0.2 * (core - lung), radii)
-    finite = np.isfinite(half_edges) & np.isfinite(fifth_edges)
-    if finite.mean() < 0.5 or np.median(fifth_edges[finite] - half_edges[finite]) <= RIM_GAP_MM:
+    half, fifth = (core + lung) / 2.0, lung + 0.2 * (core - lung)
+    if not _fall_mm(across, radii, half, fifth) > RIM_GAP_MM:
         return None
-    ground_glass = _shoulder(across, half_edges, fifth_edges)
+    ground_glass = _shoulder(across, _first_below(across, half, radii), _first_below(across, fifth, radii))
     return (ground_glass + lung) / 2.0, ground_glass
+
+
+def _fall_mm(profiles: np.ndarray, radii: np.ndarray, high: float, low: float) -> float:
+    """How far the rays' profiles take, in median, to fall from `high` to `low` (nan when most never do)."""
+    gaps = _first_below(profiles, low, radii) - _first_below(profiles, high, radii)
+    finite = np.isfinite(gaps)
+    return float(np.median(gaps[finite])) if finite.mean() >= 0.5 else float("nan")
 
 
 def _across_slices(profiles: np.ndarray, directions: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import json
 import multiprocessing
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import SimpleITK as sitk
 
@@ -22,15 +22,16 @@ from ..clinical import FIELDS
 from ..errors import UnusableOptions
 from ..version import __version__
 from .patient import TIMEPOINTS, synthesize_patient
+from .scanner import SLICE_THICKNESSES
 
 CASES_COLUMNS = ("pid", "nodule", "timepoint", "image", "x", "y", "z", "label", "days", "diameter_mm",
                  "nodule_type", "spiculation", "upper_lobe", "nodule_count", "margin", "attachment", "course")
 CLINICAL_COLUMNS = ("pid", *FIELDS, "family_history", "emphysema", "prior_cancer")
 
 
-def _patient_rows(seed: int, index: int, size: str, out: Path) -> Tuple[List[Dict], Dict]:
+def _patient_rows(seed: int, index: int, size: str, out: Path, slice_mm: Sequence[float]) -> Tuple[List[Dict], Dict]:
     """Generate patient `index`, write its two scans, return its cases.csv rows and clinical.csv row."""
-    patient = synthesize_patient(seed, index, size)
+    patient = synthesize_patient(seed, index, size, slice_mm)
     spec = patient.spec
     for timepoint in TIMEPOINTS:
         sitk.WriteImage(patient.images[timepoint], str(out / "images" / f"{spec.pid}_{timepoint}.nrrd"),
@@ -65,8 +66,10 @@ def write_cohort(
     size: str = "small",
     workers: int = 1,
     progress: Optional[Callable[[int, int], None]] = None,
+    slice_mm: Sequence[float] = SLICE_THICKNESSES,
 ) -> Dict:
-    """Generate `cases` patients into `out` (which must not exist or be empty); returns the summary."""
+    """Generate `cases` patients into `out` (which must not exist or be empty), their scans' slice
+    thicknesses drawn from `slice_mm`; returns the summary."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder (nothing is overwritten)")
@@ -74,7 +77,10 @@ def write_cohort(
         raise UnusableOptions("{cases} must be at least 1, got {count}", count=cases)
     (out / "images").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    jobs = [(seed, index, size, out) for index in range(cases)]
+    if not slice_mm or min(slice_mm) <= 0:
+        raise UnusableOptions("{slice_mm} must be positive thicknesses in mm, got {values}",
+                              values=" ".join(f"{t:g}" for t in slice_mm) or "none")
+    jobs = [(seed, index, size, out, tuple(slice_mm)) for index in range(cases)]
     results = []
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -94,7 +100,7 @@ def write_cohort(
     summary = {
         "generator": f"csfnet {__version__} synth",
         "note": "synthetic phantoms, not patient data",
-        "seed": seed, "size": size, "patients": cases, "nodules": len(nodules),
+        "seed": seed, "size": size, "slice_mm": list(slice_mm), "patients": cases, "nodules": len(nodules),
         "malignant": sum(int(row["label"]) for row in nodules),
         "seconds": round(time.perf_counter() - started, 1), "workers": workers,
     }

@@ -1,7 +1,7 @@
 """One synthetic patient end to end: who they are, their chest, their nodules, their two scans."""
 
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -10,7 +10,7 @@ from ..geometry import VoxelGrid, int3
 from .anatomy import Anatomy
 from .nodules import Nodule, place_nodules
 from .population import PatientSpec, sample_patient
-from .scanner import Acquisition, acquire, body_box, in_view, sample_acquisition, sample_pose
+from .scanner import SLICE_THICKNESSES, Acquisition, acquire, body_box, in_view, sample_acquisition, sample_pose
 
 TIMEPOINTS = ("T0", "T1")
 BODY_GRID_MM = {"small": 0.7, "full": 1.0}  # in-plane resolution the anatomy is drawn at before each scan samples it
@@ -33,8 +33,10 @@ class SyntheticPatient:
         return self.acquisitions[timepoint].pose.apply(self.anatomy.landmarks()[name])
 
 
-def synthesize_patient(seed: int, index: int, size: str = "small") -> SyntheticPatient:
-    """Patient `index` of the cohort with this seed: the same result whatever else is generated."""
+def synthesize_patient(seed: int, index: int, size: str = "small",
+                       slice_mm: Sequence[float] = SLICE_THICKNESSES) -> SyntheticPatient:
+    """Patient `index` of the cohort with this seed: the same result whatever else is generated. Its scans'
+    slice thicknesses are drawn from `slice_mm`."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     spec = sample_patient(rng, pid=f"SYN{index + 1:05d}")
     anatomy = Anatomy.sample(rng, emphysema=spec.emphysema)
@@ -47,7 +49,7 @@ def synthesize_patient(seed: int, index: int, size: str = "small") -> SyntheticP
     pose = sample_pose(rng)
     acquisitions = {}
     for timepoint in TIMEPOINTS:
-        acquisitions[timepoint] = sample_acquisition(rng, size, pose, center, z_extent)
+        acquisitions[timepoint] = sample_acquisition(rng, size, pose, center, z_extent, slice_mm)
         pose = sample_pose(rng, previous=pose)
 
     low, high = body_box(acquisitions.values())

@@ -7,7 +7,7 @@ a little blur (the scanner's point spread) and Gaussian noise of 20-40 HU SD.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -42,11 +42,13 @@ def sample_pose(rng: np.random.Generator, previous: Optional[RigidTransform] = N
 
 
 def sample_acquisition(
-    rng: np.random.Generator, size: str, pose: RigidTransform, center_body: np.ndarray, z_extent_mm: float
+    rng: np.random.Generator, size: str, pose: RigidTransform, center_body: np.ndarray, z_extent_mm: float,
+    slice_mm: Sequence[float] = SLICE_THICKNESSES,
 ) -> Acquisition:
-    """A scan grid centred (within a few mm) on `center_body` as the patient lies in `pose`."""
+    """A scan grid centred (within a few mm) on `center_body` as the patient lies in `pose`, its slice
+    thickness drawn from `slice_mm`."""
     in_plane = round(float(rng.uniform(0.6, 0.9)), 3)
-    thickness = float(rng.choice(SLICE_THICKNESSES))
+    thickness = float(rng.choice(np.asarray(slice_mm, dtype=float)))
     nz, ny, nx = SIZES[size]
     if nz is None:
         nz = int(np.ceil(z_extent_mm / thickness))
