@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
 from CSFNetLib.synth import synthesize_patient  # noqa: E402
 from CSFNetLib.synth.patient import TIMEPOINTS  # noqa: E402
+from CSFNetLib.synth.scanner import SLICE_THICKNESSES  # noqa: E402
 from CSFNetLib.synth.truth import TYPE_OF_KIND, reach_mm, true_size  # noqa: E402
 
 BANDS = ((0.0, 6.0, "< 6 mm"), (6.0, 8.0, "6 to < 8 mm"), (8.0, 15.0, "8 to < 15 mm"), (15.0, np.inf, ">= 15 mm"))
@@ -216,7 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rng = np.random.default_rng(np.random.SeedSequence([args.seed, 1]))  # the clicks; patients have their own
     rows: List[Row] = []
     for index in progress(range(args.patients), desc="patients", unit="patient"):
-        patient = synthesize_patient(args.seed, index, "small", *([args.slice_mm] if args.slice_mm else []))
+        patient = synthesize_patient(args.seed, index, "small", args.slice_mm or SLICE_THICKNESSES)
         rows += measure_patient(patient, measure_nodule, NoNoduleError, rng, args.jitter_mm)
     if not rows:
         print("measure_accuracy: no nodules to measure", file=sys.stderr)

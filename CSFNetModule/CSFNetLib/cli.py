@@ -51,10 +51,10 @@ def _info(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     """Write a synthetic longitudinal cohort (phantoms, not patient data)."""
     from .synth import write_cohort
+    from .synth.scanner import SLICE_THICKNESSES
 
-    thicknesses = {} if args.slice_mm is None else {"slice_mm": args.slice_mm}
     summary = write_cohort(Path(args.out), args.cases, args.seed, args.size, args.workers,
-                           counting_bar("synth", "patients"), **thicknesses)
+                           counting_bar("synth", "patients"), args.slice_mm or SLICE_THICKNESSES)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -115,7 +115,7 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
     seed = _seed(smooth, grid.lps_to_index_zyx(point), lung)
     if seed is None:
         raise NoNoduleError(f"no nodule at {_mm(point)}: only lung within {SEARCH_MM:g} mm")
-    core = float(np.median(smooth[_ball(seed, 1.0, smooth.shape)]))
+    core = _core_level(smooth, seed)
     if core > BONE_HU:
         raise NoNoduleError(f"no nodule at {_mm(point)}: {core:.0f} HU is bone or contrast, not a nodule")
 
@@ -129,7 +129,7 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
         seed = np.argwhere(whole).mean(axis=0)
         # the core's level read again at the nodule's centre: a click a millimetre off a small nodule, or off
         # a small solid core, lands on its edge
-        core = max(core, float(np.median(smooth[_ball(seed, 1.0, smooth.shape)])))
+        core = max(core, _core_level(smooth, seed))
     small = _equivalent_diameter(whole) < SMALL_MM
     solid_core = core >= SOLID_HU or (core >= SMALL_SOLID_HU and small)
     solid = _solid_part(whole, smooth, seed, solid_core, ground_glass, _solid_level(core, ground_glass))
@@ -173,6 +173,11 @@ def _ball(centre_zyx: np.ndarray, radius_mm: float, shape) -> Tuple[np.ndarray, 
     offsets = offsets[np.linalg.norm(offsets, axis=1) * VOXEL_MM <= radius_mm]
     index = np.clip(np.round(centre_zyx).astype(int) + offsets, 0, np.asarray(shape) - 1)
     return tuple(index.T)
+
+
+def _core_level(smooth: np.ndarray, seed: np.ndarray) -> float:
+    """The nodule's level at `seed`: the median within 1 mm (a level, not a noisy voxel)."""
+    return float(np.median(smooth[_ball(seed, 1.0, smooth.shape)]))
 
 
 def _seed(smooth: np.ndarray, point_zyx: np.ndarray, lung: float) -> Optional[np.ndarray]:
@@ -330,14 +335,14 @@ def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: floa
     glass and the lung. Ground glass is read on its plateau, not at its peak.
     """
     half = (core + lung) / 2.0
+    across = _across_slices(profiles, directions)
     if core < SOLID_HU:  # ground glass; where its plateau lies well below its peak, around a tiny solid core
-        across = _across_slices(profiles, directions)
         fifth_edges = _first_below(across, lung + 0.2 * (core - lung), radii)
         plateau = _shoulder(across, np.full(len(across), 1.0), fifth_edges)  # past the core's 1 mm ball
         edges = _first_below(across, (plateau + lung) / 2.0, radii)
         core_in_rim = (core - plateau >= CORE_RISE_HU  # not the foot of a small solid nodule's blurred peak:
                        and 2.0 * float(np.median(edges)) >= SMALL_MM
-                       and _fall_mm(across, radii, (core + plateau) / 2.0, (plateau + lung) / 2.0) > RIM_GAP_MM)
+                       and _median_gap(_first_below(across, (core + plateau) / 2.0, radii), edges) > RIM_GAP_MM)
         ground_glass = plateau if core_in_rim else core
         return (ground_glass + lung) / 2.0, ground_glass
     core_edges = _first_below(profiles, half, radii)
@@ -347,35 +352,34 @@ def _edge_level(profiles: np.ndarray, radii: np.ndarray, lung: float, core: floa
     values = np.nanmedian(windows[kept], axis=1) if kept.any() else np.zeros(0)
     rising = values[values > lung + 1.5 * GROUND_GLASS_RISE_HU]
     if len(values) and len(rising) > 0.5 * len(values):
-        across = _across_slices(profiles, directions)
         outer_edges = _first_below(across, (float(np.median(rising)) + lung) / 2.0, radii)
         ground_glass = _shoulder(across, _first_below(across, half, radii), outer_edges)
         return (ground_glass + lung) / 2.0, ground_glass
     if core < FULL_PEAK_HU:
-        rim = _thin_rim(profiles, radii, lung, core, directions)
+        rim = _thin_rim(across, radii, lung, core)
         if rim is not None:
             return rim
     return half, float("nan")
 
 
-def _thin_rim(profiles: np.ndarray, radii: np.ndarray, lung: float, core: float, directions: np.ndarray):
+def _thin_rim(across: np.ndarray, radii: np.ndarray, lung: float, core: float):
     """(edge level, ground-glass level) of a ground-glass rim too thin for a plateau, or None.
 
-    Read on the rays across the slices (the thinnest blur): a median fall from half the core's height
-    above the lung to a fifth over more than RIM_GAP_MM is a rim, not a blurred solid edge. The ground
-    glass is where the rays' median profile falls slowest between those two crossings.
+    Read on the rays across the slices (`across`: the thinnest blur): a median fall from half the
+    core's height above the lung to a fifth over more than RIM_GAP_MM is a rim, not a blurred solid
+    edge. The ground glass is where the rays' median profile falls slowest between those two crossings.
     """
-    across = _across_slices(profiles, directions)
-    half, fifth = (core + lung) / 2.0, lung + 0.2 * (core - lung)
-    if not _fall_mm(across, radii, half, fifth) > RIM_GAP_MM:
+    half_edges = _first_below(across, (core + lung) / 2.0, radii)
+    fifth_edges = _first_below(across, lung + 0.2 * (core - lung), radii)
+    if not _median_gap(half_edges, fifth_edges) > RIM_GAP_MM:
         return None
-    ground_glass = _shoulder(across, _first_below(across, half, radii), _first_below(across, fifth, radii))
+    ground_glass = _shoulder(across, half_edges, fifth_edges)
     return (ground_glass + lung) / 2.0, ground_glass
 
 
-def _fall_mm(profiles: np.ndarray, radii: np.ndarray, high: float, low: float) -> float:
-    """How far the rays' profiles take, in median, to fall from `high` to `low` (nan when most never do)."""
-    gaps = _first_below(profiles, low, radii) - _first_below(profiles, high, radii)
+def _median_gap(inner_edges: np.ndarray, outer_edges: np.ndarray) -> float:
+    """The rays' median distance from their inner to their outer crossing (nan when most lack one)."""
+    gaps = outer_edges - inner_edges
     finite = np.isfinite(gaps)
     return float(np.median(gaps[finite])) if finite.mean() >= 0.5 else float("nan")
 
