@@ -122,3 +122,18 @@ def test_a_synthetic_cohort_of_no_patients_is_refused(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path / "cohort"), "--cases", "0"]) == 2
     assert "--cases must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "cohort").exists()
+
+
+def test_every_csfnetlib_import_in_the_readme_and_docs_resolves():
+    """Code examples users copy: each `from CSFNetLib... import names` line names what is there."""
+    import importlib
+    import re
+
+    pattern = re.compile(r"^\s*from (CSFNetLib[\w.]*) import ([\w, ]+)", re.MULTILINE)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = [(page.name, module, name.strip()) for page in pages
+             for module, names in pattern.findall(page.read_text(encoding="utf-8"))
+             for name in names.split(",") if name.strip()]
+    missing = [f"{page}: {module}.{name}" for page, module, name in found
+               if not hasattr(importlib.import_module(module), name)]
+    assert len(found) >= 10 and missing == []
