@@ -109,6 +109,7 @@ def test_a_measured_size_stands_in_only_for_what_cases_csv_does_not_give():
     given = clinical_model_scores(nodule({"diameter_mm": "12", "nodule_type": "non-solid"}), {})
     assert clinical_model_scores(nodule({}), {}, measured) == given
     assert clinical_model_scores(nodule({"nodule_type": ""}), {}, measured) == given
+    assert clinical_model_scores(nodule({"diameter_mm": "NA", "nodule_type": " nan "}), {}, measured) == given
     kept = clinical_model_scores(nodule({"diameter_mm": "25", "nodule_type": "solid"}), {}, measured)
     assert kept == clinical_model_scores(nodule({"diameter_mm": "25", "nodule_type": "solid"}), {})
 

@@ -7,7 +7,7 @@ clinical.csv row (docs/data-formats.md, "Clinical-model facts").
 """
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from .clinical import normalize_code
 from .records import NoduleCase
@@ -82,6 +82,9 @@ _NODULE_TYPES = {"solid": "solid", "part-solid": "part-solid", "partsolid": "par
                  "ggo": "non-solid"}
 
 
+MEASURABLE_FACTS = ("diameter_mm", "nodule_type")  # what measuring the nodule in its T0 scan gives
+
+
 def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str],
                           measured: Optional["NoduleSize"] = None) -> Dict[str, float]:
     """Brock and Mayo probabilities from a nodule's T0 facts; a ValueError names a fact that is
@@ -94,9 +97,8 @@ def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str],
     """
     facts = dict(case.t0.extra)
     if measured is not None:
-        for column, value in (("diameter_mm", f"{measured.diameter_mm:.1f}"), ("nodule_type", measured.type)):
-            if not facts.get(column, "").strip():
-                facts[column] = value
+        stand_ins = {"diameter_mm": f"{measured.diameter_mm:.1f}", "nodule_type": measured.type}
+        facts.update({column: stand_ins[column] for column in missing_measurable_facts(facts)})
     diameter = _number(facts, "diameter_mm", float("nan"))
     if not diameter > 0:
         raise ValueError("no diameter_mm above 0 at T0")
@@ -111,6 +113,12 @@ def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str],
     mayo = mayo_probability(age=age, ever_smoker=True, extrathoracic_cancer=_flag(clinical, "prior_cancer"),
                             diameter_mm=diameter, spiculation=spiculated, upper_lobe=upper)
     return dict(zip(CLINICAL_MODELS, (brock, mayo)))
+
+
+def missing_measurable_facts(facts: Dict[str, str]) -> Tuple[str, ...]:
+    """The facts a measurement of the nodule can give (`MEASURABLE_FACTS`) that a cases.csv row leaves
+    missing: empty, or NA as `normalize_code` reads it, as the models themselves do."""
+    return tuple(column for column in MEASURABLE_FACTS if normalize_code(facts.get(column)) is None)
 
 
 def _number(facts: Dict[str, str], column: str, default: float) -> float:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 
-from .baselines import CLINICAL_MODELS, clinical_model_scores
+from .baselines import CLINICAL_MODELS, clinical_model_scores, missing_measurable_facts
 from .dataset import RoiSet
 from .images import read_image
 from .inference import Predictor
@@ -133,9 +134,11 @@ def score_clinical_models(cohort: Cohort, cases: Sequence[NoduleCase]) -> Tuple[
     """
     scores = {name: np.full(len(cases), np.nan) for name in CLINICAL_MODELS}
     unscored = []
+    scans: Dict[Path, sitk.Image] = {}  # the patient at hand's T0 scan, read once for all its nodules
     for i, case in enumerate(cases):
         try:
-            computed = clinical_model_scores(case, cohort.clinical.get(case.pid, {}), _measured_if_needed(case))
+            measured = _measured_if_needed(case, scans)
+            computed = clinical_model_scores(case, cohort.clinical.get(case.pid, {}), measured)
         except ValueError as error:
             unscored.append(f"patient {case.pid} nodule {case.nodule}: {error}")
             continue
@@ -144,13 +147,17 @@ def score_clinical_models(cohort: Cohort, cases: Sequence[NoduleCase]) -> Tuple[
     return scores, unscored
 
 
-def _measured_if_needed(case: NoduleCase) -> Optional[NoduleSize]:
+def _measured_if_needed(case: NoduleCase, scans: Dict[Path, sitk.Image]) -> Optional[NoduleSize]:
     """The nodule's size in its T0 scan when cases.csv lacks a fact the clinical models read; None otherwise
-    (or when it cannot be measured: the models then say which fact is missing)."""
-    if all(case.t0.extra.get(column, "").strip() for column in ("diameter_mm", "nodule_type")):
+    (or when it cannot be measured: the models then say which fact is missing). `scans` keeps the last
+    scan read (cases come patient by patient)."""
+    if not missing_measurable_facts(case.t0.extra):
         return None
     try:
-        return measure_nodule(read_image(case.t0.image), case.t0.center_lps).size
+        if case.t0.image not in scans:
+            scans.clear()
+            scans[case.t0.image] = read_image(case.t0.image)
+        return measure_nodule(scans[case.t0.image], case.t0.center_lps).size
     except (ValueError, OSError, RuntimeError) as error:
         log.warning("patient %s nodule %s: not measured for the clinical models: %s", case.pid, case.nodule, error)
         return None
