@@ -25,13 +25,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
+from CSFNetLib.measure.size import TYPES  # noqa: E402
 from CSFNetLib.synth import synthesize_patient  # noqa: E402
 from CSFNetLib.synth.patient import TIMEPOINTS  # noqa: E402
 from CSFNetLib.synth.scanner import SLICE_THICKNESSES  # noqa: E402
-from CSFNetLib.synth.truth import TYPE_OF_KIND, reach_mm, true_size  # noqa: E402
+from CSFNetLib.synth.truth import true_size  # noqa: E402
 
 BANDS = ((0.0, 6.0, "< 6 mm"), (6.0, 8.0, "6 to < 8 mm"), (8.0, 15.0, "8 to < 15 mm"), (15.0, np.inf, ">= 15 mm"))
-TYPES = tuple(TYPE_OF_KIND.values())
 ATTACHMENTS = ("free", "pleural", "vascular")
 
 
@@ -92,7 +92,7 @@ def jitter(rng: np.random.Generator, radius_mm: float) -> np.ndarray:
 
 def cut_by_edge(patient, nodule, timepoint: str) -> bool:
     """Whether the box of the nodule's reach leaves the scan's grid."""
-    reach = reach_mm(nodule, timepoint)
+    reach = nodule.reach_mm(timepoint)
     box = np.array([[x, y, z] for x in (-reach, reach) for y in (-reach, reach) for z in (-reach, reach)])
     grid = patient.acquisitions[timepoint].grid
     index = grid.lps_to_index_zyx(patient.nodule_center_lps(nodule, timepoint) + box)

@@ -79,13 +79,19 @@ class Nodule:
         fraction = self.solid_fraction(timepoint)
         return "solid" if fraction >= 1.0 else "non-solid" if fraction <= 0.0 else "part-solid"
 
+    def reach_mm(self, timepoint: str) -> float:
+        """How far from its centre the nodule can reach at `timepoint`: bumps, spicules and a 2 mm margin
+        for the smoothed edge (what `paint` draws into, and the truth covers)."""
+        radius = self.diameter(timepoint) / 2.0
+        return radius * (1.0 + max(self.shape.bump_heights) + max(self.shape.spicule_lengths, default=0.0)) + 2.0
+
     def paint(self, hu: np.ndarray, grid: VoxelGrid, timepoint: str) -> None:
         """Draw the nodule as it is at `timepoint` into a body-frame volume."""
         radius = self.diameter(timepoint) / 2.0
         if radius <= 0 or self.center_body is None:
             return
         center = np.asarray(self.center_body)
-        reach = radius * (1.0 + max(self.shape.bump_heights) + max(self.shape.spicule_lengths, default=0.0)) + 2.0
+        reach = self.reach_mm(timepoint)
         block = block_around(grid, center - reach, center + reach)
         if block is None:
             return

@@ -20,15 +20,7 @@ from .raster import block_points
 
 #: The generator's kinds as Lung-RADS / Fleischner name them (`measure.size.TYPES`).
 TYPE_OF_KIND = {"solid": "solid", "part-solid": "part-solid", "non-solid": "ground-glass"}
-_MARGIN_MM = 2.0  # beyond the farthest reach of bumps and spicules, as `Nodule.paint` allows
 _SLAB_POINTS = 2_000_000  # grid points evaluated at once, to bound memory on large grids
-
-
-def reach_mm(nodule: Nodule, timepoint: str) -> float:
-    """How far from its centre the nodule can reach at `timepoint` (bumps, spicules, edge), as `paint` assumes."""
-    radius = nodule.diameter(timepoint) / 2.0
-    shape = nodule.shape
-    return radius * (1.0 + max(shape.bump_heights) + max(shape.spicule_lengths, default=0.0)) + _MARGIN_MM
 
 
 def true_masks(
@@ -47,7 +39,7 @@ def true_masks(
         return whole, solid
     pose = patient.acquisitions[timepoint].pose
     center = np.asarray(nodule.center_body)
-    reach = reach_mm(nodule, timepoint)
+    reach = nodule.reach_mm(timepoint)
     box = np.array([[x, y, z] for x in (-reach, reach) for y in (-reach, reach) for z in (-reach, reach)])
     block, _ = grid.covering(pose.apply(center + box), margin=1)  # any grid direction: the box's corners
     voxel_mm = float(min(grid.spacing_xyz))  # `paint` smooths edges over the grid's finest spacing
@@ -69,7 +61,7 @@ def true_masks(
 
 def truth_grid(patient: SyntheticPatient, nodule: Nodule, timepoint: str, voxel_mm: float) -> VoxelGrid:
     """An isotropic identity-direction grid centred on the nodule in that scan, large enough to hold it."""
-    half = int(np.ceil(reach_mm(nodule, timepoint) / voxel_mm))
+    half = int(np.ceil(nodule.reach_mm(timepoint) / voxel_mm))
     center = patient.nodule_center_lps(nodule, timepoint)
     return VoxelGrid.centred(center, (2 * half + 1,) * 3, (voxel_mm,) * 3)
 
