@@ -24,7 +24,7 @@ from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from ..progress import Progress, no_progress
 from ..records import Sample
 from .measurements import add_growth_plot, add_segmentations, measure_nodules
-from .nodes import CTVolume, add_volume_node, control_points, ct_volume
+from .nodes import CTVolume, add_output_node, add_volume_node, control_points, ct_volume
 from .results_table import MEASURE_ROLE, ROLE, attention_name, fill_table
 
 TABLE_NAME = "CSF-net results"
@@ -132,7 +132,7 @@ def compute_scene(
 def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume, table=None):
     """The second half of `predict_scene`: the results table and attention nodes, placed in the hierarchy."""
     if table is None:
-        table = scene.GetFirstNodeByName(TABLE_NAME) or _new_output(scene, "vtkMRMLTableNode", TABLE_NAME)
+        table = scene.GetFirstNodeByName(TABLE_NAME) or add_output_node(scene, "vtkMRMLTableNode", TABLE_NAME)
     _remove_outputs(scene, table)
     rows = ([nodule_rows("scene", pair.label, scans) for pair, scans in zip(result.nodules, result.measured)]
             if result.measured is not None else None)
@@ -224,12 +224,6 @@ def _samples(volumes: Sequence[CTVolume], nodules, predictor: Predictor, clinica
     return samples
 
 
-def _new_output(scene, class_name: str, name: str):
-    node = scene.AddNewNodeByClass(class_name, name)
-    node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
-    return node
-
-
 def _remove_outputs(scene, table) -> None:
     """The previous run's attention volumes, segmentations and plot, with their display, storage and subject
     hierarchy items."""
@@ -256,7 +250,7 @@ def _remove_outputs(scene, table) -> None:
 def _attention_colors(scene):
     colors = scene.GetFirstNodeByName(COLOR_NAME)
     if colors is None:
-        colors = _new_output(scene, "vtkMRMLColorTableNode", COLOR_NAME)
+        colors = add_output_node(scene, "vtkMRMLColorTableNode", COLOR_NAME)
         colors.SetTypeToUser()
         colors.SetNumberOfColors(len(LEVELS) + 1)
         colors.SetColor(0, "background", 0.0, 0.0, 0.0, 0.0)

@@ -7,19 +7,18 @@ referenced from it, so a rerun removes and remakes them as it does the attention
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
-import vtk
 
 from ..geometry import ras_to_lps
 from ..measure.cohort import ScanMeasurement
 from ..measure.segmentation import REACH_MM, NoduleMeasurement, measure_nodule
-from ..options import OUTPUT_ATTRIBUTE
 from ..pairing import NodulePair
 from ..progress import Progress
-from .nodes import CTVolume, add_segment
+from ..records import TIMEPOINTS
+from .nodes import CTVolume, add_output_node, add_segment
+from .results_table import add_column
 
 SEGMENTATION_NAMES = ("CSF-net nodules (baseline)", "CSF-net nodules (follow-up)")
 PLOT_NAME = "CSF-net nodule volumes"
-TIMEPOINTS = ("T0", "T1")
 #: Segment and plot colours, one per nodule in turn (Slicer's "Generic anatomy" first colours, roughly).
 COLORS = ((0.90, 0.35, 0.25), (0.25, 0.60, 0.90), (0.35, 0.80, 0.35), (0.95, 0.75, 0.20), (0.70, 0.40, 0.85),
           (0.30, 0.80, 0.80))
@@ -50,8 +49,7 @@ def add_segmentations(scene, volume_nodes, nodules: Sequence[NodulePair],
     """One segmentation node per scan, its geometry the scan's, with a segment per nodule measured there."""
     made = []
     for t, volume in enumerate(volume_nodes):
-        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", SEGMENTATION_NAMES[t])
-        segmentation.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+        segmentation = add_output_node(scene, "vtkMRMLSegmentationNode", SEGMENTATION_NAMES[t])
         segmentation.CreateDefaultDisplayNodes()
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         for i, (pair, scans) in enumerate(zip(nodules, measured)):
@@ -72,20 +70,16 @@ def add_growth_plot(scene, nodules: Sequence[NodulePair], measured: Sequence[Seq
     for pair, scans in zip(nodules, measured):
         columns[f"nodule {pair.label}"] = [scan.result.size.volume_mm3 if isinstance(scan.result, NoduleMeasurement)
                                            else float("nan") for scan in scans]
-    table = scene.AddNewNodeByClass("vtkMRMLTableNode", PLOT_NAME)
+    table = add_output_node(scene, "vtkMRMLTableNode", PLOT_NAME)
     for name, values in columns.items():
-        column = vtk.vtkDoubleArray()
-        column.SetName(name)
-        for value in values:
-            column.InsertNextValue(value)
-        table.AddColumn(column)
-    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", PLOT_NAME)
+        add_column(table, name, values)
+    chart = add_output_node(scene, "vtkMRMLPlotChartNode", PLOT_NAME)
     chart.SetTitle("Nodule volume")
     chart.SetXAxisTitle("days since the baseline scan" if by_days else "scan (0: baseline, 1: follow-up)")
     chart.SetYAxisTitle("volume (mm3)")
     made = [table, chart]
     for i, name in enumerate(list(columns)[1:]):
-        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
+        series = add_output_node(scene, "vtkMRMLPlotSeriesNode", name)
         series.SetAndObserveTableNodeID(table.GetID())
         series.SetXColumnName(x_name)
         series.SetYColumnName(name)
@@ -93,6 +87,4 @@ def add_growth_plot(scene, nodules: Sequence[NodulePair], measured: Sequence[Seq
         series.SetColor(*COLORS[i % len(COLORS)])
         chart.AddAndObservePlotSeriesNodeID(series.GetID())
         made.append(series)
-    for node in made:
-        node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
     return made

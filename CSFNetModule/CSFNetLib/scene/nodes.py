@@ -51,6 +51,13 @@ def is_ct_volume_node(node) -> bool:
         OUTPUT_ATTRIBUTE)
 
 
+def add_output_node(scene, class_name: str, name: str):
+    """A new node marked as CSF-net's output: a rerun removes it, the CT selectors leave it out."""
+    node = scene.AddNewNodeByClass(class_name, name)
+    node.SetAttribute(OUTPUT_ATTRIBUTE, "1")
+    return node
+
+
 def _nodes_of(scene, class_name: str) -> List:
     """The scene's nodes that are a `class_name` (IsA), in scene order (GetNodesByClass would leak its list)."""
     return [scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name))]

@@ -87,12 +87,17 @@ def fill_table(table, rows: Sequence[Tuple[str, float]], predictor: "Predictor",
     }
     table.RemoveAllColumns()
     for name in COLUMNS:
-        column = vtk.vtkDoubleArray() if name in NUMBER_COLUMNS else vtk.vtkStringArray()
-        column.SetName(name)
-        for value in values[name]:
-            column.InsertNextValue(value)
-        table.AddColumn(column)
+        add_column(table, name, values[name], number=name in NUMBER_COLUMNS)
     table.Modified()
+
+
+def add_column(table, name: str, values: Sequence[object], number: bool = True) -> None:
+    """A column of numbers (or of text) appended to a vtkMRMLTableNode."""
+    column = vtk.vtkDoubleArray() if number else vtk.vtkStringArray()
+    column.SetName(name)
+    for value in values:
+        column.InsertNextValue(value)
+    table.AddColumn(column)
 
 
 def _measured_values(measured: Sequence[Sequence[Dict[str, object]]]) -> Dict[str, List[object]]:
