@@ -181,8 +181,8 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         scene = slicer.mrmlScene
         self.addObserver(scene, scene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(scene, scene.EndCloseEvent, self.onSceneEndClose)
-        self.addObserver(scene, scene.EndImportEvent, self.onSceneEndImport)
+        self.addObserver(scene, scene.EndCloseEvent, self.onSceneEndCloseOrImport)
+        self.addObserver(scene, scene.EndImportEvent, self.onSceneEndCloseOrImport)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.placeNodulePairButton.connect("clicked(bool)", self.onPlaceNodulePair)
@@ -220,11 +220,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._stopPairPlacement()
         self._stopObservingParameterNode()
 
-    def onSceneEndClose(self, caller, event):
-        if self._isEntered():
-            self.initializeParameterNode()
-
-    def onSceneEndImport(self, caller, event):
+    def onSceneEndCloseOrImport(self, caller, event):
         if self._isEntered():
             self.initializeParameterNode()
 
