@@ -14,12 +14,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
 from CSFNetLib.measure.segmentation import measure_nodule  # noqa: E402
+from CSFNetLib.preprocessing import resample_to_grid  # noqa: E402
 from CSFNetLib.synth import synthesize_patient  # noqa: E402
 from CSFNetLib.synth.truth import true_masks, true_size  # noqa: E402
 
@@ -45,9 +45,7 @@ def main() -> int:
         measured = measure_nodule(image, patient.nodule_center_lps(nodule, "T1"))
         segmentation = measured.segmentation
         truth, _ = true_masks(patient, nodule, "T1", segmentation.grid)
-        hu = sitk.GetArrayFromImage(sitk.Resample(image, segmentation.grid.image(np.zeros(segmentation.grid.size_zyx,
-                                                                                          dtype=np.float32)),
-                                                  sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32))
+        hu = resample_to_grid(image, segmentation.grid, sitk.sitkLinear, -1000.0)
         z = int(round(segmentation.grid.lps_to_index_zyx(segmentation.centre_lps)[0]))
         half = segmentation.grid.spacing_xyz[0] * hu.shape[1] / 2
         extent = (-half, half, half, -half)

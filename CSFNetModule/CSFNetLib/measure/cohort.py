@@ -20,6 +20,7 @@ from ..cohort_csv import read_cohort
 from ..errors import ResultsExist
 from ..geometry import VoxelGrid
 from ..images import read_image
+from ..preprocessing import resample_to_grid
 from ..records import NoduleCase, PathLike, TimepointRow
 from .growth import growth_class, lung_rads, volume_doubling_days
 from .segmentation import NoduleMeasurement, measure_nodule
@@ -169,7 +170,5 @@ def _label_map(measurement: NoduleMeasurement, scan: sitk.Image) -> sitk.Image:
     low, high = index.min(axis=0), index.max(axis=0)
     box = np.array([[z, y, x] for z in (low[0], high[0]) for y in (low[1], high[1]) for x in (low[2], high[2])])
     _, part = VoxelGrid.of_image(scan).covering(segmentation.grid.index_zyx_to_lps(box), margin=2)
-    reference = part.image(np.zeros(part.size_zyx, dtype=np.uint8))
-    fine = segmentation.grid.image(labels)
-    resampled = sitk.Resample(fine, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return part.image(np.round(sitk.GetArrayFromImage(resampled)).astype(np.uint8))
+    resampled = resample_to_grid(segmentation.grid.image(labels), part, sitk.sitkLinear, 0.0)
+    return part.image(np.round(resampled).astype(np.uint8))

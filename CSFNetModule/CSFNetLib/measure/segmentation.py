@@ -35,6 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import PointsLike, VoxelGrid, as_lps_point
+from ..preprocessing import resample_to_grid
 from .size import NoduleSize, nodule_size
 
 VOXEL_MM = 0.5  # the analysis grid's voxel
@@ -158,12 +159,10 @@ def _mm(point: np.ndarray) -> str:
 
 def _resampled(image: sitk.Image, grid: VoxelGrid) -> Tuple[np.ndarray, np.ndarray]:
     """The scan's HU on `grid` (linear) and which grid voxels lie inside the scan."""
-    reference = grid.image(np.zeros(grid.size_zyx, dtype=np.float32))
-    hu = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, -1000.0, sitk.sitkFloat32)
     ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(image)
-    inside = sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    return sitk.GetArrayFromImage(hu), sitk.GetArrayFromImage(inside).astype(bool)
+    inside = resample_to_grid(ones, grid, sitk.sitkNearestNeighbor, 0.0) > 0.5
+    return resample_to_grid(image, grid, sitk.sitkLinear, -1000.0), inside
 
 
 def _ball(centre_zyx: np.ndarray, radius_mm: float, shape) -> Tuple[np.ndarray, ...]:
