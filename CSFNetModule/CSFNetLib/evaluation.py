@@ -150,7 +150,7 @@ def score_clinical_models(cohort: Cohort, cases: Sequence[NoduleCase]) -> Tuple[
 def _measured_if_needed(case: NoduleCase, scans: Dict[Path, sitk.Image]) -> Optional[NoduleSize]:
     """The nodule's size in its T0 scan when cases.csv lacks a fact the clinical models read; None otherwise
     (or when it cannot be measured: the models then say which fact is missing). `scans` keeps the last
-    scan read (cases come patient by patient)."""
+    scan read, for the same patient's next nodules (cases.csv lists a patient's rows together, as a rule)."""
     if not missing_measurable_facts(case.t0.extra):
         return None
     try:

@@ -47,16 +47,22 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
     if masks is not None:
         masks.mkdir(parents=True, exist_ok=True)
     rows: List[Dict[str, object]] = [_failed_row(p.pid, p.nodule, "", str(p)) for p in cohort.problems]
-    images: Dict[Path, sitk.Image] = {}
+    images: Dict[Path, Union[sitk.Image, Exception]] = {}  # the patient at hand's scans, each read once
 
     def scan_of(row: TimepointRow) -> sitk.Image:
         if row.image not in images:
-            if len(images) > 4:  # a cohort is sorted by patient: scans of earlier patients are not read again
-                images.clear()
-            images[row.image] = read_image(row.image)
-        return images[row.image]
+            try:
+                images[row.image] = read_image(row.image)
+            except (ValueError, OSError, RuntimeError) as exc:  # its other nodules get the same reason
+                images[row.image] = exc
+        scan = images[row.image]
+        if isinstance(scan, Exception):
+            raise scan
+        return scan
 
-    for case in cohort.cases:
+    for i, case in enumerate(cohort.cases):
+        if i > 0 and case.pid != cohort.cases[i - 1].pid:  # kept until the next patient's case (file order)
+            images.clear()
         if progress is not None:
             progress(f"patient {case.pid} nodule {case.nodule}")
         rows += measure_case(case, scan_of, masks)
