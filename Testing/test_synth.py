@@ -102,7 +102,7 @@ def test_thin_slice_cohorts_are_written_on_request(tmp_path, capsys):
     default = synthesize_patient(SEED, 0, "small")
     assert all(default.images[t].GetSpacing()[2] >= 1.0 for t in default.images)
     assert main(["synth", "--out", str(tmp_path / "bad"), "--cases", "1", "--slice-mm", "0"]) == 2
-    assert "--slice-mm must be positive" in capsys.readouterr().err
+    assert "--slice-mm must be positive" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 # ------------------------------------------------------------------------------------------ geometry

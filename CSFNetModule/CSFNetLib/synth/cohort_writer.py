@@ -75,11 +75,11 @@ def write_cohort(
         raise FileExistsError(f"{out} is not empty; choose a new folder (nothing is overwritten)")
     if cases < 1:
         raise UnusableOptions("{cases} must be at least 1, got {count}", count=cases)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     if not slice_mm or min(slice_mm) <= 0:
         raise UnusableOptions("{slice_mm} must be positive thicknesses in mm, got {values}",
                               values=" ".join(f"{t:g}" for t in slice_mm) or "none")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     jobs = [(seed, index, size, out, tuple(slice_mm)) for index in range(cases)]
     results = []
     if workers > 1:
