@@ -1,4 +1,4 @@
-"""The `csfnet` command: synth, train, evaluate, predict, info."""
+"""The `csfnet` command: synth, train, evaluate, predict, match, measure, info."""
 
 import argparse
 import json
@@ -54,7 +54,7 @@ def _synth(args: argparse.Namespace) -> int:
     from .synth.scanner import SLICE_THICKNESSES
 
     summary = write_cohort(Path(args.out), args.cases, args.seed, args.size, args.workers,
-                           counting_bar("synth", "patients"), args.slice_mm or SLICE_THICKNESSES)
+                           counting_bar("synth", "patients"), args.slice_mm or SLICE_THICKNESSES, args.motion)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -148,6 +148,16 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if counts.failed else 0  # and 2 when the run could not proceed (see main)
 
 
+def _match(args: argparse.Namespace) -> int:
+    from .match.cases import match_cases
+
+    counts = match_cases(Path(args.cases), Path(args.out), overwrite=args.overwrite,
+                         progress=counting_bar("match", "patients"))
+    log.info("%d found, %d not present, %d undecided (their match column says why), %d given -> %s",
+             counts.found, counts.not_present, counts.undecided, counts.given, args.out)
+    return 1 if counts.undecided else 0
+
+
 def _measure(args: argparse.Namespace) -> int:
     from .measure.cohort import measure_cohort
 
@@ -180,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--slice-mm", type=float, nargs="+", metavar="MM",
                        help="the slice thicknesses (mm) each scan's is drawn from (default: 1 1.25 1.5 2 2.5); "
                             "e.g. 0.625 0.8 1 for thin-slice screening scans")
+    synth.add_argument("--motion", choices=["usual", "large"], default="usual",
+                       help="how the patient lies at the follow-up: usual (a few mm and degrees from the baseline, "
+                            "the same breath) or large (turned up to 6 degrees, moved up to 25 mm, lungs 0.95-1.05 "
+                            "times as tall); the truth is written to motion.csv")
     synth.set_defaults(run=_synth)
 
     train = commands.add_parser("train", help="train CSF-net (or an ablation) on a cohort")
@@ -234,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
                               "leaves diameter_mm, type, vdt_days, growth_class and lung_rads empty")
     predict.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     predict.set_defaults(run=_predict)
+
+    match = commands.add_parser("match", help="find each nodule in the scans where its point is missing (empty x, y, "
+                                              "z) from its point in another scan of the patient")
+    match.add_argument("--cases", required=True, help="cases.csv; rows with empty x, y, z are found")
+    match.add_argument("--out", required=True, help="the matched cases.csv to write (with match, match_mm, "
+                                                    "match_note)")
+    match.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    match.set_defaults(run=_match)
 
     measure = commands.add_parser("measure", help="each nodule's volume, diameters, type, growth and Lung-RADS "
                                                   "category at every scan -> measurements.csv")

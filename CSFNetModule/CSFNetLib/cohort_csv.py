@@ -131,6 +131,10 @@ def _parse_case_row(
         return problem(f"timepoint {cells['timepoint']!r} is not T0 or T1")
     if not cells["image"]:
         return problem(f"{timepoint}: empty image")
+    if not any(cells[axis] for axis in ("x", "y", "z")):
+        found = cells.get("match", "")
+        return problem(f"{timepoint}: no point (x, y, z empty)" + (f"; csfnet match said: {found}" if found else
+                       "; csfnet match finds it from the nodule's point in another scan"))
     try:
         centre = cast(Tuple[float, float, float],  # one number per axis
                       tuple(_number(cells[axis], f"coordinate {axis}") for axis in ("x", "y", "z")))

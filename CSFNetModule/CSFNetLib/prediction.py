@@ -22,7 +22,6 @@ from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather
 from .errors import ResultsExist, UnusableOptions
 from .inference import Predictor
-from .measure.cohort import check_target as check_measurements_target
 from .measure.cohort import write_measurements
 from .nlst_cmst import iter_nlst_cmst
 from .options import DEFAULT_ATTENTION_METHOD, AttentionMethod, Precision
@@ -30,6 +29,7 @@ from .preprocessing import Preprocessing
 from .records import CaseProblem, Cohort, Sample
 from .results_file import ResultsWriter, fingerprint
 from .samples import iter_samples
+from .table_files import check_table_target
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _check_options(*, precision: str, attention: Optional[AttentionOutput], resu
         if resume:
             raise UnusableOptions("{measurements} is written by a whole run: rerun with {overwrite} instead of "
                                   "{resume}")
-        check_measurements_target(measurements, overwrite=overwrite)
+        check_table_target(measurements, "measurements", overwrite=overwrite)
     if resume and ranks.several:
         raise UnusableOptions("{resume} continues a run of one process; rerun the {distributed} prediction whole")
     if ranks.several and nlst_cmst_rois is not None:

@@ -6,9 +6,7 @@ A nodule that cannot be measured gets a row with its error and the run carries o
 maps (1 ground glass, 2 solid) on the scan's own grid, cut to the nodule, so they sit on it in any viewer.
 """
 
-import csv
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -17,11 +15,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..cohort_csv import read_cohort
-from ..errors import ResultsExist
 from ..geometry import VoxelGrid
 from ..images import read_image
 from ..preprocessing import resample_to_grid
 from ..records import NoduleCase, PathLike, TimepointRow
+from ..table_files import check_table_target, write_table
 from .growth import growth_class, lung_rads, volume_doubling_days
 from .segmentation import NoduleMeasurement, measure_nodule
 
@@ -40,7 +38,7 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
                    overwrite: bool = False, progress: Optional[Callable[[str], None]] = None) -> MeasureCounts:
     """Measure every nodule of `cases_csv` at both scans into `out` (written whole at the end)."""
     out, masks = Path(out), Path(masks_dir) if masks_dir is not None else None
-    check_target(out, overwrite=overwrite)
+    check_table_target(out, "measurements", overwrite=overwrite)
     if masks is not None and masks.exists() and not masks.is_dir():
         raise ValueError(f"{masks}: not a folder for masks")
     cohort = read_cohort(cases_csv)
@@ -71,25 +69,9 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
     return MeasureCounts(measured, len(rows) - measured)
 
 
-def check_target(out: PathLike, *, overwrite: bool) -> None:
-    """Refuse, before any work, a measurements.csv that would replace a file unasked, or a folder."""
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"{out}: a folder, not a file name for measurements")
-    if out.exists() and not overwrite:
-        raise ResultsExist("{out} exists; pass {overwrite} to replace it", out=out)
-
-
 def write_measurements(out: PathLike, rows: List[Dict[str, object]]) -> None:
-    """measurements.csv, in place only when whole (a failed write leaves no half file under its name)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(partial, out)
+    """measurements.csv, in place only when whole."""
+    write_table(out, COLUMNS, rows)
 
 
 def measure_case(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image],

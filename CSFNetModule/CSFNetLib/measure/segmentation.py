@@ -378,7 +378,8 @@ def _thin_rim(across: np.ndarray, radii: np.ndarray, lung: float, core: float):
 
 def _median_gap(inner_edges: np.ndarray, outer_edges: np.ndarray) -> float:
     """The rays' median distance from their inner to their outer crossing (nan when most lack one)."""
-    gaps = outer_edges - inner_edges
+    with np.errstate(invalid="ignore"):  # rays lacking both crossings: inf - inf
+        gaps = outer_edges - inner_edges
     finite = np.isfinite(gaps)
     return float(np.median(gaps[finite])) if finite.mean() >= 0.5 else float("nan")
 

@@ -220,6 +220,26 @@ class Anatomy:
         return tubes
 
     # ------------------------------------------------------------------ rendering
+    def breathed(self, points: np.ndarray, factor: float) -> np.ndarray:
+        """Body-frame points as they lie when the lungs' height is `factor` times the baseline's: the chest
+        below the lung apex stretched or squeezed in z (the diaphragm moves, the apex stays)."""
+        points = np.asarray(points, dtype=float)
+        if factor == 1.0:
+            return points
+        moved = points.copy()
+        moved[..., 2] = self.lung_top_z + factor * (points[..., 2] - self.lung_top_z)
+        return moved
+
+    def breathe(self, hu: np.ndarray, grid: VoxelGrid, factor: float) -> np.ndarray:
+        """The rendered chest (HU on `grid`) as it lies at breath `factor` (`breathed`)."""
+        if factor == 1.0:
+            return hu.copy()
+        back = sitk.AffineTransform(3)  # output (breathed) points to input (baseline) points
+        back.SetMatrix([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0 / factor])
+        back.SetCenter((0.0, 0.0, self.lung_top_z))
+        image = sitk.Resample(grid.image(hu), back, sitk.sitkLinear, HU["air"], sitk.sitkFloat32)
+        return sitk.GetArrayFromImage(image)
+
     def render(self, grid: VoxelGrid) -> Tuple[np.ndarray, np.ndarray]:
         """HU (float32, z y x) and the lung mask on an identity-direction body-frame grid."""
         z, y, x = _axes(grid)

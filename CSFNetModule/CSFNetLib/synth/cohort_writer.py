@@ -6,7 +6,9 @@
                        upper_lobe, nodule_count (and margin, attachment, course for analysis)
     DIR/clinical.csv   pid and the six NLST fields (empty = missing), then family_history,
                        emphysema, prior_cancer (extrathoracic cancer > 5 years ago, for Mayo)
-    DIR/cohort.json    how it was made: seed, size, counts, version
+    DIR/motion.csv     how each patient lay at each scan against the baseline (the truth a registration
+                       is judged by): pid, timepoint, rotation_deg, shift_mm (of the carina), breath
+    DIR/cohort.json    how it was made: seed, size, motion, counts, version
 """
 
 import csv
@@ -16,22 +18,26 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import SimpleITK as sitk
 
 from ..clinical import FIELDS
 from ..errors import UnusableOptions
 from ..version import __version__
-from .patient import TIMEPOINTS, synthesize_patient
-from .scanner import SLICE_THICKNESSES
+from .patient import TIMEPOINTS, SyntheticPatient, synthesize_patient
+from .scanner import MOTIONS, SLICE_THICKNESSES
 
 CASES_COLUMNS = ("pid", "nodule", "timepoint", "image", "x", "y", "z", "label", "days", "diameter_mm",
                  "nodule_type", "spiculation", "upper_lobe", "nodule_count", "margin", "attachment", "course")
 CLINICAL_COLUMNS = ("pid", *FIELDS, "family_history", "emphysema", "prior_cancer")
+MOTION_COLUMNS = ("pid", "timepoint", "rotation_deg", "shift_mm", "breath")
+PatientRows = Tuple[List[Dict], Dict, List[Dict]]  # cases.csv, clinical.csv and motion.csv rows
 
 
-def _patient_rows(seed: int, index: int, size: str, out: Path, slice_mm: Sequence[float]) -> Tuple[List[Dict], Dict]:
-    """Generate patient `index`, write its two scans, return its cases.csv rows and clinical.csv row."""
-    patient = synthesize_patient(seed, index, size, slice_mm)
+def _patient_rows(seed: int, index: int, size: str, out: Path, slice_mm: Sequence[float], motion: str
+                  ) -> PatientRows:
+    """Generate patient `index`, write its two scans, return its rows of the cohort's CSV files."""
+    patient = synthesize_patient(seed, index, size, slice_mm, MOTIONS[motion])
     spec = patient.spec
     for timepoint in TIMEPOINTS:
         sitk.WriteImage(patient.images[timepoint], str(out / "images" / f"{spec.pid}_{timepoint}.nrrd"),
@@ -52,7 +58,20 @@ def _patient_rows(seed: int, index: int, size: str, out: Path, slice_mm: Sequenc
     clinical = {"pid": spec.pid, **{f: "" if spec.clinical[f] is None else spec.clinical[f] for f in FIELDS},
                 "family_history": int(spec.family_history), "emphysema": int(spec.emphysema),
                 "prior_cancer": int(spec.prior_cancer)}
-    return rows, clinical
+    return rows, clinical, _motion_rows(patient)
+
+
+def _motion_rows(patient: SyntheticPatient) -> List[Dict]:
+    """Each scan's pose against the baseline's: the rotation between them, how far the carina moved, the breath."""
+    baseline = patient.acquisitions[TIMEPOINTS[0]].pose
+    rows = []
+    for timepoint, acquisition in patient.acquisitions.items():
+        turn = acquisition.pose.matrix @ baseline.matrix.T
+        angle = np.degrees(np.arccos(np.clip((np.trace(turn) - 1.0) / 2.0, -1.0, 1.0)))
+        shift = np.linalg.norm(np.subtract(acquisition.pose.translation, baseline.translation))  # the body origin's
+        rows.append({"pid": patient.spec.pid, "timepoint": timepoint, "rotation_deg": f"{angle:.2f}",
+                     "shift_mm": f"{shift:.2f}", "breath": f"{acquisition.breath:.4f}"})
+    return rows
 
 
 def _work(job):
@@ -67,9 +86,10 @@ def write_cohort(
     workers: int = 1,
     progress: Optional[Callable[[int, int], None]] = None,
     slice_mm: Sequence[float] = SLICE_THICKNESSES,
+    motion: str = "usual",
 ) -> Dict:
     """Generate `cases` patients into `out` (which must not exist or be empty), their scans' slice
-    thicknesses drawn from `slice_mm`; returns the summary."""
+    thicknesses drawn from `slice_mm`, their follow-up poses from `MOTIONS[motion]`; returns the summary."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder (nothing is overwritten)")
@@ -78,9 +98,12 @@ def write_cohort(
     if not slice_mm or min(slice_mm) <= 0:
         raise UnusableOptions("{slice_mm} must be positive thicknesses in mm, got {values}",
                               values=" ".join(f"{t:g}" for t in slice_mm) or "none")
+    if motion not in MOTIONS:
+        raise UnusableOptions("{motion} must be one of {choices}, got {value}", choices=", ".join(MOTIONS),
+                              value=motion)
     (out / "images").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    jobs = [(seed, index, size, out, tuple(slice_mm)) for index in range(cases)]
+    jobs = [(seed, index, size, out, tuple(slice_mm), motion) for index in range(cases)]
     results = []
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -93,14 +116,16 @@ def write_cohort(
             results.append(_work(job))
             if progress:
                 progress(done, cases)
-    case_rows = [row for rows, _ in results for row in rows]
+    case_rows = [row for rows, _, _ in results for row in rows]
     _write_csv(out / "cases.csv", CASES_COLUMNS, case_rows)
-    _write_csv(out / "clinical.csv", CLINICAL_COLUMNS, [clinical for _, clinical in results])
+    _write_csv(out / "clinical.csv", CLINICAL_COLUMNS, [clinical for _, clinical, _ in results])
+    _write_csv(out / "motion.csv", MOTION_COLUMNS, [row for _, _, rows in results for row in rows])
     nodules = [row for row in case_rows if row["timepoint"] == "T0"]
     summary = {
         "generator": f"csfnet {__version__} synth",
         "note": "synthetic phantoms, not patient data",
-        "seed": seed, "size": size, "slice_mm": list(slice_mm), "patients": cases, "nodules": len(nodules),
+        "seed": seed, "size": size, "slice_mm": list(slice_mm), "motion": motion, "patients": cases,
+        "nodules": len(nodules),
         "malignant": sum(int(row["label"]) for row in nodules),
         "seconds": round(time.perf_counter() - started, 1), "workers": workers,
     }

@@ -1,16 +1,26 @@
 """One synthetic patient end to end: who they are, their chest, their nodules, their two scans."""
 
-from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import VoxelGrid, int3
+from ..geometry import VoxelGrid, float3, int3
 from .anatomy import Anatomy
 from .nodules import Nodule, place_nodules
 from .population import PatientSpec, sample_patient
-from .scanner import SLICE_THICKNESSES, Acquisition, acquire, body_box, in_view, sample_acquisition, sample_pose
+from .scanner import (
+    SLICE_THICKNESSES,
+    Acquisition,
+    FollowUpMotion,
+    acquire,
+    in_view,
+    sample_acquisition,
+    sample_follow_up,
+    sample_pose,
+    scan_corners_body,
+)
 
 TIMEPOINTS = ("T0", "T1")
 BODY_GRID_MM = {"small": 0.7, "full": 1.0}  # in-plane resolution the anatomy is drawn at before each scan samples it
@@ -24,19 +34,25 @@ class SyntheticPatient:
     acquisitions: Dict[str, Acquisition]
     images: Dict[str, sitk.Image]
 
+    def nodule_center_body(self, nodule: Nodule, timepoint: str) -> np.ndarray:
+        """Where the nodule is in the body frame as the patient breathed at that scan."""
+        assert nodule.center_body is not None  # the patient's nodules are placed (`place_nodules`)
+        return self.anatomy.breathed(np.asarray(nodule.center_body), self.acquisitions[timepoint].breath)
+
     def nodule_center_lps(self, nodule: Nodule, timepoint: str) -> np.ndarray:
         """Where the nodule is in that scan's physical (scanner LPS) space."""
-        assert nodule.center_body is not None  # the patient's nodules are placed (`place_nodules`)
-        return self.acquisitions[timepoint].pose.apply(nodule.center_body)
+        return self.acquisitions[timepoint].pose.apply(self.nodule_center_body(nodule, timepoint))
 
     def landmark_lps(self, name: str, timepoint: str) -> np.ndarray:
-        return self.acquisitions[timepoint].pose.apply(self.anatomy.landmarks()[name])
+        acquisition = self.acquisitions[timepoint]
+        return acquisition.pose.apply(self.anatomy.breathed(self.anatomy.landmarks()[name], acquisition.breath))
 
 
-def synthesize_patient(seed: int, index: int, size: str = "small",
-                       slice_mm: Sequence[float] = SLICE_THICKNESSES) -> SyntheticPatient:
+def synthesize_patient(seed: int, index: int, size: str = "small", slice_mm: Sequence[float] = SLICE_THICKNESSES,
+                       motion: Optional[FollowUpMotion] = None) -> SyntheticPatient:
     """Patient `index` of the cohort with this seed: the same result whatever else is generated. Its scans'
-    slice thicknesses are drawn from `slice_mm`."""
+    slice thicknesses are drawn from `slice_mm`; the follow-up's pose and breath from `motion` (None: the
+    usual few mm and degrees, the same breath)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     spec = sample_patient(rng, pid=f"SYN{index + 1:05d}")
     anatomy = Anatomy.sample(rng, emphysema=spec.emphysema)
@@ -46,13 +62,21 @@ def synthesize_patient(seed: int, index: int, size: str = "small",
     else:  # the whole chest
         center = np.array([0.0, anatomy.body_center_y, (anatomy.lung_top_z + anatomy.lung_base_z) / 2.0])
     z_extent = anatomy.lung_top_z - anatomy.lung_base_z + 50.0
-    pose = sample_pose(rng)
+    baseline = pose = sample_pose(rng)
+    breath = 1.0
     acquisitions = {}
     for timepoint in TIMEPOINTS:
-        acquisitions[timepoint] = sample_acquisition(rng, size, pose, center, z_extent, slice_mm)
-        pose = sample_pose(rng, previous=pose)
+        acquisitions[timepoint] = sample_acquisition(rng, size, pose, anatomy.breathed(center, breath), z_extent,
+                                                     slice_mm, breath)
+        if motion is None:
+            pose = sample_pose(rng, previous=pose)
+        else:
+            pose, breath = sample_follow_up(rng, baseline, motion)
 
-    low, high = body_box(acquisitions.values())
+    # the body grid holds every scan's voxels both as breathed and as at baseline (what `breathe` resamples)
+    corners = np.concatenate([np.concatenate([seen, anatomy.breathed(seen, 1.0 / a.breath)])
+                              for a in acquisitions.values() for seen in [scan_corners_body(a)]])
+    low, high = corners.min(axis=0) - 3.0, corners.max(axis=0) + 3.0
     in_plane = BODY_GRID_MM[size]
     thinnest = min(a.grid.spacing_xyz[2] for a in acquisitions.values())
     spacing = np.array([in_plane, in_plane, float(np.clip(thinnest / 2.0, in_plane, 1.25))])  # half a slice in z
@@ -66,13 +90,15 @@ def synthesize_patient(seed: int, index: int, size: str = "small",
     depth[~lung] = 0.0
 
     def seen_by_both(points: np.ndarray) -> np.ndarray:
-        return np.logical_and.reduce([in_view(a, points, margin_mm=20.0) for a in acquisitions.values()])
+        return np.logical_and.reduce([in_view(a, anatomy.breathed(points, a.breath), margin_mm=20.0)
+                                      for a in acquisitions.values()])
 
     nodules = place_nodules(spec.nodules, rng, body_grid, depth, anatomy.upper_lobe, anatomy.vessels, seen_by_both)
-    images = {}
+    patient = SyntheticPatient(spec, anatomy, nodules, acquisitions, {})
     for timepoint in TIMEPOINTS:
-        volume = hu.copy()
-        for nodule in nodules:
-            nodule.paint(volume, body_grid, timepoint)
-        images[timepoint] = acquire(body_grid.image(volume), acquisitions[timepoint], rng)
-    return SyntheticPatient(spec, anatomy, nodules, acquisitions, images)
+        volume = anatomy.breathe(hu, body_grid, acquisitions[timepoint].breath)
+        for nodule in nodules:  # a nodule moves with the breath but keeps its shape
+            replace(nodule, center_body=float3(float(c) for c in patient.nodule_center_body(nodule, timepoint))).paint(
+                volume, body_grid, timepoint)
+        patient.images[timepoint] = acquire(body_grid.image(volume), acquisitions[timepoint], rng)
+    return patient

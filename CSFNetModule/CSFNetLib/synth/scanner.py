@@ -7,7 +7,7 @@ a little blur (the scanner's point spread) and Gaussian noise of 20-40 HU SD.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,12 +21,46 @@ HU_RANGE = (-1024, 3071)
 
 @dataclass(frozen=True)
 class Acquisition:
-    """One scan's settings: where the patient lies (pose), the grid, blur and noise."""
+    """One scan's settings: where the patient lies (pose), the grid, blur and noise, and how deeply the
+    patient breathed in (the lungs' height relative to the baseline scan, `Anatomy.breathed`)."""
 
-    pose: RigidTransform  # body frame -> scanner LPS
+    pose: RigidTransform  # (breathed) body frame -> scanner LPS
     grid: VoxelGrid  # scanner LPS
     blur_mm: float
     noise_sd: float
+    breath: float = 1.0
+
+
+@dataclass(frozen=True)
+class FollowUpMotion:
+    """How differently a patient lies at a follow-up than at the baseline: turned about a random axis by up
+    to `rotation_deg`, moved in a random direction by up to `shift_mm`, the lungs' height scaled by a factor
+    drawn from `breath` (a deeper or shallower breath)."""
+
+    rotation_deg: float
+    shift_mm: float
+    breath: Tuple[float, float] = (1.0, 1.0)
+
+
+#: `csfnet synth --motion`: "usual" is every cohort's default (a few degrees and mm from the previous scan,
+#: the same breath); "large" is what a registration must survive (the matching benchmark).
+MOTIONS: Dict[str, Optional[FollowUpMotion]] = {"usual": None, "large": FollowUpMotion(6.0, 25.0, (0.95, 1.05))}
+
+
+def sample_follow_up(rng: np.random.Generator, baseline: RigidTransform, motion: FollowUpMotion
+                     ) -> Tuple[RigidTransform, float]:
+    """A follow-up's pose and breath under `motion`, relative to the baseline pose."""
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.radians(rng.uniform(0.0, motion.rotation_deg))
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    turn = np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross  # Rodrigues
+    direction = rng.normal(size=3)
+    shift = direction / np.linalg.norm(direction) * rng.uniform(0.0, motion.shift_mm)
+    rotation = turn @ baseline.matrix
+    translation = np.asarray(baseline.translation) + shift
+    pose = RigidTransform(tuple(rotation.reshape(-1).tolist()), tuple(translation.tolist()))
+    return pose, float(rng.uniform(*motion.breath))
 
 
 def sample_pose(rng: np.random.Generator, previous: Optional[RigidTransform] = None) -> RigidTransform:
@@ -43,10 +77,10 @@ def sample_pose(rng: np.random.Generator, previous: Optional[RigidTransform] = N
 
 def sample_acquisition(
     rng: np.random.Generator, size: str, pose: RigidTransform, center_body: np.ndarray, z_extent_mm: float,
-    slice_mm: Sequence[float] = SLICE_THICKNESSES,
+    slice_mm: Sequence[float] = SLICE_THICKNESSES, breath: float = 1.0,
 ) -> Acquisition:
-    """A scan grid centred (within a few mm) on `center_body` as the patient lies in `pose`, its slice
-    thickness drawn from `slice_mm`."""
+    """A scan grid centred (within a few mm) on `center_body` (breathed) as the patient lies in `pose`, its
+    slice thickness drawn from `slice_mm`."""
     in_plane = round(float(rng.uniform(0.6, 0.9)), 3)
     thickness = float(rng.choice(np.asarray(slice_mm, dtype=float)))
     nz, ny, nx = SIZES[size]
@@ -61,19 +95,13 @@ def sample_acquisition(
         direction = np.eye(3)
     center = pose.apply(center_body) + rng.normal(0.0, 4.0, 3)
     grid = VoxelGrid.centred(center, (nz, ny, nx), (in_plane, in_plane, thickness), direction)
-    return Acquisition(pose, grid, blur_mm=float(rng.uniform(0.4, 0.8)), noise_sd=float(rng.uniform(20.0, 40.0)))
+    return Acquisition(pose, grid, blur_mm=float(rng.uniform(0.4, 0.8)), noise_sd=float(rng.uniform(20.0, 40.0)),
+                       breath=breath)
 
 
-def body_box(acquisitions, margin_mm: float = 3.0):
-    """The body-frame box (low, high) that holds every voxel of the given scans."""
-    corners = []
-    for acq in acquisitions:
-        nz, ny, nx = acq.grid.size_zyx
-        index = np.array([[z, y, x] for z in (0, nz - 1) for y in (0, ny - 1) for x in (0, nx - 1)], dtype=float)
-        scanner = acq.grid.index_zyx_to_lps(index)
-        corners.append(acq.pose.apply_inverse(scanner))
-    box = np.concatenate(corners)
-    return box.min(axis=0) - margin_mm, box.max(axis=0) + margin_mm
+def scan_corners_body(acquisition: Acquisition) -> np.ndarray:
+    """The scan's eight corner voxels in the (breathed) body frame, (8, 3)."""
+    return acquisition.pose.apply_inverse(acquisition.grid.corners_lps)
 
 
 def in_view(acquisition: Acquisition, points_body: np.ndarray, margin_mm: float) -> np.ndarray:

@@ -38,7 +38,7 @@ def true_masks(
     if radius <= 0 or nodule.center_body is None:
         return whole, solid
     pose = patient.acquisitions[timepoint].pose
-    center = np.asarray(nodule.center_body)
+    center = patient.nodule_center_body(nodule, timepoint)
     reach = nodule.reach_mm(timepoint)
     box = np.array([[x, y, z] for x in (-reach, reach) for y in (-reach, reach) for z in (-reach, reach)])
     block, _ = grid.covering(pose.apply(center + box), margin=1)  # any grid direction: the box's corners
@@ -49,7 +49,7 @@ def true_masks(
     step = max(1, _SLAB_POINTS // plane)
     for z in range(z_block.start, z_block.stop, step):
         slab = (slice(z, min(z + step, z_block.stop)), y_block, x_block)
-        points = pose.apply_inverse(block_points(grid, slab))  # scanner LPS -> body frame
+        points = pose.apply_inverse(block_points(grid, slab))  # scanner LPS -> (breathed) body frame
         outer = nodule._occupancy(points, center, radius, voxel_mm, with_spicules=True)
         whole[slab] = outer
         if fraction >= 1.0:

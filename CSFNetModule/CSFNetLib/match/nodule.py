@@ -1,0 +1,140 @@
+"""Finding a nodule of one scan in another scan of the same patient, or saying that it is not there.
+
+1. The nodule is segmented in the scan it was pointed at: its centre and size (a point beside it is
+   enough; a point on no nodule is refused).
+2. The lungs' registration carries the centre into the other scan (`registered_lps`).
+3. The nodule's neighbourhood (LOCAL_MM around it: vessels, fissures, the pleura), the nodule itself
+   left out since it may have grown, shrunk or gone, is aligned between the scans by a translation: the
+   registration's local error, from breathing that is not quite affine (`aligned_lps`).
+4. The nodule is segmented in the other scan from there: its centroid is the match (`centre_lps`); no
+   nodule there (only lung, a vessel, the wall) is "not present".
+A registration whose lungs do not overlap, a neighbourhood that does not correlate after alignment, or a
+nodule found too far away leave it undecided, with the reason: never a confident wrong match.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..geometry import PointsLike, VoxelGrid
+from ..measure.segmentation import SEARCH_MM, NoduleSegmentation, NoNoduleError, segment_nodule
+from ..preprocessing import resample_to_grid
+from .registration import LungRegistration, fit_transform
+
+FOUND, NOT_PRESENT = "found", "not present"
+LOCAL_MM = 25.0  # half-size of the neighbourhood aligned around the nodule
+LOCAL_VOXEL_MM = 1.0
+NODULE_MARGIN_MM = 4.0  # the nodule and this much around it are left out of the local alignment
+MIN_CORRELATION = 0.5  # a neighbourhood correlating less than this after alignment is not the same place
+MAX_LOCAL_MM = 12.0  # a local alignment moving further than this has locked onto something else
+EDGE_MM = 5.0  # a registered centre within this of the other scan's edge (or beyond it) is not looked for
+
+
+@dataclass(frozen=True)
+class NoduleMatch:
+    """Where a nodule of the source scan is in the target scan (LPS mm of each scan)."""
+
+    status: str  # FOUND, NOT_PRESENT, or why it could not be decided
+    source_lps: Optional[np.ndarray]  # the nodule's centre in the source scan (None: no nodule at the point)
+    registered_lps: Optional[np.ndarray] = None  # where the lungs' registration alone puts it in the target
+    aligned_lps: Optional[np.ndarray] = None  # after aligning the nodule's neighbourhood
+    centre_lps: Optional[np.ndarray] = None  # the nodule found in the target (FOUND only)
+    note: str = ""  # why it is not present, or what to check about a found one
+    correlation: float = float("nan")  # of the neighbourhoods after alignment
+
+    @property
+    def found(self) -> bool:
+        return self.status == FOUND
+
+    @property
+    def moved_mm(self) -> Optional[float]:
+        """How far the found centre lies from where the registration alone put it."""
+        if self.centre_lps is None or self.registered_lps is None:
+            return None
+        return float(np.linalg.norm(self.centre_lps - self.registered_lps))
+
+
+def match_nodule(source: sitk.Image, point_lps: PointsLike, target: sitk.Image,
+                 registration: LungRegistration) -> NoduleMatch:
+    """The nodule at `point_lps` of `source` found in `target`; `registration` maps source points to target."""
+    try:
+        nodule = segment_nodule(source, point_lps)
+    except NoNoduleError as exc:
+        return NoduleMatch(f"no nodule to follow at the given point: {exc}", None)
+    start = nodule.centre_lps
+    if not registration.aligned:
+        return NoduleMatch(registration.problem(), start)
+    registered = registration.to_moving(start)
+    beyond = _beyond_edge_mm(target, registered)
+    if beyond > -EDGE_MM:
+        where = "outside" if beyond > 0 else "at the edge of"
+        return NoduleMatch(f"it would lie {where} the other scan's field of view", start, registered)
+    shift, correlation = _align_neighbourhood(source, target, registration, nodule)
+    aligned = registration.to_moving(start + shift)
+    undecided = dict(source_lps=start, registered_lps=registered, aligned_lps=aligned, correlation=correlation)
+    if not correlation >= MIN_CORRELATION:
+        return NoduleMatch(f"its neighbourhood does not match in the other scan (correlation {correlation:.2f} "
+                           "after alignment): another patient, or a region changed too much", **undecided)
+    if np.linalg.norm(shift) > MAX_LOCAL_MM:
+        return NoduleMatch(f"the local alignment moved {np.linalg.norm(shift):.0f} mm from the registration: "
+                           "place the point by hand", **undecided)
+    try:
+        found = segment_nodule(target, aligned)
+    except NoNoduleError as exc:
+        return NoduleMatch(NOT_PRESENT, note=str(exc), **undecided)
+    reach = _radius_mm(nodule) + _radius_mm(found) + SEARCH_MM
+    distance = float(np.linalg.norm(found.centre_lps - aligned))
+    if distance > reach:
+        return NoduleMatch(f"the nearest nodule lies {distance:.0f} mm from where this one should be: another "
+                           "nodule?", **undecided)
+    return NoduleMatch(FOUND, centre_lps=found.centre_lps, **undecided)
+
+
+def _radius_mm(nodule: NoduleSegmentation) -> float:
+    """The radius of the sphere as large as the nodule's mask."""
+    return float((3.0 * nodule.whole.sum() * nodule.voxel_mm ** 3 / (4.0 * np.pi)) ** (1.0 / 3.0))
+
+
+def _beyond_edge_mm(image: sitk.Image, point_lps: np.ndarray) -> float:
+    """How far `point_lps` lies beyond the scan's outermost voxel centres (negative: inside, by that much)."""
+    grid = VoxelGrid.of_image(image)
+    index = grid.lps_to_index_zyx(point_lps)
+    spacing = np.asarray(grid.spacing_xyz[::-1])
+    inside = np.minimum(index, np.asarray(grid.size_zyx) - 1 - index) * spacing
+    return float(-inside.min())
+
+
+def _align_neighbourhood(source: sitk.Image, target: sitk.Image, registration: LungRegistration,
+                         nodule: NoduleSegmentation):
+    """The translation (source mm) that best aligns the nodule's neighbourhood, the nodule left out, and the
+    correlation of the two neighbourhoods after it (where both scans see)."""
+    n = int(round(2 * LOCAL_MM / LOCAL_VOXEL_MM)) + 1
+    grid = VoxelGrid.centred(nodule.centre_lps, (n, n, n), (LOCAL_VOXEL_MM,) * 3)
+    reference = grid.image(np.zeros(grid.size_zyx, dtype=np.float32))
+    fixed_hu = np.clip(resample_to_grid(source, grid, sitk.sitkLinear, -1000.0), -1000.0, 100.0)
+    moving = sitk.Clamp(sitk.Resample(target, reference, registration.transform, sitk.sitkLinear, -1000.0,
+                                      sitk.sitkFloat32), sitk.sitkFloat32, -1000.0, 100.0)
+    points = grid.index_zyx_to_lps(np.indices(grid.size_zyx).reshape(3, -1).T)
+    away = np.linalg.norm(points - nodule.centre_lps, axis=1) > _radius_mm(nodule) + NODULE_MARGIN_MM
+    seen = (_seen(source, reference, sitk.Transform()) & _seen(target, reference, registration.transform)).reshape(-1)
+    keep = (away & seen).reshape(grid.size_zyx)
+    fixed, mask = grid.image(fixed_hu), grid.image(keep.astype(np.uint8))
+    # every shift of 3 mm within MAX_LOCAL_MM, then gradient descent on 2 mm voxels (the segmentation centres it)
+    coarse = sitk.TranslationTransform(fit_transform(fixed, moving, mask, sitk.TranslationTransform(3), shrink=(3,),
+                                                     search_mm=(MAX_LOCAL_MM,) * 3))
+    translation = sitk.TranslationTransform(fit_transform(fixed, moving, mask, coarse, shrink=(2,)))
+    shift = np.asarray(translation.GetOffset())
+    aligned = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, translation, sitk.sitkLinear, -1000.0))
+    a, b = fixed_hu[keep], aligned[keep]
+    correlation = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else 0.0
+    return shift, correlation
+
+
+def _seen(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform) -> np.ndarray:
+    """Which voxels of `reference` (flattened), mapped by `transform`, fall inside `image`."""
+    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(image)
+    return sitk.GetArrayViewFromImage(sitk.Resample(ones, reference, transform, sitk.sitkNearestNeighbor, 0)
+                                      ).reshape(-1) > 0

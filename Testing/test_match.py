@@ -1,0 +1,134 @@
+"""One-click matching: a nodule pointed at in one scan found (or said absent) in the patient's other scan.
+
+Real synthetic patients whose follow-up lies turned, moved and breathed (`csfnet synth --motion large`),
+real SimpleITK registration and the real nodule segmentation; the truth is the generator's.
+"""
+
+import csv
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from CSFNetLib.cli import main as csfnet
+from CSFNetLib.match.nodule import FOUND, NOT_PRESENT, match_nodule
+from CSFNetLib.match.registration import NoLungError, register_lungs
+from CSFNetLib.synth import synthesize_patient, write_cohort
+from CSFNetLib.synth.scanner import MOTIONS
+
+SEED = 3
+RESOLVING = 10  # patient index of SEED whose one nodule (9 mm) resolves by the follow-up
+
+
+@pytest.fixture(scope="module")
+def moved():
+    """Two patients with large follow-up motion: one whose nodules stay, one whose nodule resolves."""
+    return {index: synthesize_patient(SEED, index, "small", motion=MOTIONS["large"]) for index in (0, RESOLVING)}
+
+
+def _click(patient, nodule, timepoint, rng):
+    offset = rng.normal(size=3)
+    return patient.nodule_center_lps(nodule, timepoint) + offset / np.linalg.norm(offset) * 1.5
+
+
+def test_large_motion_is_within_its_stated_range_and_the_truth_follows_the_breath(tmp_path):
+    summary = write_cohort(tmp_path / "moved", 2, SEED, motion="large", workers=1)
+    assert summary["motion"] == "large"
+    rows = list(csv.DictReader(open(tmp_path / "moved" / "motion.csv", encoding="utf-8")))
+    follow_ups = [row for row in rows if row["timepoint"] == "T1"]
+    assert len(follow_ups) == 2
+    for row in follow_ups:
+        assert 0.0 < float(row["rotation_deg"]) <= 6.0 and 0.0 < float(row["shift_mm"]) <= 25.0
+        assert 0.95 <= float(row["breath"]) <= 1.05 and float(row["breath"]) != 1.0
+    patient = synthesize_patient(SEED, 0, "small", motion=MOTIONS["large"])
+    from CSFNetLib.measure.segmentation import segment_nodule
+    for nodule in patient.nodules:  # the nodule is drawn where cases.csv says, in the breathed follow-up too
+        truth = patient.nodule_center_lps(nodule, "T1")
+        assert np.linalg.norm(segment_nodule(patient.images["T1"], truth).centre_lps - truth) < 1.0
+
+
+def test_a_nodule_is_found_in_the_other_scan_both_ways_within_its_radius(moved):
+    patient, rng = moved[0], np.random.default_rng(0)
+    registration = register_lungs(patient.images["T0"], patient.images["T1"])
+    assert registration.aligned
+    for source, target, mapping in (("T0", "T1", registration), ("T1", "T0", registration.reversed())):
+        for nodule in patient.nodules:
+            match = match_nodule(patient.images[source], _click(patient, nodule, source, rng),
+                                 patient.images[target], mapping)
+            truth = patient.nodule_center_lps(nodule, target)
+            assert match.status == FOUND, match
+            assert np.linalg.norm(match.centre_lps - truth) < nodule.diameter(target) / 2.0
+            assert match.moved_mm == pytest.approx(np.linalg.norm(match.centre_lps - match.registered_lps))
+
+
+def test_a_resolved_nodule_is_reported_not_present_with_the_reason(moved):
+    patient, rng = moved[RESOLVING], np.random.default_rng(1)
+    (nodule,) = patient.nodules
+    assert nodule.diameter("T0") > 8.0 and nodule.diameter("T1") == 0.0
+    registration = register_lungs(patient.images["T0"], patient.images["T1"])
+    match = match_nodule(patient.images["T0"], _click(patient, nodule, "T0", rng), patient.images["T1"], registration)
+    assert match.status == NOT_PRESENT and match.centre_lps is None
+    assert "no nodule" in match.note or "vessel" in match.note
+    where = patient.nodule_center_lps(nodule, "T1")
+    assert np.linalg.norm(match.aligned_lps - where) < 4.0  # it looked in the right place
+
+
+def test_another_patient_s_scan_is_never_a_confident_match(moved):
+    first, other = moved[0], moved[RESOLVING]
+    registration = register_lungs(first.images["T0"], other.images["T1"])
+    for nodule in first.nodules:
+        match = match_nodule(first.images["T0"], first.nodule_center_lps(nodule, "T0"), other.images["T1"],
+                             registration)
+        assert match.status != FOUND, match
+
+
+def test_a_point_on_no_nodule_and_a_scan_without_lungs_give_their_reasons(moved):
+    patient = moved[0]
+    registration = register_lungs(patient.images["T0"], patient.images["T1"])
+    lung = patient.landmark_lps("right_lung", "T0")
+    match = match_nodule(patient.images["T0"], lung + 200.0, patient.images["T1"], registration)
+    assert match.status.startswith("no nodule to follow") and "outside the scan" in match.status
+    soft_tissue = sitk.Image([60, 60, 40], sitk.sitkInt16) + 40
+    with pytest.raises(NoLungError, match="abdomen.nrrd: no lungs to register on"):
+        register_lungs(patient.images["T0"], soft_tissue, ("T0.nrrd", "abdomen.nrrd"))
+
+
+def test_csfnet_match_fills_empty_points_and_carries_on_past_bad_rows(synthetic_cohort, tmp_path, capsys):
+    rows = list(csv.DictReader(open(synthetic_cohort / "cases.csv", encoding="utf-8")))
+    truth = {}
+    for row in rows:
+        row["image"] = str((synthetic_cohort / row["image"]).resolve())
+        if row["timepoint"] == "T1":
+            truth[(row["pid"], row["nodule"])] = np.array([float(row[a]) for a in "xyz"])
+            row["x"] = row["y"] = row["z"] = ""
+    first_pid = rows[0]["pid"]
+    for row in rows:
+        if row["pid"] == first_pid and row["timepoint"] == "T1":
+            row["image"] = str(tmp_path / "missing.nrrd")  # its scan cannot be read: that patient only
+    rows.append({**rows[-1], "nodule": "9", "timepoint": "T2", "x": "1", "y": "", "z": ""})  # half a point
+    cases, out = tmp_path / "cases.csv", tmp_path / "matched.csv"
+    with open(cases, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    assert csfnet(["match", "--cases", str(cases), "--out", str(out)]) == 1  # some rows undecided
+    matched = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert [row["pid"] for row in matched] == [row["pid"] for row in rows]  # every row, in order
+    assert list(matched[0])[: len(rows[0])] == list(rows[0])  # the user's columns kept, match columns after
+    for row in matched:
+        key = (row["pid"], row["nodule"])
+        if row["timepoint"] == "T0":
+            assert row["match"] == "given" and row["x"]
+        elif row["nodule"] == "9":
+            assert "x, y, z must be all given or all empty" in row["match"]
+        elif row["pid"] == first_pid:
+            assert "missing.nrrd" in row["match"] and not row["x"]
+        elif row["match"] == FOUND:
+            found = np.array([float(row[a]) for a in "xyz"])
+            assert np.linalg.norm(found - truth[key]) < 3.0 and float(row["match_mm"]) >= 0.0
+            assert row["match_note"] == "from T0"
+    statuses = [row["match"] for row in matched if row["timepoint"] == "T1" and row["pid"] != first_pid]
+    assert statuses and statuses.count(FOUND) >= len(statuses) - 1  # a resolved nodule may be 'not present'
+    assert "found" in capsys.readouterr().err
+    assert csfnet(["match", "--cases", str(cases), "--out", str(out)]) == 2  # never overwritten unasked
