@@ -186,6 +186,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.placeNodulePairButton.connect("clicked(bool)", self.onPlaceNodulePair)
+        self.ui.findInOtherScanButton.connect("clicked(bool)", self.onFindInOtherScan)
         self.ui.noduleComboBox.connect("currentIndexChanged(int)", self.onNoduleSelected)
         self.ui.showAttentionCheckBox.connect("toggled(bool)", self.onShowAttentionToggled)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.updateModelWidgets)
@@ -344,6 +345,31 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._pair = (node.baselineFiducials, label, observed, True)
         self._startPlacing(node.baselineFiducials, node.baselineVolume)
         self.ui.statusLabel.text = _("Click nodule {label} in the baseline scan.").format(label=label)
+
+    def onFindInOtherScan(self):
+        """Each nodule pointed at in one scan only is found in the other scan, and its point added there."""
+        self._stopPairPlacement()
+        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+        try:
+            placed = self.logic.findInOtherScan(self._parameterNode)
+        except Exception as error:
+            self._report(_("The nodules could not be matched: {error}").format(error=error), traceback.format_exc())
+            return
+        finally:
+            slicer.app.restoreOverrideCursor()
+        if not placed:
+            self.ui.statusLabel.text = _("Every nodule already has a point in both scans.")
+            return
+        lines = []
+        for scan, placement in placed:
+            match = placement.match
+            if match.found:
+                lines.append(_("Nodule {label}: found in the {scan} scan ({moved:.1f} mm from the registration)."
+                               ).format(label=placement.label, scan=scan, moved=match.moved_mm or 0.0))
+            else:
+                lines.append(_("Nodule {label}: {status} in the {scan} scan ({note}).").format(
+                    label=placement.label, status=match.status, scan=scan, note=match.note or "-"))
+        self.ui.statusLabel.text = "\n".join(lines)
 
     def onPairPointPlaced(self, caller, event):
         if self._pair is None or caller is not self._pair[0]:
@@ -510,6 +536,7 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self._predictors = None  # a CSFNetLib.inference.PredictorCache, made at the first run (it needs torch)
+        self._registrations = None  # a CSFNetLib.scene.matching.Registrations, made at the first matching
 
     def getParameterNode(self) -> "CSFNetParameterNode":
         from CSFNetLib.scene.parameter_node import keep_choices_known
@@ -559,6 +586,28 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
                 table=parameterNode.outputTable, progress=progress, predictors=self._predictors)
         except UsageError as error:
             raise ValueError(error.worded(_panelOption)) from error
+
+    def findInOtherScan(self, parameterNode: "CSFNetParameterNode"):
+        """Match every nodule pointed at in one scan only into the other scan; [(scan name, PlacedMatch)].
+
+        A missing nodule list is made; each pair of volumes is registered once while neither changes.
+        """
+        from CSFNetLib.scene.matching import Registrations, match_points
+
+        if not parameterNode.baselineVolume or not parameterNode.followupVolume:
+            raise ValueError(_("Choose the baseline and the follow-up volume."))
+        if self._registrations is None:
+            self._registrations = Registrations()
+        for attribute, name in (("baselineFiducials", _("baseline nodules")),
+                                ("followupFiducials", _("follow-up nodules"))):
+            if not getattr(parameterNode, attribute):
+                setattr(parameterNode, attribute,
+                        slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name))
+        baseline = (parameterNode.baselineVolume, parameterNode.baselineFiducials)
+        followup = (parameterNode.followupVolume, parameterNode.followupFiducials)
+        placed = [(_("baseline"), match) for match in match_points(*followup, *baseline, self._registrations)]
+        placed += [(_("follow-up"), match) for match in match_points(*baseline, *followup, self._registrations)]
+        return placed
 
     @staticmethod
     def modelPath(name: str) -> str:

@@ -132,3 +132,52 @@ def test_csfnet_match_fills_empty_points_and_carries_on_past_bad_rows(synthetic_
     assert statuses and statuses.count(FOUND) >= len(statuses) - 1  # a resolved nodule may be 'not present'
     assert "found" in capsys.readouterr().err
     assert csfnet(["match", "--cases", str(cases), "--out", str(out)]) == 2  # never overwritten unasked
+
+
+# ------------------------------------------------------------------------------------- in the Slicer scene
+def test_a_point_in_one_scan_s_list_is_placed_on_the_nodule_in_the_other_and_a_missing_one_is_shown(moved):
+    slicer = pytest.importorskip("slicer")
+    from CSFNetLib.geometry import ras_to_lps
+    from CSFNetLib.scene.files import StandaloneScene
+    from CSFNetLib.scene.logic import predict_scene
+    from CSFNetLib.scene.matching import MATCHED_BY, Registrations, match_points
+    from CSFNetLib.scene.nodes import add_fiducials, add_volume_node
+
+    standalone = StandaloneScene()
+    slicer.mrmlScene = scene = standalone.scene
+    try:
+        for index, found in ((0, True), (RESOLVING, False)):
+            patient = moved[index]
+            baseline = add_volume_node(scene, patient.images["T0"], f"{index} baseline")
+            followup = add_volume_node(scene, patient.images["T1"], f"{index} follow-up")
+            labels = [f"n{nodule.nodule_id}" for nodule in patient.nodules]
+            clicked = add_fiducials(scene, "follow-up" if found else "baseline",
+                                    [patient.nodule_center_lps(n, "T1" if found else "T0") for n in patient.nodules],
+                                    labels)
+            other = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "other")
+            if found:  # clicked in the follow-up: the baseline list gets the points
+                placed = match_points(followup, clicked, baseline, other, Registrations())
+            else:
+                placed = match_points(baseline, clicked, followup, other, Registrations())
+            assert [p.label for p in placed] == labels and other.GetNumberOfControlPoints() == len(labels)
+            for i, nodule in enumerate(patient.nodules):
+                assert other.GetNthControlPointLabel(i) == labels[i]
+                if found:
+                    position = [0.0, 0.0, 0.0]
+                    other.GetNthControlPointPositionWorld(i, position)
+                    truth = patient.nodule_center_lps(nodule, "T0")
+                    assert np.linalg.norm(ras_to_lps(position) - truth) < nodule.diameter("T0") / 2.0
+                    assert other.GetNthControlPointDescription(i).startswith(MATCHED_BY)
+                else:
+                    assert other.GetNthControlPointPositionStatus(i) == other.PositionMissing
+                    assert other.GetNthControlPointDescription(i).startswith("not present")
+            again = match_points(followup if found else baseline, clicked, baseline if found else followup, other,
+                                 Registrations())
+            assert again == [] and other.GetNumberOfControlPoints() == len(labels)  # nothing placed twice
+            if not found:  # the prediction names the nodule that has no point rather than pairing it
+                nodes_before = scene.GetNumberOfNodes()
+                with pytest.raises(ValueError, match="nodule 'n1' has no point in the follow-up fiducials"):
+                    predict_scene(scene, baseline, followup, clicked, other, measure=False)
+                assert scene.GetNumberOfNodes() == nodes_before
+    finally:
+        standalone.close()

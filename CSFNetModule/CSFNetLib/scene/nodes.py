@@ -106,6 +106,10 @@ def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
         raise ValueError(f"{role} fiducials must be a markups fiducial node")
     points = []
     for i in range(node.GetNumberOfControlPoints()):
+        if node.GetNthControlPointPositionStatus(i) == node.PositionMissing:
+            why = node.GetNthControlPointDescription(i) or "marked missing"
+            raise ValueError(f"nodule '{node.GetNthControlPointLabel(i)}' has no point in the {role} fiducials "
+                             f"'{node.GetName()}' ({why}): place it by hand, or delete it from both lists")
         if node.GetNthControlPointPositionStatus(i) != node.PositionDefined:
             raise ValueError(f"{role} fiducials '{node.GetName()}' point {i + 1} ('{node.GetNthControlPointLabel(i)}')"
                              " is not placed: place it or delete it")
