@@ -369,7 +369,8 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else:
                 lines.append(_("Nodule {label}: {status} in the {scan} scan ({note}).").format(
                     label=placement.label, status=match.status, scan=scan, note=match.note or "-"))
-        self.ui.statusLabel.text = "\n".join(lines)
+        text = "\n".join(lines)  # each line translated above
+        self.ui.statusLabel.text = text
 
     def onPairPointPlaced(self, caller, event):
         if self._pair is None or caller is not self._pair[0]:
