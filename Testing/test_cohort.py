@@ -278,7 +278,7 @@ def test_row_problems_are_reported_with_file_row_patient_and_reason_and_the_rest
         ["P2", "1", "T1", "b.nrrd", "1", "2", "3", "1", "400"],
         ["P3", "1", "T0", "a.nrrd", "1", "2", "inf", "0", "0"],  # line 7
         ["P3", "1", "T1", "b.nrrd", "1", "2", "3", "0", "400"],
-        ["P4", "1", "T2", "a.nrrd", "1", "2", "3", "0", "0"],  # line 9
+        ["P4", "1", "baseline", "a.nrrd", "1", "2", "3", "0", "0"],  # line 9
         ["P5", "1", "T0", "a.nrrd", "1", "2", "3", "maybe", "0"],  # line 10
         ["P6", "1", "T0", "a.nrrd", "1", "2", "3", "0", "0"],  # line 11
         ["P6", "1", "T0", "a.nrrd", "1", "2", "3", "0", "0"],  # line 12: duplicate
@@ -296,7 +296,7 @@ def test_row_problems_are_reported_with_file_row_patient_and_reason_and_the_rest
     expected = [
         (5, "patient P2 nodule 1", "T0: coordinate x = 'abc' is not a number"),
         (7, "patient P3 nodule 1", "T0: coordinate z = 'inf' is not finite"),
-        (9, "patient P4 nodule 1", "timepoint 'T2' is not T0 or T1"),
+        (9, "patient P4 nodule 1", "timepoint 'baseline' is not T0, T1, T2, ..."),
         (10, "patient P5 nodule 1", "T0: label 'maybe' is not 0 (benign) or 1 (malignant)"),
         (12, "patient P6 nodule 1", "duplicate T0 row (also on line 11)"),
         (14, "patient P7 nodule 2", "T1 row missing"),

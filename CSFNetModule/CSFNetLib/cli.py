@@ -54,7 +54,8 @@ def _synth(args: argparse.Namespace) -> int:
     from .synth.scanner import SLICE_THICKNESSES
 
     summary = write_cohort(Path(args.out), args.cases, args.seed, args.size, args.workers,
-                           counting_bar("synth", "patients"), args.slice_mm or SLICE_THICKNESSES, args.motion)
+                           counting_bar("synth", "patients"), args.slice_mm or SLICE_THICKNESSES, args.motion,
+                           args.scans)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how the patient lies at the follow-up: usual (a few mm and degrees from the baseline, "
                             "the same breath) or large (turned up to 6 degrees, moved up to 25 mm, lungs 0.95-1.05 "
                             "times as tall); the truth is written to motion.csv")
+    synth.add_argument("--scans", type=int, default=2, help="scans per patient, one screening interval apart "
+                                                            "(T0, T1, T2, ...; 2 to 5)")
     synth.set_defaults(run=_synth)
 
     train = commands.add_parser("train", help="train CSF-net (or an ablation) on a cohort")

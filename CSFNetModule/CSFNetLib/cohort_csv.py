@@ -9,11 +9,12 @@ unusable (missing, empty, not UTF-8, required columns absent) raises instead.
 import csv
 import io
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
-from .records import TIMEPOINTS, CaseProblem, Cohort, NoduleCase, PathLike, TimepointRow
+from .records import CaseProblem, Cohort, NoduleCase, PathLike, TimepointRow
 
 CASES_REQUIRED = ("pid", "timepoint", "image", "x", "y", "z")
 CASES_KNOWN = CASES_REQUIRED + ("nodule", "label", "days")
@@ -127,8 +128,8 @@ def _parse_case_row(
     if not pid:
         return problem("empty pid")
     timepoint = cells["timepoint"].upper()
-    if timepoint not in TIMEPOINTS:
-        return problem(f"timepoint {cells['timepoint']!r} is not T0 or T1")
+    if scan_number(timepoint) is None:
+        return problem(f"timepoint {cells['timepoint']!r} is not T0, T1, T2, ...")
     if not cells["image"]:
         return problem(f"{timepoint}: empty image")
     if not any(cells[axis] for axis in ("x", "y", "z")):
@@ -191,15 +192,31 @@ def _pair_rows(
             report(f"duplicate {extra.timepoint} row (also on line {first.row})", extra)
         if repeats or key in failed:
             continue  # ambiguous, or its other row was already reported
-        missing = [t for t in TIMEPOINTS if t not in by_time]
-        if missing:
-            report(f"{missing[0]} row missing", next(iter(by_time.values()))[0])
+        if len(by_time) < 2:
+            (only,) = by_time.values()
+            report(f"{'T1' if only[0].timepoint == 'T0' else 'T0'} row missing", only[0])
             continue
-        t0, t1 = by_time["T0"][0], by_time["T1"][0]
-        if t0.label is not None and t1.label is not None and t0.label != t1.label:
-            report(f"labels disagree: {t0.label} on line {t0.row} (T0), {t1.label} on line {t1.row} (T1)", t1)
+        history = tuple(sorted((rows[0] for rows in by_time.values()), key=lambda r: scan_number(r.timepoint) or 0))
+        labels = {row.label for row in history if row.label is not None}
+        if len(labels) > 1:
+            said = ", ".join(f"{row.label} on line {row.row} ({row.timepoint})" for row in history
+                             if row.label is not None)
+            report(f"labels disagree: {said}", history[-1])
             continue
-        label = t0.label if t0.label is not None else t1.label
-        cases.append(NoduleCase(key[0], key[1], t0, t1, label))
+        backwards = next(((a, b) for a, b in zip(history, history[1:])
+                          if a.days is not None and b.days is not None and b.days <= a.days), None)
+        if backwards:
+            a, b = backwards
+            report(f"days do not increase: {b.timepoint} (line {b.row}) at {b.days:g} days, {a.timepoint} (line "
+                   f"{a.row}) at {a.days:g}: the scans must be in time order", b)
+            continue
+        label = labels.pop() if labels else None
+        cases += [NoduleCase(key[0], key[1], before, after, label, history if len(history) > 2 else ())
+                  for before, after in zip(history, history[1:])]
     return cases
 
+
+def scan_number(timepoint: str) -> Optional[int]:
+    """k of a timepoint written Tk (T0 the baseline, T1, T2, ... the follow-ups); None for anything else."""
+    match = re.fullmatch(r"T(\d+)", timepoint.strip().upper())
+    return int(match.group(1)) if match else None

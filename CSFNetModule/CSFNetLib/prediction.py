@@ -27,7 +27,7 @@ from .nlst_cmst import iter_nlst_cmst
 from .options import DEFAULT_ATTENTION_METHOD, AttentionMethod, Precision
 from .preprocessing import Preprocessing
 from .records import CaseProblem, Cohort, Sample
-from .results_file import ResultsWriter, fingerprint
+from .results_file import TWO_SCANS, ResultsWriter, fingerprint
 from .samples import iter_samples
 from .table_files import check_table_target
 
@@ -73,7 +73,8 @@ class Row(NamedTuple):
     nodule: str
     error: str
     p_malignant: Optional[float]
-    measurements: Optional[List[Dict[str, object]]] = None  # measurements.csv rows (T0, T1)
+    measurements: Optional[List[Dict[str, object]]] = None  # the nodule's measurements.csv rows, every scan
+    scans: str = ""  # the pair of scans assessed (e.g. T1-T2); empty for a problem
 
 
 def predict_cohort(
@@ -117,17 +118,19 @@ def predict_cohort(
         return _predict_shared(read_cohort(cases_csv, clinical_csv), out, job, overwrite=overwrite, ranks=ranks)
     run = {"cases": fingerprint(cases_csv), "clinical": fingerprint(clinical_csv),
            "nlst_cmst_rois": str(Path(nlst_cmst_rois).resolve()) if nlst_cmst_rois else ""}
-    with ResultsWriter(out, predictor, overwrite=overwrite, resume=resume, run=run) as results:
-        if nlst_cmst_rois is not None:
-            items = (item for item in iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, predictor.vocabulary)
-                     if (item.pid, item.nodule) not in results.done)
-            rows = _rows(items, {}, 0, job)
-        else:
-            cohort = read_cohort(cases_csv, clinical_csv)
-            todo = replace(cohort, cases=[c for c in cohort.cases if (c.pid, c.nodule) not in results.done],
+    cohort = read_cohort(cases_csv, clinical_csv) if nlst_cmst_rois is None else None  # refused before any file
+    with ResultsWriter(out, predictor, overwrite=overwrite, resume=resume, run=run,
+                       scans_column=cohort is not None and _more_than_two_scans(cohort)) as results:
+        if cohort is not None:
+            todo = replace(cohort, cases=[c for c in cohort.cases if (c.pid, c.nodule, c.scans) not in results.done],
                            problems=[p for p in cohort.problems if str(p) not in results.errors])
             samples = iter_samples(todo, predictor.preprocessing, predictor.vocabulary, measure=job.measure)
             rows = _rows(samples, _patient_order(cohort), len(todo.problems), job)
+        else:
+            assert nlst_cmst_rois is not None  # the cohort is read from cases.csv otherwise
+            items = (item for item in iter_nlst_cmst(cases_csv, nlst_cmst_rois, clinical_csv, predictor.vocabulary)
+                     if (item.pid, item.nodule, getattr(item, "scans", TWO_SCANS)) not in results.done)
+            rows = _rows(items, {}, 0, job)
         _write(rows, results, job.measurements)
     return Counts(results.predicted, results.failed)
 
@@ -177,11 +180,17 @@ def _predict_shared(cohort: Cohort, out: Path, job: _Job, *, overwrite: bool, ra
     everyone = gather(list(_rows(samples, patients, len(mine.problems), job)), ranks)
     counts = Counts(0, 0)
     if ranks.main:
-        with ResultsWriter(out, job.predictor, overwrite=overwrite) as results:
+        several = _more_than_two_scans(cohort)
+        with ResultsWriter(out, job.predictor, overwrite=overwrite, scans_column=several) as results:
             _write(sorted((row for part in everyone for row in part), key=lambda row: row.order), results,
                    job.measurements)
         counts = Counts(results.predicted, results.failed)
     return Counts(*gather(counts, ranks)[0])  # also waits for rank 0's file
+
+
+def _more_than_two_scans(cohort: Cohort) -> bool:
+    """Whether some nodule has several follow-ups: then results.csv names each row's pair of scans."""
+    return any(case.history for case in cohort.cases)
 
 
 def _patient_order(cohort: Cohort) -> Dict[str, int]:
@@ -190,16 +199,18 @@ def _patient_order(cohort: Cohort) -> Dict[str, int]:
 
 def _write(rows: Iterable[Row], results: ResultsWriter, measurements: Optional[Path]) -> None:
     """Each row into results.csv as it comes; the measurements, when asked for, into their file at the end."""
-    measured: List[Dict[str, object]] = []
+    measured: Dict[Tuple[str, str, str], Dict[str, object]] = {}  # a nodule's scans once, however many pairs
     for row in rows:
         if row.error:
             results.problem(row.pid, row.nodule, row.error)
         else:
             assert row.p_malignant is not None  # a row without an error is a predicted sample's (`_rows`)
-            results.prediction(row.pid, row.nodule, row.p_malignant, row.measurements[1] if row.measurements else None)
-            measured += row.measurements or []
+            follow_up = row.scans.split("-")[-1]
+            at_follow_up = next((m for m in row.measurements or [] if m["timepoint"] == follow_up), None)
+            results.prediction(row.pid, row.nodule, row.p_malignant, at_follow_up, row.scans)
+            measured.update({(row.pid, row.nodule, str(m["timepoint"])): m for m in row.measurements or []})
     if measurements is not None:
-        write_measurements(measurements, measured)
+        write_measurements(measurements, list(measured.values()))
 
 
 def _rows(items: Iterable[Item], patients: Dict[str, int], leading: int, job: _Job) -> Iterator[Row]:
@@ -215,7 +226,7 @@ def _rows(items: Iterable[Item], patients: Dict[str, int], leading: int, job: _J
             log.warning("skipped %s", item)
             yield Row(order, item.pid, item.nodule, str(item), None)
         else:
-            yield Row(order, item.pid, item.nodule, "", p, item.measurements)
+            yield Row(order, item.pid, item.nodule, "", p, item.measurements, item.scans)
 
 
 def _batches(items: Iterable[Item], size: int) -> Iterator[List[Item]]:
@@ -238,7 +249,8 @@ def _predicted(items: Iterable[Item], job: _Job) -> Iterator[Tuple[Item, Optiona
         rois, _ = RoiSet.collect(batch)
         if job.attention is not None and len(rois):
             probabilities, maps = job.predictor.predict_with_attention(rois, job.attention.method)
-            _write_attention(job.attention, rois, maps, job.predictor.preprocessing)
+            pairs = [item.scans for item in batch if isinstance(item, Sample)]
+            _write_attention(job.attention, rois, pairs, maps, job.predictor.preprocessing)
         else:
             probabilities = job.predictor.predict(rois) if len(rois) else np.zeros(0)
         predicted = iter(probabilities)
@@ -253,14 +265,17 @@ def file_safe(text: str) -> str:
     return safe if safe == text else f"{safe}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
-def _write_attention(attention: AttentionOutput, rois: RoiSet, maps: np.ndarray, preprocessing: Preprocessing) -> None:
-    """{pid}_nodule{n}_{T0|T1}_{method}-heat.nrrd and ..._{method}-labels.nrrd for every case with a scan."""
-    for i, (pid, nodule) in enumerate(zip(rois.pids, rois.nodules)):
-        for t, timepoint in enumerate(("T0", "T1")):
+def _write_attention(attention: AttentionOutput, rois: RoiSet, pairs: List[str], maps: np.ndarray,
+                     preprocessing: Preprocessing) -> None:
+    """{pid}_nodule{n}_{T0|T1}_{method}-heat.nrrd and ..._{method}-labels.nrrd for every case with a scan; a
+    nodule's later pairs of scans (`pairs`, e.g. T1-T2) are named {pid}_nodule{n}_{T1-T2}_{T1|T2}_..."""
+    for i, (pid, nodule, pair) in enumerate(zip(rois.pids, rois.nodules, pairs)):
+        for t, timepoint in enumerate(pair.split("-")):
             center = rois.centers[i, t]
             if not np.all(np.isfinite(center)):  # pre-cut ROIs: no scan to place them in
                 continue
-            stem = attention.folder / f"{file_safe(pid)}_nodule{file_safe(nodule)}_{timepoint}_{attention.method}"
+            which = timepoint if pair == TWO_SCANS else f"{pair}_{timepoint}"
+            stem = attention.folder / f"{file_safe(pid)}_nodule{file_safe(nodule)}_{which}_{attention.method}"
             sitk.WriteImage(heat_image(maps[i, t], center, preprocessing), f"{stem}-heat.nrrd", useCompression=True)
             sitk.WriteImage(label_image(maps[i, t], center, preprocessing), f"{stem}-labels.nrrd",
                             useCompression=True)

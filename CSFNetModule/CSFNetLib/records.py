@@ -12,7 +12,7 @@ import numpy as np
 
 PathLike = Union[str, Path]
 PointLPS = Tuple[float, float, float]
-TIMEPOINTS = ("T0", "T1")
+TIMEPOINTS = ("T0", "T1")  # a two-scan nodule's; more scans go on T2, T3, ...
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,28 @@ class TimepointRow:
 
 @dataclass(frozen=True)
 class NoduleCase:
-    """A nodule with its baseline (T0) and follow-up (T1) rows."""
+    """One assessment of a nodule: an earlier scan's row (`t0`, the baseline) and the next scan's (`t1`).
+
+    A nodule seen in more than two scans (T0, T1, T2, ...) is assessed at each follow-up against the scan
+    before it; `history` holds all its rows in time order (just `t0` and `t1` for a two-scan nodule).
+    """
 
     pid: str
     nodule: str
     t0: TimepointRow
     t1: TimepointRow
     label: Optional[int]
+    history: Tuple[TimepointRow, ...] = ()
 
+    @property
+    def scans(self) -> str:
+        """The pair assessed, as results.csv names it: "T1-T2"."""
+        return f"{self.t0.timepoint}-{self.t1.timepoint}"
+
+    @property
+    def rows(self) -> Tuple[TimepointRow, ...]:
+        """Every scan of the nodule, in time order."""
+        return self.history or (self.t0, self.t1)
 
 
 @dataclass
@@ -85,4 +99,5 @@ class Sample:
     clinical: List[int]
     label: Optional[int]
     centers_lps: Optional[Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = None
-    measurements: Optional[List[Dict[str, object]]] = None  # the nodule's measurements.csv rows, T0 and T1
+    measurements: Optional[List[Dict[str, object]]] = None  # the nodule's measurements.csv rows, every scan
+    scans: str = "T0-T1"  # the pair of scans assessed (`NoduleCase.scans`)

@@ -27,6 +27,9 @@ SYNC_EVERY = 16  # rows between fsyncs: a machine crash loses at most these, and
 MEASURED_COLUMNS = ("diameter_mm", "type", "vdt_days", "growth_class", "lung_rads")
 COLUMNS = ("pid", "nodule", "p_malignant", "prediction", "threshold", "model", "model_version", "device",
            "csfnet_version", *MEASURED_COLUMNS, "error")
+#: With nodules seen in more than two scans, a row per follow-up: `scans` after `nodule` names the pair.
+SCANS_COLUMNS = COLUMNS[:2] + ("scans",) + COLUMNS[2:]
+TWO_SCANS = "T0-T1"
 
 
 class ResultsWriter:
@@ -38,8 +41,9 @@ class ResultsWriter:
     """
 
     def __init__(self, out: Union[str, Path], predictor: "Predictor", *, overwrite: bool = False,
-                 resume: bool = False, run: Optional[Dict[str, str]] = None):
+                 resume: bool = False, run: Optional[Dict[str, str]] = None, scans_column: bool = False):
         self.out = Path(out)
+        self.columns = SCANS_COLUMNS if scans_column else COLUMNS
         self.check_target(self.out, overwrite=overwrite, resume=resume)
         self.partial, self.about = _partial_files(self.out)
         self.threshold = predictor.threshold
@@ -49,7 +53,7 @@ class ResultsWriter:
         reduced = {"precision": predictor.precision} if predictor.precision != "fp32" else {}  # as older runs
         self.run = {"model": predictor.name, "model_version": predictor.version, **reduced, **(run or {})}
         self.resume = resume and self.partial.exists()
-        self.done: Set[Tuple[str, str]] = set()
+        self.done: Set[Tuple[str, str, str]] = set()  # (pid, nodule, scans)
         self.errors: Set[str] = set()
         self.predicted = self.failed = self._unsynced = 0
 
@@ -71,7 +75,7 @@ class ResultsWriter:
         else:
             self.about.write_text(json.dumps(self.run, indent=1), encoding="utf-8")  # first: says whose rows
         self._handle = open(self.partial, "a" if self.resume else "w", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._handle, fieldnames=COLUMNS)
+        self._writer = csv.DictWriter(self._handle, fieldnames=self.columns)
         if not self.resume:
             self._writer.writeheader()
             self._handle.flush()
@@ -90,10 +94,10 @@ class ResultsWriter:
         rows = list(csv.DictReader(io.StringIO(complete, newline="")))
         with open(self.partial, "w", newline="", encoding="utf-8") as handle:
             if not complete:  # killed before its header reached the disk
-                csv.DictWriter(handle, fieldnames=COLUMNS).writeheader()
+                csv.DictWriter(handle, fieldnames=self.columns).writeheader()
             handle.write(complete)
         for row in rows:
-            self.done.add((row["pid"], row["nodule"]))
+            self.done.add((row["pid"], row["nodule"], row.get("scans") or TWO_SCANS))
             if row["error"]:
                 self.errors.add(row["error"])
                 self.failed += 1
@@ -101,11 +105,13 @@ class ResultsWriter:
                 self.predicted += 1
 
     def prediction(self, pid: str, nodule: str, p_malignant: float,
-                   measured: Optional[Mapping[str, object]] = None) -> None:
-        """A predicted nodule's row; `measured`: its follow-up scan's measurements.csv row, when measured."""
+                   measured: Optional[Mapping[str, object]] = None, scans: str = TWO_SCANS) -> None:
+        """A predicted nodule's row for the pair of `scans`; `measured`: its follow-up scan's measurements.csv
+        row, when measured."""
         written = f"{p_malignant:.6f}"  # the prediction follows the number the reader sees
         sizes = {column: _cell(measured.get(column, "")) for column in MEASURED_COLUMNS} if measured else {}
-        self._write({"pid": pid, "nodule": nodule, "p_malignant": written,
+        pair = {"scans": scans} if "scans" in self.columns else {}
+        self._write({"pid": pid, "nodule": nodule, **pair, "p_malignant": written,
                      "prediction": int(float(written) >= self.threshold), "threshold": self.threshold,
                      **self.common, **sizes, "error": ""})
         self.predicted += 1

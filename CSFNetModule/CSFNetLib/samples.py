@@ -24,7 +24,8 @@ def iter_samples(
     The problems found while reading the CSV come first. Then patient by patient: each scan of the
     patient is read once (and its lung mask computed once), shared by the nodules in it, and
     released before the next patient, so a cohort larger than memory streams. With `measure`, each
-    sample carries its nodule's measurements.csv rows (`CSFNetLib.measure`), made from the same scans.
+    sample carries its nodule's measurements.csv rows at every scan (`CSFNetLib.measure`), made from the same
+    scans, once per nodule.
     """
     if measure:
         from .measure.cohort import measure_case
@@ -37,6 +38,7 @@ def iter_samples(
     for pid, cases in by_patient.items():
         clinical = vocabulary.encode(cohort.clinical.get(pid))
         scans = _PatientScans(preprocessing)
+        measured: Dict[str, List[Dict[str, object]]] = {}  # a nodule's rows at every scan, measured once
         for case in cases:
             rois = []
             for row in (case.t0, case.t1):
@@ -47,9 +49,10 @@ def iter_samples(
                                       str(cohort.cases_csv), row.row)
                     break
             else:
+                if measure and case.nodule not in measured:
+                    measured[case.nodule] = measure_case(case, scans.image)
                 yield Sample(case.pid, case.nodule, rois[0], rois[1], list(clinical), case.label,
-                             (case.t0.center_lps, case.t1.center_lps),
-                             measure_case(case, scans.image) if measure else None)
+                             (case.t0.center_lps, case.t1.center_lps), measured.get(case.nodule), case.scans)
 
 
 class _PatientScans:

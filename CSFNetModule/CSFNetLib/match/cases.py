@@ -10,14 +10,13 @@ its rows and the run carries on.
 """
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import SimpleITK as sitk
 
-from ..cohort_csv import CASES_REQUIRED, read_csv_rows
+from ..cohort_csv import CASES_REQUIRED, read_csv_rows, scan_number
 from ..images import read_image
 from ..records import PathLike
 from ..table_files import check_table_target, write_table
@@ -79,7 +78,7 @@ def match_cases(cases_csv: PathLike, out: PathLike, *, overwrite: bool = False,
         if progress is not None:
             progress(done, len(patients))
     columns = list(header) + [name for name in MATCH_COLUMNS if name not in header]
-    write_table(out, columns, [row.cells for row in rows])
+    write_table(out, columns, [dict(row.cells) for row in rows])
     statuses = [row.cells.get("match", "") for row in rows]
     return MatchCounts(statuses.count(FOUND), statuses.count(NOT_PRESENT),
                        sum(1 for s in statuses if s not in (FOUND, NOT_PRESENT, GIVEN)), statuses.count(GIVEN))
@@ -90,10 +89,10 @@ def _check_row(row: _Row) -> str:
     cells = row.cells
     if not cells.get("pid"):
         return f"line {row.line}: empty pid"
-    timepoint = re.fullmatch(r"T(\d+)", cells.get("timepoint", "").upper())
-    if timepoint is None:
+    order = scan_number(cells.get("timepoint", ""))
+    if order is None:
         return f"line {row.line}: timepoint {cells.get('timepoint', '')!r} is not T0, T1, T2, ..."
-    row.order = int(timepoint.group(1))
+    row.order = order
     if not cells.get("image"):
         return f"line {row.line}: empty image"
     given = [axis for axis in AXES if cells.get(axis, "")]
@@ -157,6 +156,7 @@ def _match_patient(folder: Path, nodules: Dict[str, List[_Row]]) -> None:
                 row.answer("no point given for this nodule in any scan")
                 continue
             source = min(given, key=lambda other: (abs(other.order - row.order), other.order))
+            assert source.point is not None  # a given row
             source_path, target_path = (_image_path(folder, r.cells["image"]) for r in (source, row))
             if source_path == target_path:
                 row.answer(f"the same image as T{source.order}, where the point is given")

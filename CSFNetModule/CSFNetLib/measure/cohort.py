@@ -1,7 +1,8 @@
 """`csfnet measure`: every nodule of a cases.csv at every scan -> measurements.csv (+ mask label maps).
 
-One row per nodule per scan: its refined centre, volumes, axes, mean and solid diameters, type; at the
-follow-up, growth against the baseline (VDT, diameter change, BTS class) and the Lung-RADS category.
+One row per nodule per scan (T0, T1, T2, ...): its refined centre, volumes, axes, mean and solid diameters,
+type; at each follow-up, growth against the scan before (VDT, diameter change, BTS class) and the Lung-RADS
+category.
 A nodule that cannot be measured gets a row with its error and the run carries on. Masks are label
 maps (1 ground glass, 2 solid) on the scan's own grid, cut to the nodule, so they sit on it in any viewer.
 """
@@ -36,7 +37,7 @@ class MeasureCounts:
 
 def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[PathLike] = None,
                    overwrite: bool = False, progress: Optional[Callable[[str], None]] = None) -> MeasureCounts:
-    """Measure every nodule of `cases_csv` at both scans into `out` (written whole at the end)."""
+    """Measure every nodule of `cases_csv` at every scan into `out` (written whole at the end)."""
     out, masks = Path(out), Path(masks_dir) if masks_dir is not None else None
     check_table_target(out, "measurements", overwrite=overwrite)
     if masks is not None and masks.exists() and not masks.is_dir():
@@ -58,8 +59,9 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
             raise scan
         return scan
 
-    for i, case in enumerate(cohort.cases):
-        if i > 0 and case.pid != cohort.cases[i - 1].pid:  # kept until the next patient's case (file order)
+    nodules = list({(case.pid, case.nodule): case for case in cohort.cases}.values())  # each once, in file order
+    for i, case in enumerate(nodules):
+        if i > 0 and case.pid != nodules[i - 1].pid:  # kept until the next patient's case (file order)
             images.clear()
         if progress is not None:
             progress(f"patient {case.pid} nodule {case.nodule}")
@@ -76,9 +78,9 @@ def write_measurements(out: PathLike, rows: List[Dict[str, object]]) -> None:
 
 def measure_case(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image],
                  masks: Optional[Path] = None) -> List[Dict[str, object]]:
-    """The measurements.csv rows of one nodule (T0, T1): each scan from `scan_of`, masks written to `masks`."""
+    """The measurements.csv rows of one nodule at every scan: each scan from `scan_of`, masks written to `masks`."""
     scans = []
-    for row in (case.t0, case.t1):
+    for row in case.rows:
         try:
             scan = scan_of(row)
             measurement: Union[NoduleMeasurement, str] = measure_nodule(scan, row.center_lps)

@@ -59,7 +59,7 @@ class _Run:
                  predictors: PredictorCache):
         self.scene, self.args, self.clinical, self.results = scene, args, clinical, results
         self.predictors = predictors
-        self.done_patients = {pid for pid, _ in results.done}  # an interrupted run's, when resuming
+        self.done_patients = {pid for pid, _, _ in results.done}  # an interrupted run's, when resuming
 
     def scene_file(self, path: Path) -> None:
         pid = path.stem

@@ -1,6 +1,6 @@
 """Writing a synthetic cohort in the files a real user brings (docs/data-formats.md).
 
-    DIR/images/{pid}_T0.nrrd, {pid}_T1.nrrd   CT in HU, int16, compressed NRRD
+    DIR/images/{pid}_T0.nrrd, {pid}_T1.nrrd   CT in HU, int16, compressed NRRD (and T2, ... with more scans)
     DIR/cases.csv      pid, nodule, timepoint, image, x, y, z (LPS mm), label, days, then the nodule
                        facts the clinical models need: diameter_mm, nodule_type, spiculation,
                        upper_lobe, nodule_count (and margin, attachment, course for analysis)
@@ -24,32 +24,33 @@ import SimpleITK as sitk
 from ..clinical import FIELDS
 from ..errors import UnusableOptions
 from ..version import __version__
-from .patient import TIMEPOINTS, SyntheticPatient, synthesize_patient
+from .patient import SyntheticPatient, synthesize_patient
 from .scanner import MOTIONS, SLICE_THICKNESSES
 
 CASES_COLUMNS = ("pid", "nodule", "timepoint", "image", "x", "y", "z", "label", "days", "diameter_mm",
                  "nodule_type", "spiculation", "upper_lobe", "nodule_count", "margin", "attachment", "course")
 CLINICAL_COLUMNS = ("pid", *FIELDS, "family_history", "emphysema", "prior_cancer")
 MOTION_COLUMNS = ("pid", "timepoint", "rotation_deg", "shift_mm", "breath")
+MAX_SCANS = 5  # screening rounds a synthetic patient may have
 PatientRows = Tuple[List[Dict], Dict, List[Dict]]  # cases.csv, clinical.csv and motion.csv rows
 
 
-def _patient_rows(seed: int, index: int, size: str, out: Path, slice_mm: Sequence[float], motion: str
-                  ) -> PatientRows:
-    """Generate patient `index`, write its two scans, return its rows of the cohort's CSV files."""
-    patient = synthesize_patient(seed, index, size, slice_mm, MOTIONS[motion])
+def _patient_rows(seed: int, index: int, size: str, out: Path, slice_mm: Sequence[float], motion: str,
+                  scans: int) -> PatientRows:
+    """Generate patient `index`, write its scans, return its rows of the cohort's CSV files."""
+    patient = synthesize_patient(seed, index, size, slice_mm, MOTIONS[motion], scans)
     spec = patient.spec
-    for timepoint in TIMEPOINTS:
+    for timepoint in patient.images:
         sitk.WriteImage(patient.images[timepoint], str(out / "images" / f"{spec.pid}_{timepoint}.nrrd"),
                         useCompression=True)
     rows = []
     for nodule in patient.nodules:
-        for timepoint in TIMEPOINTS:
+        for k, timepoint in enumerate(patient.images):
             x, y, z = patient.nodule_center_lps(nodule, timepoint)
             rows.append({
                 "pid": spec.pid, "nodule": nodule.nodule_id, "timepoint": timepoint,
                 "image": f"images/{spec.pid}_{timepoint}.nrrd", "x": f"{x:.2f}", "y": f"{y:.2f}", "z": f"{z:.2f}",
-                "label": nodule.label, "days": 0 if timepoint == "T0" else spec.interval_days,
+                "label": nodule.label, "days": k * spec.interval_days,
                 "diameter_mm": f"{nodule.diameter(timepoint):.1f}", "nodule_type": nodule.kind_at(timepoint),
                 "spiculation": int(nodule.margin == "spiculated"), "upper_lobe": int(bool(nodule.upper_lobe)),
                 "nodule_count": len(patient.nodules), "margin": nodule.margin, "attachment": nodule.attachment,
@@ -63,7 +64,7 @@ def _patient_rows(seed: int, index: int, size: str, out: Path, slice_mm: Sequenc
 
 def _motion_rows(patient: SyntheticPatient) -> List[Dict]:
     """Each scan's pose against the baseline's: the rotation between them, how far the carina moved, the breath."""
-    baseline = patient.acquisitions[TIMEPOINTS[0]].pose
+    baseline = patient.acquisitions["T0"].pose
     rows = []
     for timepoint, acquisition in patient.acquisitions.items():
         turn = acquisition.pose.matrix @ baseline.matrix.T
@@ -87,9 +88,11 @@ def write_cohort(
     progress: Optional[Callable[[int, int], None]] = None,
     slice_mm: Sequence[float] = SLICE_THICKNESSES,
     motion: str = "usual",
+    scans: int = 2,
 ) -> Dict:
-    """Generate `cases` patients into `out` (which must not exist or be empty), their scans' slice
-    thicknesses drawn from `slice_mm`, their follow-up poses from `MOTIONS[motion]`; returns the summary."""
+    """Generate `cases` patients of `scans` scans each into `out` (which must not exist or be empty), their
+    scans' slice thicknesses drawn from `slice_mm`, their follow-up poses from `MOTIONS[motion]`; returns the
+    summary."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty; choose a new folder (nothing is overwritten)")
@@ -98,12 +101,14 @@ def write_cohort(
     if not slice_mm or min(slice_mm) <= 0:
         raise UnusableOptions("{slice_mm} must be positive thicknesses in mm, got {values}",
                               values=" ".join(f"{t:g}" for t in slice_mm) or "none")
+    if not 2 <= scans <= MAX_SCANS:
+        raise UnusableOptions("{scans} must be 2 to {most}, got {count}", most=MAX_SCANS, count=scans)
     if motion not in MOTIONS:
         raise UnusableOptions("{motion} must be one of {choices}, got {value}", choices=", ".join(MOTIONS),
                               value=motion)
     (out / "images").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    jobs = [(seed, index, size, out, tuple(slice_mm), motion) for index in range(cases)]
+    jobs = [(seed, index, size, out, tuple(slice_mm), motion, scans) for index in range(cases)]
     results = []
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -124,7 +129,7 @@ def write_cohort(
     summary = {
         "generator": f"csfnet {__version__} synth",
         "note": "synthetic phantoms, not patient data",
-        "seed": seed, "size": size, "slice_mm": list(slice_mm), "motion": motion, "patients": cases,
+        "seed": seed, "size": size, "slice_mm": list(slice_mm), "motion": motion, "scans": scans, "patients": cases,
         "nodules": len(nodules),
         "malignant": sum(int(row["label"]) for row in nodules),
         "seconds": round(time.perf_counter() - started, 1), "workers": workers,

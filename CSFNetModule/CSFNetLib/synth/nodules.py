@@ -6,7 +6,7 @@ density to about -600 HU and leave vessels visible; part-solid ones are ground g
 """
 
 from dataclasses import dataclass, replace
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from ..geometry import VoxelGrid, float3
 from .raster import Tube, block_around, block_points, tube_occupancy
 
 KINDS = ("solid", "part-solid", "non-solid")
+MAX_DIAMETER_MM = 40.0  # a nodule growing over several follow-ups stops here (larger is a mass)
 MARGINS = ("smooth", "lobulated", "spiculated")
 ATTACHMENTS = ("free", "pleural", "vascular")
 
@@ -69,7 +70,13 @@ class Nodule:
     upper_lobe: Optional[bool] = None
 
     def diameter(self, timepoint: str) -> float:
-        return self.diameter_t0 if timepoint == "T0" else self.diameter_t1
+        """At T0, T1, T2, ...: each follow-up interval changes the diameter by the same ratio as the first
+        (a doubling time holds), up to MAX_DIAMETER_MM; a resolved nodule stays resolved."""
+        k = scan_number(timepoint)
+        if k <= 1:
+            return self.diameter_t0 if k == 0 else self.diameter_t1
+        ratio = self.diameter_t1 / self.diameter_t0
+        return min(self.diameter_t0 * ratio ** k, MAX_DIAMETER_MM)
 
     def solid_fraction(self, timepoint: str) -> float:
         return self.solid_fraction_t0 if timepoint == "T0" else self.solid_fraction_t1
@@ -126,6 +133,11 @@ class Nodule:
         return replace(self, center_body=float3(float(c) for c in center_body), upper_lobe=bool(upper_lobe))
 
 
+def scan_number(timepoint: str) -> int:
+    """k of the timepoint Tk."""
+    return int(timepoint[1:])
+
+
 def _unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
     v = rng.normal(size=(n, 3))
     return v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -143,6 +155,7 @@ def place_nodules(
     upper_lobe_of,
     vessels: List[Tube],
     in_view: Callable[[np.ndarray], np.ndarray],
+    timepoints: Sequence[str] = ("T0", "T1"),
 ) -> List[Nodule]:
     """Positions inside the lungs (and the scanned region) as each nodule's attachment asks.
 
@@ -163,11 +176,11 @@ def place_nodules(
     placed: List[Nodule] = []
     for nodule in nodules:
         radius = nodule.diameter_t0 / 2.0 if nodule.diameter_t0 > 0 else 2.0
-        grown = max(nodule.diameter_t0, nodule.diameter_t1) / 2.0
+        grown = max(nodule.diameter(t) for t in timepoints) / 2.0
         taken = np.zeros(len(points), dtype=bool)
         for other in placed:
             gap = np.linalg.norm(points - np.asarray(other.center_body), axis=1)
-            taken |= gap < grown + max(other.diameter_t0, other.diameter_t1) / 2.0 + 5.0
+            taken |= gap < grown + max(other.diameter(t) for t in timepoints) / 2.0 + 5.0
         free = (depth > grown + 3.0) & ~taken
         if nodule.attachment == "pleural":
             candidates = (np.abs(depth - 0.8 * radius) < 0.75) & (depth < grown) & ~taken

@@ -1,7 +1,7 @@
-"""One synthetic patient end to end: who they are, their chest, their nodules, their two scans."""
+"""One synthetic patient end to end: who they are, their chest, their nodules, their scans (two, or more)."""
 
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -23,6 +23,11 @@ from .scanner import (
 )
 
 TIMEPOINTS = ("T0", "T1")
+
+
+def scan_names(scans: int) -> Tuple[str, ...]:
+    """T0, T1, ... for a patient's `scans` scans."""
+    return tuple(f"T{k}" for k in range(scans))
 BODY_GRID_MM = {"small": 0.7, "full": 1.0}  # in-plane resolution the anatomy is drawn at before each scan samples it
 
 
@@ -49,10 +54,11 @@ class SyntheticPatient:
 
 
 def synthesize_patient(seed: int, index: int, size: str = "small", slice_mm: Sequence[float] = SLICE_THICKNESSES,
-                       motion: Optional[FollowUpMotion] = None) -> SyntheticPatient:
-    """Patient `index` of the cohort with this seed: the same result whatever else is generated. Its scans'
-    slice thicknesses are drawn from `slice_mm`; the follow-up's pose and breath from `motion` (None: the
-    usual few mm and degrees, the same breath)."""
+                       motion: Optional[FollowUpMotion] = None, scans: int = 2) -> SyntheticPatient:
+    """Patient `index` of the cohort with this seed: the same result whatever else is generated. Its `scans`
+    scans (T0, T1, ..., one screening interval apart) have slice thicknesses drawn from `slice_mm`; each
+    follow-up's pose and breath come from `motion` (None: the usual few mm and degrees from the previous
+    scan, the same breath)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     spec = sample_patient(rng, pid=f"SYN{index + 1:05d}")
     anatomy = Anatomy.sample(rng, emphysema=spec.emphysema)
@@ -64,8 +70,9 @@ def synthesize_patient(seed: int, index: int, size: str = "small", slice_mm: Seq
     z_extent = anatomy.lung_top_z - anatomy.lung_base_z + 50.0
     baseline = pose = sample_pose(rng)
     breath = 1.0
+    timepoints = scan_names(scans)
     acquisitions = {}
-    for timepoint in TIMEPOINTS:
+    for timepoint in timepoints:
         acquisitions[timepoint] = sample_acquisition(rng, size, pose, anatomy.breathed(center, breath), z_extent,
                                                      slice_mm, breath)
         if motion is None:
@@ -89,13 +96,14 @@ def synthesize_patient(seed: int, index: int, size: str = "small", slice_mm: Seq
     )
     depth[~lung] = 0.0
 
-    def seen_by_both(points: np.ndarray) -> np.ndarray:
+    def seen_by_all(points: np.ndarray) -> np.ndarray:
         return np.logical_and.reduce([in_view(a, anatomy.breathed(points, a.breath), margin_mm=20.0)
                                       for a in acquisitions.values()])
 
-    nodules = place_nodules(spec.nodules, rng, body_grid, depth, anatomy.upper_lobe, anatomy.vessels, seen_by_both)
+    nodules = place_nodules(spec.nodules, rng, body_grid, depth, anatomy.upper_lobe, anatomy.vessels, seen_by_all,
+                            timepoints)
     patient = SyntheticPatient(spec, anatomy, nodules, acquisitions, {})
-    for timepoint in TIMEPOINTS:
+    for timepoint in timepoints:
         volume = anatomy.breathe(hu, body_grid, acquisitions[timepoint].breath)
         for nodule in nodules:  # a nodule moves with the breath but keeps its shape
             replace(nodule, center_body=float3(float(c) for c in patient.nodule_center_body(nodule, timepoint))).paint(

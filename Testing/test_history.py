@@ -1,0 +1,107 @@
+"""A nodule followed over more than two scans (T0, T1, T2): read, predicted per follow-up, measured, matched.
+
+A real three-scan synthetic cohort (`csfnet synth --scans 3`), the shipped demo weights, real scans.
+"""
+
+import csv
+
+import numpy as np
+import pytest
+
+from conftest import SYNTH_SEED
+from CSFNetLib.cli import main as csfnet
+from CSFNetLib.cohort_csv import read_cohort
+from CSFNetLib.results_file import COLUMNS
+from CSFNetLib.synth import write_cohort
+
+
+@pytest.fixture(scope="module")
+def three_scans(tmp_path_factory):
+    out = tmp_path_factory.mktemp("history") / "cohort"
+    write_cohort(out, 2, SYNTH_SEED, scans=3, workers=2)
+    return out
+
+
+def rows_of(path):
+    return list(csv.DictReader(open(path, encoding="utf-8")))
+
+
+def write_rows(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_each_follow_up_is_assessed_against_the_scan_before_it(three_scans):
+    cohort = read_cohort(three_scans / "cases.csv")
+    nodules = {(row["pid"], row["nodule"]) for row in rows_of(three_scans / "cases.csv")}
+    assert not cohort.problems and len(cohort.cases) == 2 * len(nodules)
+    for case in cohort.cases:
+        assert case.scans in ("T0-T1", "T1-T2") and [row.timepoint for row in case.rows] == ["T0", "T1", "T2"]
+        assert case.t1.days > case.t0.days
+        assert (case.t0.timepoint, case.t1.timepoint) == tuple(case.scans.split("-"))
+
+
+def test_scans_out_of_time_order_or_disagreeing_are_problems(three_scans, tmp_path):
+    rows = rows_of(three_scans / "cases.csv")
+    first = (rows[0]["pid"], rows[0]["nodule"])
+    for row in rows:
+        if (row["pid"], row["nodule"]) == first and row["timepoint"] == "T2":
+            row["days"] = "10"  # before T1
+    cohort = read_cohort(write_rows(tmp_path / "cases.csv", rows))
+    (problem,) = cohort.problems
+    assert "days do not increase: T2" in str(problem) and "T1 (line" in str(problem)
+    assert all((case.pid, case.nodule) != first for case in cohort.cases)
+
+
+def test_predict_writes_a_row_per_follow_up_naming_the_pair_and_measures_every_scan(three_scans, tmp_path):
+    out, measurements, maps = tmp_path / "results.csv", tmp_path / "measurements.csv", tmp_path / "maps"
+    assert csfnet(["predict", "--cases", str(three_scans / "cases.csv"), "--out", str(out), "--device", "cpu",
+                   "--measurements", str(measurements), "--attention-dir", str(maps)]) == 0
+    results = rows_of(out)
+    assert list(results[0]) == list(COLUMNS[:2]) + ["scans"] + list(COLUMNS[2:])
+    nodules = sorted({(r["pid"], r["nodule"]) for r in results})
+    assert sorted((r["pid"], r["nodule"], r["scans"]) for r in results) == sorted(
+        (pid, nodule, scans) for pid, nodule in nodules for scans in ("T0-T1", "T1-T2"))
+    measured = rows_of(measurements)
+    assert sorted((m["pid"], m["nodule"], m["timepoint"]) for m in measured) == sorted(
+        (pid, nodule, t) for pid, nodule in nodules for t in ("T0", "T1", "T2"))  # each scan once
+    for result in results:  # the results row carries its follow-up scan's measurements
+        follow_up = next(m for m in measured if (m["pid"], m["nodule"], m["timepoint"]) ==
+                         (result["pid"], result["nodule"], result["scans"][-2:]))
+        assert result["diameter_mm"] == follow_up["diameter_mm"] and result["lung_rads"] == follow_up["lung_rads"]
+    later = [m for m in measured if m["timepoint"] == "T2" and not m["error"]]
+    assert later and all(m["vdt_days"] for m in later)  # growth against T1
+    pid, nodule = nodules[0]
+    names = {path.name for path in maps.glob("*-heat.nrrd")}
+    assert {f"{pid}_nodule{nodule}_T0_gradcam-heat.nrrd", f"{pid}_nodule{nodule}_T1-T2_T2_gradcam-heat.nrrd"} <= names
+
+
+def test_two_scan_results_keep_their_columns(synthetic_cohort, tmp_path):
+    out = tmp_path / "results.csv"
+    rows = [row for row in rows_of(synthetic_cohort / "cases.csv")][:2]
+    for row in rows:
+        row["image"] = str((synthetic_cohort / row["image"]).resolve())
+    assert csfnet(["predict", "--cases", str(write_rows(tmp_path / "cases.csv", rows)), "--out", str(out),
+                   "--device", "cpu", "--no-measure"]) == 0
+    assert list(rows_of(out)[0]) == list(COLUMNS)
+
+
+def test_a_missing_point_at_a_later_scan_is_found_from_the_nearest_scan(three_scans, tmp_path):
+    rows = rows_of(three_scans / "cases.csv")
+    truth = {}
+    for row in rows:
+        row["image"] = str((three_scans / row["image"]).resolve())
+        if row["timepoint"] != "T0":
+            truth[(row["pid"], row["nodule"], row["timepoint"])] = np.array([float(row[a]) for a in "xyz"])
+            row["x"] = row["y"] = row["z"] = ""
+    out = tmp_path / "matched.csv"
+    csfnet(["match", "--cases", str(write_rows(tmp_path / "cases.csv", rows)), "--out", str(out)])
+    for row in rows_of(out):
+        if row["timepoint"] != "T0" and row["match"] == "found":
+            found = np.array([float(row[a]) for a in "xyz"])
+            assert np.linalg.norm(found - truth[(row["pid"], row["nodule"], row["timepoint"])]) < 3.0
+            assert row["match_note"] == "from T0"
+    assert sum(row["match"] == "found" for row in rows_of(out)) >= len(truth) - 1
