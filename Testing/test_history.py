@@ -105,3 +105,8 @@ def test_a_missing_point_at_a_later_scan_is_found_from_the_nearest_scan(three_sc
             assert np.linalg.norm(found - truth[(row["pid"], row["nodule"], row["timepoint"])]) < 3.0
             assert row["match_note"] == "from T0"
     assert sum(row["match"] == "found" for row in rows_of(out)) >= len(truth) - 1
+
+
+def test_synth_refuses_too_few_scans(tmp_path, capsys):
+    assert csfnet(["synth", "--out", str(tmp_path / "one"), "--cases", "1", "--scans", "1"]) == 2
+    assert "--scans must be 2 to 5, got 1" in capsys.readouterr().err and not (tmp_path / "one").exists()

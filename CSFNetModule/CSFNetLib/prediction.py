@@ -202,7 +202,7 @@ def _write(rows: Iterable[Row], results: ResultsWriter, measurements: Optional[P
     measured: Dict[Tuple[str, str, str], Dict[str, object]] = {}  # a nodule's scans once, however many pairs
     for row in rows:
         if row.error:
-            results.problem(row.pid, row.nodule, row.error)
+            results.problem(row.pid, row.nodule, row.error, row.scans or TWO_SCANS)
         else:
             assert row.p_malignant is not None  # a row without an error is a predicted sample's (`_rows`)
             follow_up = row.scans.split("-")[-1]
@@ -224,7 +224,7 @@ def _rows(items: Iterable[Item], patients: Dict[str, int], leading: int, job: _J
         order = (-1 if position < leading else patients.get(item.pid, -1), position)
         if isinstance(item, CaseProblem):
             log.warning("skipped %s", item)
-            yield Row(order, item.pid, item.nodule, str(item), None)
+            yield Row(order, item.pid, item.nodule, str(item), None, scans=item.scans)
         else:
             yield Row(order, item.pid, item.nodule, "", p, item.measurements, item.scans)
 

@@ -24,6 +24,7 @@ class CaseProblem:
     reason: str
     file: str = ""
     row: Optional[int] = None
+    scans: str = ""  # the pair of scans (e.g. T1-T2) when the problem is with one assessment of the nodule
 
     def __str__(self) -> str:
         where = self.file + (f":{self.row}" if self.row is not None else "")

@@ -116,8 +116,9 @@ class ResultsWriter:
                      **self.common, **sizes, "error": ""})
         self.predicted += 1
 
-    def problem(self, pid: str, nodule: Optional[str], reason: str) -> None:
-        self._write({"pid": pid, "nodule": nodule or "", **self.common, "error": reason})
+    def problem(self, pid: str, nodule: Optional[str], reason: str, scans: str = TWO_SCANS) -> None:
+        pair = {"scans": scans} if "scans" in self.columns and nodule else {}
+        self._write({"pid": pid, "nodule": nodule or "", **pair, **self.common, "error": reason})
         self.failed += 1
 
     def _write(self, row: Dict[str, object]) -> None:

@@ -46,7 +46,7 @@ def iter_samples(
                     rois.append(scans.roi(row))
                 except (OSError, ValueError, RuntimeError) as exc:
                     yield CaseProblem(case.pid, case.nodule, f"{row.timepoint}: {exc}",
-                                      str(cohort.cases_csv), row.row)
+                                      str(cohort.cases_csv), row.row, case.scans)
                     break
             else:
                 if measure and case.nodule not in measured:

@@ -15,7 +15,7 @@ from ..images import read_image
 from ..inference import PredictorCache
 from ..preprocessing import check_inside_scan
 from ..records import Cohort, NoduleCase
-from ..results_file import ResultsWriter, fingerprint
+from ..results_file import TWO_SCANS, ResultsWriter, fingerprint
 from .files import load_scene, save_scene, scene_for_scripts
 from .logic import predict_scene
 from .nodes import NODE_NAMES, add_fiducials, add_volume_node
@@ -33,7 +33,8 @@ def run_batch(args: argparse.Namespace) -> int:
         clinical = cohort.clinical if cohort else read_clinical(args.clinical) if args.clinical else {}
         inputs = fingerprint(args.cases) if cohort else "; ".join(str(path.resolve()) for path in args.scenes)
         writer = ResultsWriter(args.out, predictor, overwrite=args.overwrite, resume=args.resume,
-                               run={"inputs": inputs, "clinical": fingerprint(args.clinical)})
+                               run={"inputs": inputs, "clinical": fingerprint(args.clinical)},
+                               scans_column=cohort is not None and any(case.history for case in cohort.cases))
     except (UsageError, OSError, ValueError) as exc:
         log.error("%s", worded(exc))
         return 2
@@ -88,7 +89,7 @@ class _Run:
         for (pid, t0_path, t1_path), cases in groups.items():
             per_patient[pid] = per_patient.get(pid, 0) + 1
             save_as = pid if per_patient[pid] == 1 else f"{pid}-{per_patient[pid]}"
-            if not all((pid, case.nodule) in self.results.done for case in cases):
+            if not all((pid, case.nodule, case.scans) in self.results.done for case in cases):
                 self._cohort_case(cohort, pid, t0_path, t1_path, cases, save_as)
 
     def _cohort_case(self, cohort: Cohort, pid: str, t0_path: Path, t1_path: Path, cases: List[NoduleCase],
@@ -98,7 +99,7 @@ class _Run:
             images = read_image(t0_path), read_image(t1_path)
         except (OSError, ValueError, RuntimeError) as exc:
             for case in cases:
-                self._failed(pid, case.nodule, f"{cohort.cases_csv}:{case.t0.row}: {exc}")
+                self._failed(pid, case.nodule, f"{cohort.cases_csv}:{case.t0.row}: {exc}", case.scans)
             return
         inside = []
         for case in cases:
@@ -107,7 +108,7 @@ class _Run:
                     check_inside_scan(image, row.center_lps)
                 inside.append(case)
             except ValueError as exc:
-                self._failed(pid, case.nodule, f"{cohort.cases_csv}:{row.row}: {row.image}: {exc}")
+                self._failed(pid, case.nodule, f"{cohort.cases_csv}:{row.row}: {row.image}: {exc}", case.scans)
         if not inside:
             return
         volumes = [add_volume_node(self.scene, image, name) for image, name in zip(images, NODE_NAMES[:2])]
@@ -116,13 +117,15 @@ class _Run:
         t0_days, t1_days = inside[0].t0.days, inside[0].t1.days
         interval = t1_days - t0_days if t0_days is not None and t1_days is not None else None
         try:
-            self._predict(pid, volumes[0], volumes[1], points[0], points[1], save_as=save_as, interval_days=interval)
+            self._predict(pid, volumes[0], volumes[1], points[0], points[1], save_as=save_as, interval_days=interval,
+                          scans={case.nodule: case.scans for case in inside})
         except (OSError, ValueError, RuntimeError) as exc:
             for case in inside:
-                self._failed(pid, case.nodule, f"{cohort.cases_csv}: {worded(exc)}")
+                self._failed(pid, case.nodule, f"{cohort.cases_csv}: {worded(exc)}", case.scans)
 
     def _predict(self, pid: str, baseline, followup, baseline_points, followup_points, save_as: str,
-                 interval_days: Optional[float] = None) -> None:
+                 interval_days: Optional[float] = None, scans: Optional[Dict[str, str]] = None) -> None:
+        """`scans`: each nodule's pair of scans (T0-T1 when not given)."""
         table = predict_scene(self.scene, baseline, followup, baseline_points, followup_points,
                               clinical=self.clinical.get(pid),
                               checkpoint=self.args.checkpoint, device=self.args.device,
@@ -133,8 +136,10 @@ class _Run:
         if self.args.save_dir is not None:
             save_scene(self.scene, self.args.save_dir / f"{save_as}.mrb", self.args.overwrite or self.args.resume)
         for row in rows:
-            if (pid, str(row["nodule"])) not in self.results.done:
-                self.results.prediction(pid, str(row["nodule"]), float(row["p_malignant"]), row)
+            nodule = str(row["nodule"])
+            pair = (scans or {}).get(nodule, TWO_SCANS)
+            if (pid, nodule, pair) not in self.results.done:
+                self.results.prediction(pid, nodule, float(row["p_malignant"]), row, pair)
         log.info("%s: %d nodules", pid, len(rows))
 
     def _node(self, name: str):
@@ -144,7 +149,7 @@ class _Run:
                              "in the scene")
         return nodes.GetItemAsObject(0)
 
-    def _failed(self, pid: str, nodule: Optional[str], reason: str) -> None:
+    def _failed(self, pid: str, nodule: Optional[str], reason: str, scans: str = TWO_SCANS) -> None:
         log.warning("skipped %s", reason)
-        if (pid, nodule or "") not in self.results.done:
-            self.results.problem(pid, nodule, reason)
+        if (pid, nodule or "", scans) not in self.results.done:
+            self.results.problem(pid, nodule, reason, scans)
