@@ -110,3 +110,44 @@ def test_a_missing_point_at_a_later_scan_is_found_from_the_nearest_scan(three_sc
 def test_synth_refuses_too_few_scans(tmp_path, capsys):
     assert csfnet(["synth", "--out", str(tmp_path / "one"), "--cases", "1", "--scans", "1"]) == 2
     assert "--scans must be 2 to 5, got 1" in capsys.readouterr().err and not (tmp_path / "one").exists()
+
+
+def test_in_the_scene_each_follow_up_gets_its_table_and_the_volumes_are_shown_over_every_scan():
+    slicer = pytest.importorskip("slicer")
+    from CSFNetLib.scene.files import StandaloneScene
+    from CSFNetLib.scene.history import SCANS_ATTRIBUTE, predict_history
+    from CSFNetLib.scene.nodes import add_fiducials, add_volume_node
+    from CSFNetLib.scene.results_table import MEASURE_ROLE, table_rows
+    from CSFNetLib.synth import synthesize_patient
+
+    patient = synthesize_patient(SYNTH_SEED, 1, "small", scans=3)
+    standalone = StandaloneScene()
+    slicer.mrmlScene = scene = standalone.scene
+    try:
+        timepoints = list(patient.images)
+        volumes = [add_volume_node(scene, patient.images[t], f"scan {t}") for t in timepoints]
+        labels = [f"n{nodule.nodule_id}" for nodule in patient.nodules]
+        lists = [add_fiducials(scene, f"nodules {t}", [patient.nodule_center_lps(n, t) for n in patient.nodules],
+                               labels) for t in timepoints]
+        days = [k * float(patient.spec.interval_days) for k in range(3)]
+        with pytest.raises(ValueError, match="days must give each scan's day"):
+            predict_history(scene, volumes, lists, days=[0.0, 400.0, 300.0], device="cpu")
+        tables = predict_history(scene, volumes, lists, days=days, device="cpu", attention=False)
+        assert [table.GetAttribute(SCANS_ATTRIBUTE) for table in tables] == ["T0-T1", "T1-T2"]
+        for table in tables:
+            rows = table_rows(table)
+            assert [row["nodule"] for row in rows] == labels and all(0 <= row["p_malignant"] <= 1 for row in rows)
+        later = table_rows(tables[1])[0]  # T1 -> T2: against the scan before, not the baseline
+        assert later["volume_t0_mm3"] == pytest.approx(table_rows(tables[0])[0]["volume_t1_mm3"])
+        outputs = [tables[1].GetNthNodeReference(MEASURE_ROLE, i)
+                   for i in range(tables[1].GetNumberOfNodeReferences(MEASURE_ROLE))]
+        history = [node for node in outputs if node.IsA("vtkMRMLTableNode") and
+                   node.GetNumberOfRows() == 3]
+        assert history, "a table of the volumes at the three scans"
+        values = history[0]
+        assert [values.GetCellText(k, 0) for k in range(3)] == [f"{d:g}" for d in days]
+        count = scene.GetNumberOfNodes()
+        predict_history(scene, volumes, lists, days=days, device="cpu", attention=False)  # a rerun refills
+        assert scene.GetNumberOfNodes() == count
+    finally:
+        standalone.close()

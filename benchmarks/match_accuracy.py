@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
-from CSFNetLib.match.nodule import FOUND, NOT_PRESENT, match_nodule  # noqa: E402
+from CSFNetLib.match.nodule import FOUND, MIN_CORRELATION, NOT_PRESENT, match_nodule  # noqa: E402
 from CSFNetLib.match.registration import register_lungs  # noqa: E402
 from CSFNetLib.synth import SyntheticPatient, synthesize_patient  # noqa: E402
 from CSFNetLib.synth.scanner import MOTIONS  # noqa: E402
@@ -46,6 +46,9 @@ class Trial:
     registration_mm: float  # the registration's own position to the truth
     seconds: float
     note: str
+    correlation: float  # of the nodule's neighbourhoods after alignment
+    found_from_aligned_mm: float  # the found centre to the aligned position (nan unless found)
+    source_diameter_mm: float
 
 
 def run(patients: int, seed: int, size: str, jitter_mm: float) -> tuple:
@@ -88,8 +91,11 @@ def _trial(source_patient: SyntheticPatient, target_patient: SyntheticPatient, n
     error = float(np.linalg.norm(match.centre_lps - truth)) if match.centre_lps is not None else float("nan")
     registered = (float(np.linalg.norm(match.registered_lps - truth)) if match.registered_lps is not None
                   else float("nan"))
+    from_aligned = (float(np.linalg.norm(match.centre_lps - match.aligned_lps))
+                    if match.centre_lps is not None and match.aligned_lps is not None else float("nan"))
     return Trial(source_patient.spec.pid, nodule.nodule_id, f"{source} -> {target}", nodule.diameter(target),
-                 match.status, error, registered, seconds, match.note)
+                 match.status, error, registered, seconds, match.note, match.correlation, from_aligned,
+                 nodule.diameter(source))
 
 
 def report(trials: List[Trial], pair_seconds: List[float], patients: int, seed: int, size: str,
@@ -128,6 +134,10 @@ def report(trials: List[Trial], pair_seconds: List[float], patients: int, seed: 
         f"| another patient's follow-up: 'found' (a confident wrong match) | {len(other)} | "
         f"{_share(sum(t.status == FOUND for t in other), len(other))} |",
         "",
+        "Neighbourhood correlation after alignment (the undecided threshold is "
+        f"{MIN_CORRELATION:g}): same patient, found: {_low(np.array([t.correlation for t in within]))}; "
+        f"another patient: {_spread(np.array([t.correlation for t in other]), 2)} (median / p90 / max).",
+        "",
         f"Time per pair of scans (registration + every nodule both ways), s: {_spread(np.array(pair_seconds), 1)} "
         f"(median / p90 / max over {len(pair_seconds)} patients); per nodule, s: "
         f"{_spread(np.array([t.seconds for t in same]), 2)}.",
@@ -143,6 +153,15 @@ def report(trials: List[Trial], pair_seconds: List[float], patients: int, seed: 
                   f"{t.note} |" for t in misses]
         lines.append("")
     return "\n".join(lines)
+
+
+def _low(values: np.ndarray) -> str:
+    """min / p10 / median of `values`."""
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return "none"
+    return " / ".join(f"{v:.2f}" for v in (values.min(), np.percentile(values, 10), np.median(values))) + \
+        " (min / p10 / median)"
 
 
 def _share(count: int, total: int) -> str:

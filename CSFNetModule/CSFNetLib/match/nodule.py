@@ -26,7 +26,8 @@ from .registration import LungRegistration, fit_transform
 FOUND, NOT_PRESENT = "found", "not present"
 LOCAL_MM = 25.0  # half-size of the neighbourhood aligned around the nodule
 LOCAL_VOXEL_MM = 1.0
-NODULE_MARGIN_MM = 4.0  # the nodule and this much around it are left out of the local alignment
+NODULE_MARGIN_MM = 4.0  # the nodule and this much around it are left out of the local alignment,
+GROWTH_ROOM_MM = 16.0  # and at least this radius: room for a nodule grown to 30 mm in the other scan
 MIN_CORRELATION = 0.5  # a neighbourhood correlating less than this after alignment is not the same place
 MAX_LOCAL_MM = 12.0  # a local alignment moving further than this has locked onto something else
 EDGE_MM = 5.0  # a registered centre within this of the other scan's edge (or beyond it) is not looked for
@@ -117,7 +118,8 @@ def _align_neighbourhood(source: sitk.Image, target: sitk.Image, registration: L
     moving = sitk.Clamp(sitk.Resample(target, reference, registration.transform, sitk.sitkLinear, -1000.0,
                                       sitk.sitkFloat32), sitk.sitkFloat32, -1000.0, 100.0)
     points = grid.index_zyx_to_lps(np.indices(grid.size_zyx).reshape(3, -1).T)
-    away = np.linalg.norm(points - nodule.centre_lps, axis=1) > _radius_mm(nodule) + NODULE_MARGIN_MM
+    away = np.linalg.norm(points - nodule.centre_lps, axis=1) > max(_radius_mm(nodule) + NODULE_MARGIN_MM,
+                                                                     GROWTH_ROOM_MM)
     seen = (_seen(source, reference, sitk.Transform()) & _seen(target, reference, registration.transform)).reshape(-1)
     keep = (away & seen).reshape(grid.size_zyx)
     fixed, mask = grid.image(fixed_hu), grid.image(keep.astype(np.uint8))

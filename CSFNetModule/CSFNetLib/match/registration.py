@@ -11,8 +11,9 @@ rigid fit did not. One registration serves every nodule of the pair, in both dir
 """
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -148,7 +149,8 @@ def fit_transform(fixed: sitk.Image, moving: sitk.Image, region: sitk.Image, sta
     method.SetSmoothingSigmasPerLevel([voxel_mm * (factor - 1) for factor in shrink])
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(start, inPlace=False)
-    result = method.Execute(fixed, moving)
+    with _quiet_itk():
+        result = method.Execute(fixed, moving)
     return result.GetNthTransform(0) if isinstance(result, sitk.CompositeTransform) else result
 
 
@@ -159,7 +161,20 @@ def mismatch(fixed: sitk.Image, moving: sitk.Image, region: sitk.Image, transfor
     method.SetMetricFixedMask(region)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetInitialTransform(transform, inPlace=False)
-    return float(method.MetricEvaluate(fixed, moving))
+    with _quiet_itk():
+        return float(method.MetricEvaluate(fixed, moving))
+
+
+@contextmanager
+def _quiet_itk() -> Iterator[None]:
+    """ITK's warnings off while it runs: a shift tried by the search that leaves the other scan warns on stderr
+    ("No valid points were found"), which is expected there and says nothing to a user."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _overlap(fixed_lung: sitk.Image, moving_lung: sitk.Image, transform: sitk.Transform) -> float:

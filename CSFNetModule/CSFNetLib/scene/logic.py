@@ -153,7 +153,7 @@ def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume,
         for node, volume in zip(segmentations, (baseline_volume, followup_volume)):
             table.AddNodeReferenceID(MEASURE_ROLE, node.GetID())
             hierarchy.place(node, volume)
-        for node in add_growth_plot(scene, result.nodules, result.measured):
+        for node in add_growth_plot(scene, [pair.label for pair in result.nodules], result.measured):
             table.AddNodeReferenceID(MEASURE_ROLE, node.GetID())
             if node.IsA("vtkMRMLTableNode") or node.IsA("vtkMRMLPlotChartNode"):
                 hierarchy.place(node, followup_volume)

@@ -61,21 +61,21 @@ def add_segmentations(scene, volume_nodes, nodules: Sequence[NodulePair],
     return made
 
 
-def add_growth_plot(scene, nodules: Sequence[NodulePair], measured: Sequence[Sequence[ScanMeasurement]]):
+def add_growth_plot(scene, labels: Sequence[str], measured: Sequence[Sequence[ScanMeasurement]]):
     """A table of each nodule's volume at each scan and a chart of it, one line per nodule (x: days, or scan)."""
     days = [scan.days for scan in measured[0]]
     by_days = None not in days
     x_name = "days" if by_days else "scan"
     columns = {x_name: [float(d) if by_days else float(t) for t, d in enumerate(days)]}  # type: ignore[arg-type]
-    for pair, scans in zip(nodules, measured):
-        columns[f"nodule {pair.label}"] = [scan.result.size.volume_mm3 if isinstance(scan.result, NoduleMeasurement)
+    for label, scans in zip(labels, measured):
+        columns[f"nodule {label}"] = [scan.result.size.volume_mm3 if isinstance(scan.result, NoduleMeasurement)
                                            else float("nan") for scan in scans]
     table = add_output_node(scene, "vtkMRMLTableNode", PLOT_NAME)
     for name, values in columns.items():
         add_column(table, name, values)
     chart = add_output_node(scene, "vtkMRMLPlotChartNode", PLOT_NAME)
     chart.SetTitle("Nodule volume")
-    chart.SetXAxisTitle("days since the baseline scan" if by_days else "scan (0: baseline, 1: follow-up)")
+    chart.SetXAxisTitle("days since the baseline scan" if by_days else "scan (0: baseline, 1, 2, ...: follow-ups)")
     chart.SetYAxisTitle("volume (mm3)")
     made = [table, chart]
     for i, name in enumerate(list(columns)[1:]):
