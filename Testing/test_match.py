@@ -82,6 +82,20 @@ def test_another_patient_s_scan_is_never_a_confident_match(moved):
         assert match.status != FOUND, match
 
 
+def test_a_follow_up_that_does_not_show_the_nodule_is_undecided_not_matched(moved):
+    patient = moved[0]
+    nodule = patient.nodules[0]
+    follow_up = patient.images["T1"]
+    k = int(round(follow_up.TransformPhysicalPointToContinuousIndex(
+        patient.nodule_center_lps(nodule, "T1").tolist())[2]))
+    depth = follow_up.GetSize()[2]
+    part = follow_up[:, :, k + 25:] if depth - k > k else follow_up[:, :, : max(k - 25, 1)]  # away from the nodule
+    registration = register_lungs(patient.images["T0"], part)
+    match = match_nodule(patient.images["T0"], patient.nodule_center_lps(nodule, "T0"), part, registration)
+    assert match.status != FOUND
+    assert "field of view" in match.status or "do not align" in match.status or "does not match" in match.status
+
+
 def test_a_point_on_no_nodule_and_a_scan_without_lungs_give_their_reasons(moved):
     patient = moved[0]
     registration = register_lungs(patient.images["T0"], patient.images["T1"])

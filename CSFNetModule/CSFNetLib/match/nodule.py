@@ -7,9 +7,10 @@
    left out since it may have grown, shrunk or gone, is aligned between the scans by a translation: the
    registration's local error, from breathing that is not quite affine (`aligned_lps`).
 4. The nodule is segmented in the other scan from there: its centroid is the match (`centre_lps`); no
-   nodule there (only lung, a vessel, the wall) is "not present".
-A registration whose lungs do not overlap, a neighbourhood that does not correlate after alignment, or a
-nodule found too far away leave it undecided, with the reason: never a confident wrong match.
+   nodule there (only lung, a vessel, the wall, or something found beside the place rather than on
+   it) is "not present".
+A registration whose lungs do not overlap, a neighbourhood that does not correlate after alignment, or an
+alignment that moved too far leave it undecided, with the reason, rather than a confident wrong match.
 """
 
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import PointsLike, VoxelGrid
-from ..measure.segmentation import SEARCH_MM, NoduleSegmentation, NoNoduleError, segment_nodule
+from ..measure.segmentation import NoduleSegmentation, NoNoduleError, segment_nodule
 from ..preprocessing import resample_to_grid
 from .registration import LungRegistration, fit_transform
 
@@ -31,6 +32,8 @@ GROWTH_ROOM_MM = 16.0  # and at least this radius: room for a nodule grown to 30
 MIN_CORRELATION = 0.5  # a neighbourhood correlating less than this after alignment is not the same place
 MAX_LOCAL_MM = 12.0  # a local alignment moving further than this has locked onto something else
 EDGE_MM = 5.0  # a registered centre within this of the other scan's edge (or beyond it) is not looked for
+ON_NODULE_MM = 1.0  # the aligned position must lie on what is found (within its radius and this): else it is
+                    # a vessel or another nodule beside an empty place (the segmentation seeds up to 3 mm away)
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,10 @@ def match_nodule(source: sitk.Image, point_lps: PointsLike, target: sitk.Image,
         found = segment_nodule(target, aligned)
     except NoNoduleError as exc:
         return NoduleMatch(NOT_PRESENT, note=str(exc), **undecided)
-    reach = _radius_mm(nodule) + _radius_mm(found) + SEARCH_MM
     distance = float(np.linalg.norm(found.centre_lps - aligned))
-    if distance > reach:
-        return NoduleMatch(f"the nearest nodule lies {distance:.0f} mm from where this one should be: another "
-                           "nodule?", **undecided)
+    if distance > _radius_mm(found) + ON_NODULE_MM:  # beside where it should be, not on it: a vessel, another
+        return NoduleMatch(NOT_PRESENT, note=f"only a {2 * _radius_mm(found):.0f} mm structure {distance:.1f} mm "
+                           "from where the nodule should be", **undecided)
     return NoduleMatch(FOUND, centre_lps=found.centre_lps, **undecided)
 
 
