@@ -141,12 +141,14 @@ def roi_grid(center_lps: PointsLike, preprocessing: Preprocessing = DEFAULT_PREP
     return VoxelGrid.centred(center_lps, preprocessing.roi_size_zyx, (preprocessing.spacing_mm,) * 3)
 
 
-def resample_to_grid(image: sitk.Image, grid: VoxelGrid, interpolator: int, default_value: float) -> np.ndarray:
-    """Sample `image` on `grid` only (never the whole scan); returns a float32 (z, y, x) array."""
+def resample_to_grid(image: sitk.Image, grid: VoxelGrid, interpolator: int, default_value: float,
+                     transform: Optional[sitk.Transform] = None) -> np.ndarray:
+    """Sample `image` on `grid` only (never the whole scan), the grid's points mapped by `transform` when
+    given; returns a float32 (z, y, x) array."""
     resampled = sitk.Resample(
         image,
         grid.size_xyz,
-        sitk.Transform(),
+        transform or sitk.Transform(),
         interpolator,
         grid.origin_lps,
         grid.spacing_xyz,
@@ -155,6 +157,15 @@ def resample_to_grid(image: sitk.Image, grid: VoxelGrid, interpolator: int, defa
         sitk.sitkFloat32,
     )
     return sitk.GetArrayFromImage(resampled)
+
+
+def sample_in_scan(image: sitk.Image, grid: VoxelGrid, transform: Optional[sitk.Transform] = None
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """The scan's HU on `grid` (linear; air beyond the scan) and which grid voxels lie inside the scan."""
+    hu = resample_to_grid(image, grid, sitk.sitkLinear, float("nan"), transform)  # nan: beyond the scan
+    inside = ~np.isnan(hu)
+    hu[~inside] = -1000.0
+    return hu, inside
 
 
 def extract_roi(

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from ..geometry import PointsLike, VoxelGrid
 from ..measure.segmentation import NoduleSegmentation, NoNoduleError, segment_nodule
-from ..preprocessing import resample_to_grid
+from ..preprocessing import sample_in_scan
 from .registration import LungRegistration, fit_transform
 
 FOUND, NOT_PRESENT = "found", "not present"
@@ -115,15 +115,15 @@ def _align_neighbourhood(source: sitk.Image, target: sitk.Image, registration: L
     correlation of the two neighbourhoods after it (where both scans see)."""
     n = int(round(2 * LOCAL_MM / LOCAL_VOXEL_MM)) + 1
     grid = VoxelGrid.centred(nodule.centre_lps, (n, n, n), (LOCAL_VOXEL_MM,) * 3)
-    reference = grid.image(np.zeros(grid.size_zyx, dtype=np.float32))
-    fixed_hu = np.clip(resample_to_grid(source, grid, sitk.sitkLinear, -1000.0), -1000.0, 100.0)
-    moving = sitk.Clamp(sitk.Resample(target, reference, registration.transform, sitk.sitkLinear, -1000.0,
-                                      sitk.sitkFloat32), sitk.sitkFloat32, -1000.0, 100.0)
+    source_hu, source_seen = sample_in_scan(source, grid)
+    target_hu, target_seen = sample_in_scan(target, grid, registration.transform)
+    seen = source_seen & target_seen
+    fixed_hu = np.clip(source_hu, -1000.0, 100.0)
+    moving = grid.image(np.clip(target_hu, -1000.0, 100.0))
     points = grid.index_zyx_to_lps(np.indices(grid.size_zyx).reshape(3, -1).T)
     away = np.linalg.norm(points - nodule.centre_lps, axis=1) > max(_radius_mm(nodule) + NODULE_MARGIN_MM,
                                                                      GROWTH_ROOM_MM)
-    seen = (_seen(source, reference, sitk.Transform()) & _seen(target, reference, registration.transform)).reshape(-1)
-    keep = (away & seen).reshape(grid.size_zyx)
+    keep = away.reshape(grid.size_zyx) & seen
     fixed, mask = grid.image(fixed_hu), grid.image(keep.astype(np.uint8))
     # every shift of 3 mm within MAX_LOCAL_MM, then gradient descent on 2 mm voxels (the segmentation centres it)
     coarse = sitk.TranslationTransform(fit_transform(fixed, moving, mask, sitk.TranslationTransform(3), shrink=(3,),
@@ -134,11 +134,3 @@ def _align_neighbourhood(source: sitk.Image, target: sitk.Image, registration: L
     a, b = fixed_hu[keep], aligned[keep]
     correlation = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else 0.0
     return shift, correlation
-
-
-def _seen(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform) -> np.ndarray:
-    """Which voxels of `reference` (flattened), mapped by `transform`, fall inside `image`."""
-    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
-    ones.CopyInformation(image)
-    return sitk.GetArrayViewFromImage(sitk.Resample(ones, reference, transform, sitk.sitkNearestNeighbor, 0)
-                                      ).reshape(-1) > 0

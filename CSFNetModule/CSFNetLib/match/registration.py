@@ -86,7 +86,7 @@ def _register(fixed_hu: sitk.Image, moving_hu: sitk.Image, fixed_lung: sitk.Imag
     shift = sitk.TranslationTransform(3, centred.GetTranslation())
     shift = sitk.TranslationTransform(fit_transform(fixed, moving, region, shift, shrink=(3,), search_mm=SEARCH_MM))
     best = sitk.Euler3DTransform(centred.GetCenter(), 0.0, 0.0, 0.0, shift.GetOffset())
-    rigid = sitk.Euler3DTransform(fit_transform(fixed, moving, region, best, shrink=(2, 1)))
+    rigid = sitk.Euler3DTransform(fit_transform(fixed, moving, region, best, shrink=(2,)))
     if mismatch(fixed, moving, region, rigid) < mismatch(fixed, moving, region, best):
         best = rigid  # the descent can end worse than it started where the fields of view differ
     return best, _overlap(fixed_lung, moving_lung, best)
@@ -97,11 +97,12 @@ def _field_ml(image: sitk.Image) -> float:
 
 
 def _coarse(image: sitk.Image) -> sitk.Image:
-    """The scan smoothed and resampled to COARSE_MM cubes on its own axes (float32 HU)."""
+    """The scan averaged, smoothed and resampled to COARSE_MM cubes on its own axes (float32 HU)."""
     grid = VoxelGrid.of_image(image)
     extent = np.asarray(grid.size_xyz) * np.asarray(grid.spacing_xyz)
     size = [max(2, int(np.ceil(e / COARSE_MM))) for e in extent]
-    smooth = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), COARSE_MM / 2.0)
+    bins = [max(1, int(COARSE_MM // s)) for s in grid.spacing_xyz]  # whole voxels averaged first: cheaper to smooth
+    smooth = sitk.SmoothingRecursiveGaussian(sitk.BinShrink(sitk.Cast(image, sitk.sitkFloat32), bins), COARSE_MM / 2.0)
     origin = grid.index_zyx_to_lps((-0.5, -0.5, -0.5)) + grid.matrix @ np.full(3, COARSE_MM / 2.0)
     return sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, origin.tolist(), [COARSE_MM] * 3,
                          image.GetDirection(), WINDOW_HU[0], sitk.sitkFloat32)

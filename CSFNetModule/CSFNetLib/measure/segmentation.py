@@ -35,7 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import PointsLike, VoxelGrid, as_lps_point
-from ..preprocessing import resample_to_grid
+from ..preprocessing import sample_in_scan
 from .size import NoduleSize, nodule_size
 
 VOXEL_MM = 0.5  # the analysis grid's voxel
@@ -104,7 +104,7 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
     point = as_lps_point(point_lps, "nodule point")
     n = int(round(2 * REACH_MM / VOXEL_MM)) + 1
     grid = VoxelGrid.centred(point, (n, n, n), (VOXEL_MM,) * 3)
-    hu, in_scan = _resampled(image, grid)
+    hu, in_scan = sample_in_scan(image, grid)
     if not in_scan[n // 2, n // 2, n // 2]:
         raise NoNoduleError(f"the point {_mm(point)} lies outside the scan")
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(grid.image(hu), 0.5))
@@ -155,14 +155,6 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
 
 def _mm(point: np.ndarray) -> str:
     return "(" + ", ".join(f"{c:.1f}" for c in point) + ") mm LPS"
-
-
-def _resampled(image: sitk.Image, grid: VoxelGrid) -> Tuple[np.ndarray, np.ndarray]:
-    """The scan's HU on `grid` (linear) and which grid voxels lie inside the scan."""
-    ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
-    ones.CopyInformation(image)
-    inside = resample_to_grid(ones, grid, sitk.sitkNearestNeighbor, 0.0) > 0.5
-    return resample_to_grid(image, grid, sitk.sitkLinear, -1000.0), inside
 
 
 def _ball(centre_zyx: np.ndarray, radius_mm: float, shape) -> Tuple[np.ndarray, ...]:
