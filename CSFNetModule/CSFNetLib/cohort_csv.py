@@ -138,9 +138,9 @@ def _parse_case_row(
                        "; csfnet match finds it from the nodule's point in another scan"))
     try:
         centre = cast(Tuple[float, float, float],  # one number per axis
-                      tuple(_number(cells[axis], f"coordinate {axis}") for axis in ("x", "y", "z")))
+                      tuple(parse_number(cells[axis], f"coordinate {axis}") for axis in ("x", "y", "z")))
         label = parse_label(cells.get("label", ""))
-        days = _number(cells["days"], "days") if cells.get("days") else None
+        days = parse_number(cells["days"], "days") if cells.get("days") else None
     except ValueError as exc:
         return problem(f"{timepoint}: {exc}")
     image = Path(cells["image"])
@@ -150,7 +150,7 @@ def _parse_case_row(
     return TimepointRow(line, pid, nodule, timepoint, image, centre, label, days, extra)
 
 
-def _number(text: str, what: str) -> float:
+def parse_number(text: str, what: str) -> float:
     """A finite float from a CSV cell; ValueError naming `what` and the text otherwise."""
     try:
         value = float(text)

@@ -9,14 +9,13 @@ to check). Each pair of scans is registered once per patient. A bad row, scan or
 its rows and the run carries on.
 """
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import SimpleITK as sitk
 
-from ..cohort_csv import CASES_REQUIRED, read_csv_rows, scan_number
+from ..cohort_csv import CASES_REQUIRED, parse_number, read_csv_rows, scan_number
 from ..images import read_image
 from ..records import PathLike
 from ..table_files import check_table_target, write_table
@@ -100,11 +99,9 @@ def _check_row(row: _Row) -> str:
         return f"line {row.line}: x, y, z must be all given or all empty (given: {', '.join(given)})"
     for axis in given:
         try:
-            value = float(cells[axis])
-        except ValueError:
-            return f"line {row.line}: coordinate {axis} = {cells[axis]!r} is not a number"
-        if not math.isfinite(value):
-            return f"line {row.line}: coordinate {axis} = {cells[axis]!r} is not finite"
+            parse_number(cells[axis], f"coordinate {axis}")
+        except ValueError as exc:
+            return f"line {row.line}: {exc}"
     return ""
 
 
