@@ -12,7 +12,7 @@ import sys
 import time
 import traceback
 import unittest
-from typing import Annotated, Callable, Dict, Optional
+from typing import Annotated, Callable, Dict, List, Optional
 
 import qt
 import slicer
@@ -126,6 +126,7 @@ class CSFNetSettings:
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     showAttention: bool = True
     intervalDays: Annotated[float, WithinRange(0.0, 10000.0)] = 0.0  # 0: unknown
+    laterDays: str = ""  # the later scans' days since the baseline, "730, 1095"; empty: DICOM dates or unknown
 
 
 @parameterNodeWrapper
@@ -136,6 +137,7 @@ class CSFNetParameterNode:
     followupVolume: vtkMRMLScalarVolumeNode
     baselineFiducials: vtkMRMLMarkupsFiducialNode
     followupFiducials: vtkMRMLMarkupsFiducialNode
+    laterVolumes: List[vtkMRMLScalarVolumeNode]  # T2, T3, ...: a whole history (their lists hang on them)
     clinical: CSFNetClinical
     settings: CSFNetSettings
     outputTable: vtkMRMLTableNode
@@ -187,6 +189,8 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.placeNodulePairButton.connect("clicked(bool)", self.onPlaceNodulePair)
         self.ui.findInOtherScanButton.connect("clicked(bool)", self.onFindInOtherScan)
+        self.ui.patientScansButton.connect("clicked(bool)", self.onTakePatientScans)
+        self.ui.laterVolumesSelector.connect("checkedNodesChanged()", self.onLaterVolumesChecked)
         self.ui.noduleComboBox.connect("currentIndexChanged(int)", self.onNoduleSelected)
         self.ui.showAttentionCheckBox.connect("toggled(bool)", self.onShowAttentionToggled)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.updateModelWidgets)
@@ -266,6 +270,26 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateApplyButton()
         self.updateModelWidgets()
         self._refreshNoduleChooser()
+        self._showLaterVolumes()
+
+    def onLaterVolumesChecked(self):
+        if self._parameterNode:
+            self._parameterNode.laterVolumes = list(self.ui.laterVolumesSelector.checkedNodes())
+
+    def _showLaterVolumes(self):
+        """The later-scans list checks what the parameter node holds (no binding exists for a checkable list)."""
+        node = self._parameterNode
+        chosen = {volume.GetID() for volume in node.laterVolumes if volume is not None} if node else set()
+        selector = self.ui.laterVolumesSelector
+        selector.blockSignals(True)
+        try:
+            for index in range(selector.nodeCount()):
+                volume = selector.nodeFromIndex(index)
+                state = qt.Qt.Checked if volume.GetID() in chosen else qt.Qt.Unchecked
+                if selector.checkState(volume) != state:
+                    selector.setCheckState(volume, state)
+        finally:
+            selector.blockSignals(False)
 
     def updateApplyButton(self):
         node = self._parameterNode
@@ -294,7 +318,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from CSFNetLib.scene.nodes import output_node_ids
 
         hidden = output_node_ids(slicer.mrmlScene, "vtkMRMLScalarVolumeNode")
-        for selector in (self.ui.baselineVolumeSelector, self.ui.followupVolumeSelector):
+        for selector in (self.ui.baselineVolumeSelector, self.ui.followupVolumeSelector, self.ui.laterVolumesSelector):
             selector.sortFilterProxyModel().hiddenNodeIDs = hidden
 
     def _observeTable(self, table):
@@ -346,8 +370,18 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._startPlacing(node.baselineFiducials, node.baselineVolume)
         self.ui.statusLabel.text = _("Click nodule {label} in the baseline scan.").format(label=label)
 
+    def onTakePatientScans(self):
+        """The baseline's patient's studies become the scans: baseline, follow-up and later scans, dated."""
+        try:
+            count = self.logic.takePatientScans(self._parameterNode)
+        except Exception as error:
+            self._report(_("The patient's scans could not be taken: {error}").format(error=error),
+                         traceback.format_exc())
+            return
+        self.ui.statusLabel.text = _("{count} scans of the patient, in study-date order.").format(count=count)
+
     def onFindInOtherScan(self):
-        """Each nodule pointed at in one scan only is found in the other scan, and its point added there."""
+        """Each nodule pointed at in some scans only is found in the others, and its point added there."""
         self._stopPairPlacement()
         slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
         try:
@@ -448,7 +482,8 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if not self._torchReady():
             return
-        samePosition = not self._parameterNode.baselineFiducials
+        history = bool(self._parameterNode.laterVolumes)
+        samePosition = not history and not self._parameterNode.baselineFiducials
         if samePosition and not self._confirm(_(
                 "There is no baseline nodule list. Use each follow-up point at the same physical position in "
                 "the baseline scan? (Right only when the two scans are registered.)")):
@@ -459,7 +494,10 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.show()
         started = time.perf_counter()
         try:
-            table = self.logic.process(self._parameterNode, self.onProgress, samePosition)
+            if history:
+                tables = self.logic.processHistory(self._parameterNode, self.onProgress)
+            else:
+                tables = [self.logic.process(self._parameterNode, self.onProgress, samePosition)]
         except Cancelled:
             self.ui.statusLabel.text = _("Cancelled: the scene is as it was.")
             return
@@ -472,12 +510,17 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.text = _("Apply")
             self.ui.progressBar.hide()
             self.updateApplyButton()
+        table = tables[-1]
         self._parameterNode.outputTable = table
         self.showResults(table)
         rows = self.logic.tableRows(table)
-        self.ui.statusLabel.text = _("{count} nodule(s) on {device} in {seconds:.1f} s. {note}").format(
+        text = _("{count} nodule(s) on {device} in {seconds:.1f} s. {note}").format(
             count=len(rows), device=rows[0]["device"], seconds=time.perf_counter() - started,
             note=rows[0]["model_note"])
+        if history:
+            text = _("A table for each pair of scans ({tables}) and the volumes over every scan. ").format(
+                tables=", ".join(t.GetName() for t in tables)) + text
+        self.ui.statusLabel.text = text
 
     def _setInputsEnabled(self, enabled: bool):
         """Inputs are locked during a run; only Cancel stays live."""
@@ -567,36 +610,109 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
         Without a baseline list, the follow-up points are used at the same position in the baseline
         scan only when `samePosition` says so.
         """
-        from CSFNetLib.inference import PredictorCache
         from CSFNetLib.scene.logic import predict_scene
+
+        settings = parameterNode.settings
+        try:
+            return predict_scene(
+                slicer.mrmlScene, parameterNode.baselineVolume, parameterNode.followupVolume,
+                parameterNode.baselineFiducials, parameterNode.followupFiducials, **self._modelInputs(parameterNode),
+                same_position=samePosition, interval_days=settings.intervalDays or None,
+                table=parameterNode.outputTable, progress=progress)
+        except UsageError as error:
+            raise ValueError(error.worded(_panelOption)) from error
+
+    def processHistory(self, parameterNode: "CSFNetParameterNode",
+                       progress: Optional[Callable[[str, float], None]] = None) -> List["vtkMRMLTableNode"]:
+        """Run CSF-net on each consecutive pair of the panel's scans (baseline, follow-up, later scans); the
+        results tables, one per pair. Every later scan needs its nodule list ("Find the nodules...")."""
+        from CSFNetLib.scene.history import predict_history, scan_nodules
+
+        volumes = self.historyScans(parameterNode)
+        days = self.historyDays(parameterNode, volumes)
+        lists = [parameterNode.baselineFiducials, parameterNode.followupFiducials]
+        for k, volume in enumerate(volumes[2:], start=2):
+            lists.append(scan_nodules(slicer.mrmlScene, volume, create=False))
+            if lists[-1] is None:
+                raise ValueError(_("The scan T{k} '{name}' has no nodule list yet: press \"Find the nodules in the "
+                                   "other scans\" first.").format(k=k, name=volume.GetName()))
+        try:
+            return predict_history(slicer.mrmlScene, volumes, lists, days=days, progress=progress,
+                                   **self._modelInputs(parameterNode))
+        except UsageError as error:
+            raise ValueError(error.worded(_panelOption)) from error
+
+    @staticmethod
+    def historyScans(parameterNode: "CSFNetParameterNode") -> List["vtkMRMLScalarVolumeNode"]:
+        """The panel's scans in time order: baseline, follow-up, then the later scans by study date when every
+        one has a date, else as listed."""
+        from CSFNetLib.scene.history import study_date
+
+        if not parameterNode.baselineVolume or not parameterNode.followupVolume:
+            raise ValueError(_("Choose the baseline and the follow-up volume."))
+        first = [parameterNode.baselineVolume, parameterNode.followupVolume]
+        later = [volume for volume in parameterNode.laterVolumes if volume is not None and volume not in first]
+        dates = [study_date(slicer.mrmlScene, volume) for volume in later]
+        if None not in dates:
+            later = [later[i] for i in sorted(range(len(later)), key=lambda i: dates[i])]
+        return first + later
+
+    @staticmethod
+    def historyDays(parameterNode: "CSFNetParameterNode", volumes) -> Optional[List[float]]:
+        """Each scan's days since the baseline: as typed, else from the study dates, else None (no VDT)."""
+        from CSFNetLib.scene.history import days_since_first, study_date, typed_days
+
+        settings = parameterNode.settings
+        dates = [study_date(slicer.mrmlScene, volume) for volume in volumes]
+        if settings.laterDays.strip() or None in dates:
+            return typed_days(settings.intervalDays, settings.laterDays, len(volumes) - 2)
+        return days_since_first(dates)
+
+    def takePatientScans(self, parameterNode: "CSFNetParameterNode") -> int:
+        """Baseline, follow-up and later scans from the studies of the baseline's (or follow-up's) patient,
+        in study-date order, with the days from the dates; how many scans."""
+        from CSFNetLib.scene.history import days_since_first, patient_scans
+
+        chosen = parameterNode.baselineVolume or parameterNode.followupVolume
+        if not chosen:
+            raise ValueError(_("Choose a scan of the patient (baseline or follow-up) first."))
+        scans = patient_scans(slicer.mrmlScene, chosen)
+        if len(scans) < 2:
+            raise ValueError(_("'{name}' lies in no patient with another study: load the studies through the DICOM "
+                               "module, or choose the scans by hand.").format(name=chosen.GetName()))
+        volumes = [volume for volume, _date in scans]
+        days = days_since_first([date for _volume, date in scans])
+        with slicer.util.NodeModify(parameterNode.parameterNode):
+            parameterNode.baselineVolume, parameterNode.followupVolume = volumes[0], volumes[1]
+            parameterNode.laterVolumes = volumes[2:]
+            parameterNode.settings.intervalDays = days[1] if days else 0.0
+            parameterNode.settings.laterDays = ", ".join(f"{d:g}" for d in days[2:]) if days else ""
+        return len(volumes)
+
+    def _modelInputs(self, parameterNode: "CSFNetParameterNode") -> dict:
+        """The model and clinical options of a run, as `predict_scene` and `predict_history` take them."""
+        from CSFNetLib.inference import PredictorCache
 
         if self._predictors is None:
             self._predictors = PredictorCache()
-
         settings = parameterNode.settings
         checkpoint = settings.checkpointPath if settings.model == BROWSE else self.modelPath(settings.model)
         if not checkpoint:
             raise ValueError(_("Choose a checkpoint file, or one of the shipped models."))
         clinical = record_from_choices({field: getattr(parameterNode.clinical, field) for field in FIELDS})
-        try:
-            return predict_scene(
-                slicer.mrmlScene, parameterNode.baselineVolume, parameterNode.followupVolume,
-                parameterNode.baselineFiducials, parameterNode.followupFiducials, clinical=clinical,
-                checkpoint=checkpoint, device=settings.device, attention=settings.showAttention,
-                same_position=samePosition, interval_days=settings.intervalDays or None,
-                table=parameterNode.outputTable, progress=progress, predictors=self._predictors)
-        except UsageError as error:
-            raise ValueError(error.worded(_panelOption)) from error
+        return dict(clinical=clinical, checkpoint=checkpoint, device=settings.device,
+                    attention=settings.showAttention, predictors=self._predictors)
 
     def findInOtherScan(self, parameterNode: "CSFNetParameterNode"):
-        """Match every nodule pointed at in one scan only into the other scan; [(scan name, PlacedMatch)].
+        """Match every nodule pointed at in some scans only into the others (baseline, follow-up, later scans);
+        [(scan name, PlacedMatch)].
 
         A missing nodule list is made; each pair of volumes is registered once while neither changes.
         """
-        from CSFNetLib.scene.matching import Registrations, match_points
+        from CSFNetLib.scene.history import match_history, scan_nodules
+        from CSFNetLib.scene.matching import Registrations
 
-        if not parameterNode.baselineVolume or not parameterNode.followupVolume:
-            raise ValueError(_("Choose the baseline and the follow-up volume."))
+        volumes = self.historyScans(parameterNode)
         if self._registrations is None:
             self._registrations = Registrations()
         for attribute, name in (("baselineFiducials", _("baseline nodules")),
@@ -604,11 +720,11 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
             if not getattr(parameterNode, attribute):
                 setattr(parameterNode, attribute,
                         slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name))
-        baseline = (parameterNode.baselineVolume, parameterNode.baselineFiducials)
-        followup = (parameterNode.followupVolume, parameterNode.followupFiducials)
-        placed = [(_("baseline"), match) for match in match_points(*followup, *baseline, self._registrations)]
-        placed += [(_("follow-up"), match) for match in match_points(*baseline, *followup, self._registrations)]
-        return placed
+        lists = [parameterNode.baselineFiducials, parameterNode.followupFiducials]
+        lists += [scan_nodules(slicer.mrmlScene, volume) for volume in volumes[2:]]
+        names = [_("baseline"), _("follow-up")] + [_("T{k} '{name}'").format(k=k, name=volume.GetName())
+                                                   for k, volume in enumerate(volumes[2:], start=2)]
+        return [(names[k], match) for k, match in match_history(volumes, lists, self._registrations)]
 
     @staticmethod
     def modelPath(name: str) -> str:
@@ -730,7 +846,8 @@ class CSFNetTest(ScriptedLoadableModuleTest):
     def runTest(self):
         for test in (self.test_ApplyThroughThePanelGivesTableAndOverlay, self.test_CancelLeavesTheSceneAsItWas,
                      self.test_PanelReportsFailuresAndAsksBeforeInstallingTorch,
-                     self.test_ReenteringKeepsOneBindingAndImportedScenesAreRepaired):
+                     self.test_ReenteringKeepsOneBindingAndImportedScenesAreRepaired,
+                     self.test_PatientStudiesGiveTheWholeHistoryFromOneClick):
             self.setUp()
             try:
                 test()
@@ -815,6 +932,50 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         self.assertFalse(composite.GetLabelVolumeID())
         widget.ui.showAttentionCheckBox.checked = True
         self.assertEqual(composite.GetLabelVolumeID(), labels.GetID())
+
+    def test_PatientStudiesGiveTheWholeHistoryFromOneClick(self):
+        from CSFNetLib.scene.nodes import add_fiducials, add_volume_node
+        from CSFNetLib.synth import synthesize_patient
+
+        self.delayDisplay("A patient with three studies: one click in the baseline, the nodule found in the others")
+        patient = synthesize_patient(3, 1, "small", scans=3)
+        tree = slicer.mrmlScene.GetSubjectHierarchyNode()
+        subject = tree.CreateSubjectItem(tree.GetSceneItemID(), "phantom patient")
+        volumes = {}
+        for timepoint, date in (("T2", "20230101"), ("T0", "20210101"), ("T1", "20220101")):  # loaded out of order
+            study = tree.CreateStudyItem(subject, f"study {timepoint}")
+            tree.SetItemAttribute(study, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMStudyDateAttributeName(),
+                                  date)
+            volumes[timepoint] = add_volume_node(slicer.mrmlScene, patient.images[timepoint], f"CT {timepoint}")
+            tree.CreateItem(study, volumes[timepoint])
+        widget = self._panel()
+        widget.ui.baselineVolumeSelector.setCurrentNode(volumes["T1"])
+        widget.ui.patientScansButton.click()
+        node = widget.logic.getParameterNode()
+        self.assertEqual([node.baselineVolume, node.followupVolume, *node.laterVolumes],
+                         [volumes["T0"], volumes["T1"], volumes["T2"]], widget.ui.statusLabel.text)
+        self.assertEqual((node.settings.intervalDays, node.settings.laterDays), (365.0, "730"))
+        self.assertEqual(widget.ui.laterVolumesSelector.checkState(volumes["T2"]), qt.Qt.Checked)
+
+        nodule = patient.nodules[0]
+        node.baselineFiducials = add_fiducials(slicer.mrmlScene, "baseline nodules",
+                                               [patient.nodule_center_lps(nodule, "T0")], ["1"])
+        widget.ui.findInOtherScanButton.click()
+        from CSFNetLib.scene.history import scan_nodules
+
+        for fiducials in (node.followupFiducials, scan_nodules(slicer.mrmlScene, volumes["T2"], create=False)):
+            self.assertEqual(fiducials.GetNumberOfControlPoints(), 1, widget.ui.statusLabel.text)
+            self.assertEqual(fiducials.GetNthControlPointPositionStatus(0), fiducials.PositionDefined)
+
+        self._needTorch()
+        self.delayDisplay("Apply: a table per pair of scans and the volumes over all three")
+        widget.ui.deviceComboBox.currentText = "cpu"
+        widget.ui.modelComboBox.currentText = MODEL_NAMES[0]
+        widget.ui.applyButton.click()
+        self.assertIn("CSF-net results T1-T2", widget.ui.statusLabel.text)
+        rows = widget.logic.tableRows(node.outputTable)
+        self.assertEqual([row["nodule"] for row in rows], ["1"])
+        self.assertTrue(0.0 <= rows[0]["p_malignant"] <= 1.0)
 
     def test_CancelLeavesTheSceneAsItWas(self):
         self._needTorch()

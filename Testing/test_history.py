@@ -149,5 +149,66 @@ def test_in_the_scene_each_follow_up_gets_its_table_and_the_volumes_are_shown_ov
         count = scene.GetNumberOfNodes()
         predict_history(scene, volumes, lists, days=days, device="cpu", attention=False)  # a rerun refills
         assert scene.GetNumberOfNodes() == count
+
+        lists[2].SetNthControlPointPositionMissing(0)  # the nodule not present at T2: T1-T2 has nothing to assess
+        (table,) = predict_history(scene, volumes, lists, days=days, device="cpu", attention=False)
+        assert table.GetAttribute(SCANS_ATTRIBUTE) == "T0-T1" and tables[1].GetScene() is None  # removed
+        plotted = [table.GetNthNodeReference(MEASURE_ROLE, i) for i in range(table.GetNumberOfNodeReferences(
+            MEASURE_ROLE))]
+        (values,) = [node for node in plotted if node.IsA("vtkMRMLTableNode") and node.GetNumberOfRows() == 3]
+        assert values.GetCellText(1, 1) != "nan" and values.GetCellText(2, 1) == "nan"  # absent at T2
+        lists[1].SetNthControlPointLabel(0, "renamed")
+        with pytest.raises(ValueError, match="scans T0 and T1 .* share no nodule label"):
+            predict_history(scene, volumes, lists, days=days, device="cpu", attention=False)
+    finally:
+        standalone.close()
+
+
+def test_a_patient_s_studies_give_the_scans_in_date_order_and_one_click_places_the_nodule_in_each():
+    slicer = pytest.importorskip("slicer")
+    from CSFNetLib.geometry import ras_to_lps
+    from CSFNetLib.scene.files import StandaloneScene
+    from CSFNetLib.scene.history import days_since_first, match_history, patient_scans, scan_nodules
+    from CSFNetLib.scene.matching import Registrations
+    from CSFNetLib.scene.nodes import add_fiducials, add_volume_node
+    from CSFNetLib.synth import synthesize_patient
+
+    patient = synthesize_patient(SYNTH_SEED, 1, "small", scans=3)
+    standalone = StandaloneScene()
+    slicer.mrmlScene = scene = standalone.scene
+    try:
+        tree = scene.GetSubjectHierarchyNode()
+        subject = tree.CreateSubjectItem(tree.GetSceneItemID(), "patient")
+        dates = {"T0": "20210101", "T1": "20220101", "T2": "20230101"}
+        volumes = {}
+        for timepoint in ("T2", "T0", "T1"):  # loaded out of order
+            study = tree.CreateStudyItem(subject, f"study {timepoint}")
+            tree.SetItemAttribute(study, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMStudyDateAttributeName(),
+                                  dates[timepoint])
+            volumes[timepoint] = add_volume_node(scene, patient.images[timepoint], f"CT {timepoint}")
+            tree.CreateItem(study, volumes[timepoint])
+            if timepoint == "T1":  # a second series of that study (another kernel): the clicked one is taken
+                tree.CreateItem(study, add_volume_node(scene, patient.images["T1"], "CT T1 soft"))
+        other = tree.CreateStudyItem(tree.CreateSubjectItem(tree.GetSceneItemID(), "someone else"), "theirs")
+        tree.CreateItem(other, add_volume_node(scene, patient.images["T0"], "their CT"))
+
+        scans = patient_scans(scene, volumes["T1"])
+        assert [node.GetName() for node, _ in scans] == ["CT T0", "CT T1", "CT T2"]
+        assert days_since_first([date for _, date in scans]) == [0.0, 365.0, 730.0]
+        loose = add_volume_node(scene, patient.images["T0"], "loose")
+        assert patient_scans(scene, loose) == [(loose, None)]
+
+        nodule = patient.nodules[0]
+        clicked = add_fiducials(scene, "T0 nodules", [patient.nodule_center_lps(nodule, "T0")], ["n1"])
+        lists = [clicked, scan_nodules(scene, volumes["T1"]), scan_nodules(scene, volumes["T2"])]
+        assert scan_nodules(scene, volumes["T2"]) is lists[2] and lists[2].GetName() == "CT T2 nodules"
+        placed = match_history([node for node, _ in scans], lists, Registrations())
+        assert [(k, p.label, p.match.found) for k, p in placed] == [(1, "n1", True), (2, "n1", True)]
+        for k, timepoint in ((1, "T1"), (2, "T2")):
+            position = [0.0, 0.0, 0.0]
+            lists[k].GetNthControlPointPositionWorld(0, position)
+            error = np.linalg.norm(ras_to_lps(position) - patient.nodule_center_lps(nodule, timepoint))
+            assert error < nodule.diameter(timepoint) / 2.0
+        assert match_history([node for node, _ in scans], lists, Registrations()) == []  # nothing placed twice
     finally:
         standalone.close()

@@ -26,7 +26,9 @@ CODE = (MODULE / "CSFNet.py").read_text(encoding="utf-8")
 TREE = ast.parse(CODE)
 #: The widget class each kind of parameter binds to (Slicer's connectors match the exact type).
 WIDGET_FOR = {"bool": {"QCheckBox", "ctkCheckBox"}, "Choice": {"QComboBox", "ctkComboBox"},
-              "node": {"qMRMLNodeComboBox"}, "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget"}}
+              "node": {"qMRMLNodeComboBox"}, "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget"},
+              "str": {"QLineEdit"}}
+NODE_SELECTORS = {"qMRMLNodeComboBox", "qMRMLCheckableNodeComboBox"}
 
 
 def decorated_classes(decorator: str):
@@ -79,8 +81,17 @@ def test_every_parameter_shown_in_the_panel_is_bound_or_handled_in_code():
     parameters = {f"{field}.{member}" if annotation in PACKS else field
                   for field, annotation in WRAPPER.items()
                   for member in (PACKS[annotation] if annotation in PACKS else [None])}
-    assert parameters - bound == {"settings.checkpointPath"}  # set from the path widget in code
-    assert "settings.checkpointPath" in CODE
+    # set from the path widget, and the checkable list of later scans, in code (Slicer has no binding for them)
+    assert parameters - bound == {"settings.checkpointPath", "laterVolumes"}
+    assert "settings.checkpointPath" in CODE and "parameterNode.laterVolumes = " in CODE
+
+
+def test_the_later_scans_list_holds_volumes_and_is_shown_from_the_parameter_node():
+    assert WRAPPER["laterVolumes"] == "List[vtkMRMLScalarVolumeNode]"
+    (selector,) = [w for w in ui_widgets() if w.get("name") == "laterVolumesSelector"]
+    assert selector.get("class") == "qMRMLCheckableNodeComboBox"
+    assert [s.text for s in selector.find("property[@name='nodeTypes']").iter("string")] == ["vtkMRMLScalarVolumeNode"]
+    assert '"checkedNodesChanged()"' in CODE and "setCheckState(" in CODE
 
 
 def test_bindings_can_be_undone_on_slicer_5_8():
@@ -100,7 +111,7 @@ def test_every_widget_the_code_uses_exists_in_the_ui():
 
 def test_the_ui_connects_every_node_selector_to_the_scene():
     root = ElementTree.parse(UI).getroot()
-    selectors = {w.get("name") for w in root.iter("widget") if w.get("class") == "qMRMLNodeComboBox"}
+    selectors = {w.get("name") for w in root.iter("widget") if w.get("class") in NODE_SELECTORS}
     connected = {c.find("receiver").text for c in root.iter("connection")
                  if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
     assert selectors and selectors == connected

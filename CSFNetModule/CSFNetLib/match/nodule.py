@@ -31,6 +31,8 @@ NODULE_MARGIN_MM = 4.0  # the nodule and this much around it are left out of the
 GROWTH_ROOM_MM = 16.0  # and at least this radius: room for a nodule grown to 30 mm in the other scan
 MIN_CORRELATION = 0.5  # a neighbourhood correlating less than this after alignment is not the same place
 MAX_LOCAL_MM = 12.0  # a local alignment moving further than this has locked onto something else
+CHANGE_HU = 400.0  # the scans differing by this much over a region more than 2 * CHANGE_MM across have changed
+CHANGE_MM = 3.0  # there (a neighbouring nodule grew or went): such a region is left out of the local alignment
 EDGE_MM = 5.0  # a registered centre within this of the other scan's edge (or beyond it) is not looked for
 ON_NODULE_MM = 1.0  # the aligned position must lie on what is found (within its radius and this): else it is
                     # a vessel or another nodule beside an empty place (the segmentation seeds up to 3 mm away)
@@ -119,11 +121,16 @@ def _align_neighbourhood(source: sitk.Image, target: sitk.Image, registration: L
     target_hu, target_seen = sample_in_scan(target, grid, registration.transform)
     seen = source_seen & target_seen
     fixed_hu = np.clip(source_hu, -1000.0, 100.0)
-    moving = grid.image(np.clip(target_hu, -1000.0, 100.0))
+    changed = _changed(fixed_hu, np.clip(target_hu, -1000.0, 100.0), grid)
+    # the target sampled wider by the search's reach, so that every shift tried compares the whole neighbourhood
+    # (a shift that left part of it outside would be judged on what remains, and run on to a sliver)
+    wide = int(round(2 * (LOCAL_MM + MAX_LOCAL_MM + LOCAL_MM / 5) / LOCAL_VOXEL_MM)) + 1
+    wide_grid = VoxelGrid.centred(nodule.centre_lps, (wide, wide, wide), (LOCAL_VOXEL_MM,) * 3)
+    moving = wide_grid.image(np.clip(sample_in_scan(target, wide_grid, registration.transform)[0], -1000.0, 100.0))
     points = grid.index_zyx_to_lps(np.indices(grid.size_zyx).reshape(3, -1).T)
     away = np.linalg.norm(points - nodule.centre_lps, axis=1) > max(_radius_mm(nodule) + NODULE_MARGIN_MM,
                                                                      GROWTH_ROOM_MM)
-    keep = away.reshape(grid.size_zyx) & seen
+    keep = away.reshape(grid.size_zyx) & seen & ~changed
     fixed, mask = grid.image(fixed_hu), grid.image(keep.astype(np.uint8))
     # every shift of 3 mm within MAX_LOCAL_MM, then gradient descent on 2 mm voxels (the segmentation centres it)
     coarse = sitk.TranslationTransform(fit_transform(fixed, moving, mask, sitk.TranslationTransform(3), shrink=(3,),
@@ -134,3 +141,14 @@ def _align_neighbourhood(source: sitk.Image, target: sitk.Image, registration: L
     a, b = fixed_hu[keep], aligned[keep]
     correlation = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else 0.0
     return shift, correlation
+
+
+def _changed(fixed_hu: np.ndarray, moving_hu: np.ndarray, grid: VoxelGrid) -> np.ndarray:
+    """Where the registered scans differ by more than CHANGE_HU over a region more than 2 * CHANGE_MM across
+    (a neighbouring nodule that grew, appeared or resolved), and CHANGE_MM around it: left out of the local
+    alignment, which it would otherwise pull aside. The thinner differences of a few millimetres' misalignment
+    (vessel and wall edges) are what the alignment is for, and stay."""
+    differs = grid.image((np.abs(fixed_hu - moving_hu) > CHANGE_HU).astype(np.uint8))
+    radius = [int(round(CHANGE_MM / LOCAL_VOXEL_MM))] * 3
+    blobs = sitk.BinaryDilate(sitk.BinaryMorphologicalOpening(differs, radius, sitk.sitkBall), radius, sitk.sitkBall)
+    return sitk.GetArrayFromImage(blobs).astype(bool)

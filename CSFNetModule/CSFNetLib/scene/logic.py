@@ -7,7 +7,7 @@ never modified. Transforms under which volumes or fiducials lie are applied (wha
 
 import time
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence, Tuple, cast
+from typing import Collection, List, Mapping, Optional, Sequence, Tuple, cast
 
 import numpy as np
 import slicer
@@ -24,7 +24,7 @@ from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from ..progress import Progress, no_progress
 from ..records import Sample
 from .measurements import add_growth_plot, add_segmentations, measure_nodules
-from .nodes import CTVolume, add_output_node, add_volume_node, control_points, ct_volume
+from .nodes import CTVolume, add_output_node, add_volume_node, control_points, ct_volume, hierarchy_ancestor
 from .results_table import MEASURE_ROLE, ROLE, attention_name, fill_table
 
 TABLE_NAME = "CSF-net results"
@@ -100,16 +100,18 @@ def compute_scene(
     interval_days: Optional[float],
     progress: Optional[Progress],
     predictors: PredictorCache,
+    labels: Optional[Collection[str]] = None,
 ) -> SceneResult:
     """The first half of `predict_scene`: reads the inputs and runs the model; touches nothing.
 
-    A GPU that runs out of memory is left for the CPU.
+    With `labels`, only the points so labelled are read (a history's pair: the nodules placed in both
+    scans). A GPU that runs out of memory is left for the CPU.
     """
     report = progress or no_progress
     started = time.perf_counter()
     report("Reading the scans", 0.0)
     volumes = (ct_volume(baseline_volume, "baseline"), ct_volume(followup_volume, "follow-up"))
-    nodules, rule = _nodules(baseline_fiducials, followup_fiducials, pair_by, same_position)
+    nodules, rule = _nodules(baseline_fiducials, followup_fiducials, pair_by, same_position, labels)
     report("Loading the model", 0.1)
     predictor = predictors.get(checkpoint, device)
     rois = RoiSet.collect(_samples(volumes, nodules, predictor, clinical, report))[0]
@@ -178,17 +180,18 @@ def _attention_nodes(scene, result: SceneResult, i: int, t: int, colors):
     return heat, labels
 
 
-def _nodules(baseline_fiducials, followup_fiducials, pair_by: str, same_position: bool):
+def _nodules(baseline_fiducials, followup_fiducials, pair_by: str, same_position: bool,
+             labels: Optional[Collection[str]]):
     if followup_fiducials is None:
         raise ValueError("follow-up fiducials are required")
     if baseline_fiducials is None:
         if not same_position:
             raise ValueError("no baseline fiducials: pass them, or same_position=True to use the follow-up points "
                              "at the same physical position in the baseline scan")
-        followup = control_points(followup_fiducials, "follow-up")
+        followup = control_points(followup_fiducials, "follow-up", labels)
         return [NodulePair(label, position, position) for label, position in followup], "same position"
-    return pair_nodules(control_points(baseline_fiducials, "baseline"),
-                        control_points(followup_fiducials, "follow-up"), pair_by)
+    return pair_nodules(control_points(baseline_fiducials, "baseline", labels),
+                        control_points(followup_fiducials, "follow-up", labels), pair_by)
 
 
 def _run(predictor: Predictor, roi_set: RoiSet, attention: bool):
@@ -224,6 +227,12 @@ def _samples(volumes: Sequence[CTVolume], nodules, predictor: Predictor, clinica
     return samples
 
 
+def remove_table(scene, table) -> None:
+    """A results table and every output of its run."""
+    _remove_outputs(scene, table)
+    _remove_nodes(scene, [table])
+
+
 def _remove_outputs(scene, table) -> None:
     """The previous run's attention volumes, segmentations and plot, with their display, storage and subject
     hierarchy items."""
@@ -231,8 +240,13 @@ def _remove_outputs(scene, table) -> None:
            for i in range(table.GetNumberOfNodeReferences(role))]
     table.RemoveNodeReferenceIDs(ROLE)
     table.RemoveNodeReferenceIDs(MEASURE_ROLE)
+    _remove_nodes(scene, old)
+
+
+def _remove_nodes(scene, nodes) -> None:
+    """`nodes` with their display, storage and subject hierarchy items."""
     tree = scene.GetFirstNodeByClass("vtkMRMLSubjectHierarchyNode")
-    for node in old:
+    for node in nodes:
         if node is None:
             continue
         helpers = ([node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
@@ -285,10 +299,5 @@ class _Hierarchy:
     def _study_of(self, volume) -> int:
         if self.tree is None:
             return 0
-        item = self.tree.GetItemByDataNode(volume)
-        study_level = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy()
-        while item and item != self.tree.GetSceneItemID():
-            if self.tree.GetItemLevel(item) == study_level:
-                return item
-            item = self.tree.GetItemParent(item)
-        return 0
+        return hierarchy_ancestor(self.tree, self.tree.GetItemByDataNode(volume),
+                                  slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy())

@@ -5,7 +5,7 @@ build scenes (sample data, batch cases) before torch is installed.
 """
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import Collection, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -99,13 +99,16 @@ def ct_volume(node, role: str) -> CTVolume:
     return CTVolume(array, grid_of_ijk_to_ras(matrix, array.shape))
 
 
-def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
-    """(label, RAS world position) of every control point, transforms applied; a point that is not
-    placed (position undefined, or still following the mouse in place mode) is refused by name."""
+def control_points(node, role: str, labels: Optional[Collection[str]] = None) -> List[Tuple[str, np.ndarray]]:
+    """(label, RAS world position) of every control point (with `labels`, of those only), transforms applied;
+    a point that is not placed (position undefined, or still following the mouse in place mode) is refused
+    by name."""
     if node is None or not node.IsA("vtkMRMLMarkupsFiducialNode"):
         raise ValueError(f"{role} fiducials must be a markups fiducial node")
     points = []
     for i in range(node.GetNumberOfControlPoints()):
+        if labels is not None and point_label(node, i) not in labels:
+            continue
         if node.GetNthControlPointPositionStatus(i) == node.PositionMissing:
             why = node.GetNthControlPointDescription(i) or "marked missing"
             raise ValueError(f"nodule '{node.GetNthControlPointLabel(i)}' has no point in the {role} fiducials "
@@ -117,10 +120,31 @@ def control_points(node, role: str) -> List[Tuple[str, np.ndarray]]:
         node.GetNthControlPointPositionWorld(i, position)
         if not np.all(np.isfinite(position)):
             raise ValueError(f"{role} fiducials '{node.GetName()}' point {i + 1} has no valid position")
-        points.append((node.GetNthControlPointLabel(i) or str(i + 1), np.asarray(position)))
+        points.append((point_label(node, i), np.asarray(position)))
     if not points:
         raise ValueError(f"{role} fiducials '{node.GetName()}' hold no control points")
     return points
+
+
+def point_label(fiducials, index: int) -> str:
+    """A control point's label; its number when it has none."""
+    return fiducials.GetNthControlPointLabel(index) or str(index + 1)
+
+
+def placed_labels(fiducials) -> List[str]:
+    """The labels of the points placed (position defined) in `fiducials`, in list order."""
+    return [point_label(fiducials, i) for i in range(fiducials.GetNumberOfControlPoints())
+            if fiducials.GetNthControlPointPositionStatus(i) == fiducials.PositionDefined]
+
+
+def hierarchy_ancestor(tree, item: int, level: str) -> int:
+    """`item` of the subject hierarchy `tree`, or the nearest item above it, at `level` (e.g. the DICOM
+    study); 0 when there is none."""
+    while item and item != tree.GetSceneItemID():
+        if tree.GetItemLevel(item) == level:
+            return item
+        item = tree.GetItemParent(item)
+    return 0
 
 
 def add_volume_node(scene, image: sitk.Image, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):

@@ -54,13 +54,18 @@ class SyntheticPatient:
 
 
 def synthesize_patient(seed: int, index: int, size: str = "small", slice_mm: Sequence[float] = SLICE_THICKNESSES,
-                       motion: Optional[FollowUpMotion] = None, scans: int = 2) -> SyntheticPatient:
+                       motion: Optional[FollowUpMotion] = None, scans: int = 2,
+                       resolved: bool = False) -> SyntheticPatient:
     """Patient `index` of the cohort with this seed: the same result whatever else is generated. Its `scans`
     scans (T0, T1, ..., one screening interval apart) have slice thicknesses drawn from `slice_mm`; each
     follow-up's pose and breath come from `motion` (None: the usual few mm and degrees from the previous
-    scan, the same breath)."""
+    scan, the same breath). `resolved`: every nodule gone by the first follow-up (nodules absent there, for
+    the matching benchmark)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     spec = sample_patient(rng, pid=f"SYN{index + 1:05d}")
+    if resolved:
+        spec = replace(spec, nodules=[replace(n, diameter_t1=0.0, solid_fraction_t1=0.0, course="resolves")
+                                      for n in spec.nodules])
     anatomy = Anatomy.sample(rng, emphysema=spec.emphysema)
 
     if size == "small":  # a crop around where the nodules will be
