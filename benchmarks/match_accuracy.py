@@ -18,9 +18,10 @@ the time per pair of scans (registration and every nodule) and per nodule.
 """
 
 import argparse
+import csv
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
 from CSFNetLib.match.nodule import FOUND, MIN_CORRELATION, NOT_PRESENT, match_nodule  # noqa: E402
 from CSFNetLib.match.registration import register_lungs  # noqa: E402
+from CSFNetLib.measure.segmentation import NoNoduleError, segment_nodule  # noqa: E402
 from CSFNetLib.synth import SyntheticPatient, synthesize_patient  # noqa: E402
 from CSFNetLib.synth.scanner import MOTIONS  # noqa: E402
 
@@ -50,6 +52,8 @@ class Trial:
     correlation: float  # of the nodule's neighbourhoods after alignment
     found_from_aligned_mm: float  # the found centre to the aligned position (nan unless found)
     source_diameter_mm: float
+    isolable: bool = True  # the segmentation, seeded at the true centre in the target, finds it within its radius
+
 
 
 def run(patients: int, resolved: int, seed: int, size: str, jitter_mm: float) -> tuple:
@@ -62,14 +66,16 @@ def run(patients: int, resolved: int, seed: int, size: str, jitter_mm: float) ->
         patient = synthesize_patient(seed, index, size, motion=MOTIONS["large"], resolved=gone)
         started = time.perf_counter()
         registration = register_lungs(patient.images["T0"], patient.images["T1"])
+        seconds = time.perf_counter() - started
         for source, target in (("T0", "T1"), ("T1", "T0")):
             mapping = registration if source == "T0" else registration.reversed()
             for nodule in patient.nodules:
                 if nodule.diameter(source) <= 0:
                     continue  # nothing to click
                 trials.append(_trial(patient, patient, nodule, source, target, mapping, rng, jitter_mm))
-        if not gone:  # the time of a pair with every nodule looked for both ways
-            pair_seconds.append(time.perf_counter() - started)
+                seconds += trials[-1].seconds
+        if not gone:  # the time of a pair: registration and every nodule looked for both ways
+            pair_seconds.append(seconds)
         if previous is not None and not gone:  # this patient's follow-up against the previous patient's baseline
             mapping = register_lungs(previous.images["T0"], patient.images["T1"])
             for nodule in previous.nodules:
@@ -98,7 +104,18 @@ def _trial(source_patient: SyntheticPatient, target_patient: SyntheticPatient, n
                     if match.centre_lps is not None and match.aligned_lps is not None else float("nan"))
     return Trial(source_patient.spec.pid, nodule.nodule_id, f"{source} -> {target}", nodule.diameter(target),
                  match.status, error, registered, seconds, match.note, match.correlation, from_aligned,
-                 nodule.diameter(source))
+                 nodule.diameter(source), _isolable(target_patient.images[target], truth, nodule.diameter(target)))
+
+
+def _isolable(image, truth_lps: np.ndarray, diameter_mm: float) -> bool:
+    """Whether the segmentation, seeded at the nodule's true centre, finds it there (within its radius): not so
+    for the generator's nodules that lie inside or along a vessel as dense as they are."""
+    if diameter_mm <= 0:
+        return True
+    try:
+        return bool(np.linalg.norm(segment_nodule(image, truth_lps).centre_lps - truth_lps) <= diameter_mm / 2.0)
+    except NoNoduleError:
+        return False
 
 
 def report(trials: List[Trial], pair_seconds: List[float], patients: int, resolved: int, seed: int, size: str,
@@ -108,6 +125,7 @@ def report(trials: List[Trial], pair_seconds: List[float], patients: int, resolv
     absent = [t for t in same if t.diameter_mm <= 0]
     within = [t for t in present if t.status == FOUND and t.error_mm <= t.diameter_mm / 2.0]
     errors = np.array([t.error_mm for t in present if t.status == FOUND])
+    isolable = [t for t in present if t.isolable]
     lines = [
         "# Matching a nodule across scans: accuracy and time",
         "",
@@ -121,6 +139,8 @@ def report(trials: List[Trial], pair_seconds: List[float], patients: int, resolv
         "| | n | result |",
         "|---|---|---|",
         f"| present nodules found within their own radius | {len(present)} | {_share(len(within), len(present))} |",
+        f"| the same, of those the segmentation isolates from a click on their true centre | {len(isolable)} | "
+        f"{_share(sum(t in within for t in isolable), len(isolable))} |",
         f"| absent (resolved) nodules reported not present | {len(absent)} | "
         f"{_share(sum(t.status == NOT_PRESENT for t in absent), len(absent))} |",
         f"| found centre to the truth, mm: median / p90 / max | {len(errors)} | {_spread(errors)} |",
@@ -152,10 +172,12 @@ def report(trials: List[Trial], pair_seconds: List[float], patients: int, resolv
               or (t.direction != "other patient" and ((t.diameter_mm > 0 and t not in within)
                                                       or (t.diameter_mm <= 0 and t.status != NOT_PRESENT)))]
     if misses:
-        lines += ["Every miss:", "", "| patient | nodule | direction | diameter at target | result | error mm | note |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {t.pid} | {t.nodule} | {t.direction} | {t.diameter_mm:.1f} | {t.status} | {t.error_mm:.1f} | "
-                  f"{t.note} |" for t in misses]
+        lines += ["Every miss (isolable: whether the segmentation finds the nodule from a click on its true centre in "
+                  "that scan):", "",
+                  "| patient | nodule | direction | diameter at target | isolable | result | error mm | note |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {t.pid} | {t.nodule} | {t.direction} | {t.diameter_mm:.1f} | {'yes' if t.isolable else 'no'} | "
+                  f"{t.status} | {t.error_mm:.1f} | {t.note} |" for t in misses]
         lines.append("")
     return "\n".join(lines)
 
@@ -188,8 +210,14 @@ def main() -> None:
     parser.add_argument("--size", choices=["small", "full"], default="small")
     parser.add_argument("--jitter-mm", type=float, default=1.5)
     parser.add_argument("--out", help="write the markdown report here (else print it)")
+    parser.add_argument("--trials-csv", help="also write every trial, one row each, here")
     args = parser.parse_args()
     trials, pair_seconds = run(args.patients, args.resolved, args.seed, args.size, args.jitter_mm)
+    if args.trials_csv:
+        with open(args.trials_csv, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(Trial)])
+            writer.writeheader()
+            writer.writerows(asdict(trial) for trial in trials)
     text = report(trials, pair_seconds, args.patients, args.resolved, args.seed, args.size, args.jitter_mm)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")

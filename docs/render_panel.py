@@ -3,7 +3,8 @@
     pip install PySide6-Essentials && python docs/render_panel.py docs/panel.png
 
 Slicer's own widgets are not available outside Slicer, so each is drawn as the closest Qt widget:
-ctkCollapsibleButton as a group box, qMRMLNodeComboBox as a combo box holding an example node name,
+ctkCollapsibleButton as a group box, qMRMLNodeComboBox (and its checkable kind) as a combo box holding an
+example node name,
 ctkPathLineEdit as a line edit. Combo boxes are filled the way the parameter node fills them (the
 clinical choices, the model manifest, the devices). The layout, texts, order and sizes are the .ui's;
 Slicer's style, icons and the node selectors' extra buttons are not shown.
@@ -24,11 +25,11 @@ from CSFNetLib.clinical import FIELDS, choice_labels  # noqa: E402
 from CSFNetLib.options import DEVICES  # noqa: E402
 from CSFNetLib.shipped_weights import model_entries  # noqa: E402
 
-STAND_INS = {"ctkCollapsibleButton": "QGroupBox", "qMRMLNodeComboBox": "QComboBox", "ctkPathLineEdit": "QLineEdit",
-             "qMRMLWidget": "QWidget"}
+STAND_INS = {"ctkCollapsibleButton": "QGroupBox", "qMRMLNodeComboBox": "QComboBox",
+             "qMRMLCheckableNodeComboBox": "QComboBox", "ctkPathLineEdit": "QLineEdit", "qMRMLWidget": "QWidget"}
 EXAMPLE_NODES = {"baselineVolumeSelector": "baseline CT", "followupVolumeSelector": "follow-up CT",
                  "baselineFiducialsSelector": "baseline nodules", "followupFiducialsSelector": "follow-up nodules",
-                 "outputTableSelector": "CSF-net results"}
+                 "laterVolumesSelector": "CT T2", "outputTableSelector": "CSF-net results"}
 COMBO_FOR_FIELD = {"race": "raceComboBox", "cigsmok": "cigsmokComboBox", "gender": "genderComboBox",
                    "age": "ageComboBox", "scr_res0": "scrRes0ComboBox", "scr_iso0": "scrIso0ComboBox"}
 
@@ -43,9 +44,9 @@ def stand_in_ui(path: Path) -> bytes:
             if original == "ctkCollapsibleButton":
                 for prop in widget.findall("property[@name='text']"):
                     prop.set("name", "title")
-            for prop in widget.findall("property"):
+            for prop in widget.findall("property"):  # Slicer widgets' own properties
                 if prop.get("name") in ("filters", "nameFilters", "nodeTypes", "showChildNodeTypes", "addEnabled",
-                                        "removeEnabled", "noneEnabled"):  # Slicer widgets' own properties
+                                        "removeEnabled", "editEnabled", "noneEnabled"):
                     widget.remove(prop)
     for section in ("customwidgets", "connections"):
         for element in root.findall(section):
