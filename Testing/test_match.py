@@ -73,6 +73,35 @@ def test_a_resolved_nodule_is_reported_not_present_with_the_reason(moved):
     assert np.linalg.norm(match.aligned_lps - where) < 4.0  # it looked in the right place
 
 
+def test_a_neighbour_that_grew_does_not_pull_the_alignment_aside():
+    """Patient 5 of seed 21: nodule 2, 20 mm from nodule 1, grows from 13 to 30 mm; compared as it was, its
+    growth pulled nodule 1's local alignment 30 mm aside."""
+    patient = synthesize_patient(21, 4, "small", motion=MOTIONS["large"])
+    near, grown = patient.nodules[0], patient.nodules[1]
+    assert grown.diameter("T1") > 2 * grown.diameter("T0") and np.linalg.norm(
+        patient.nodule_center_lps(near, "T0") - patient.nodule_center_lps(grown, "T0")) < 30.0
+    registration = register_lungs(patient.images["T0"], patient.images["T1"])
+    for source, target, mapping in (("T0", "T1", registration), ("T1", "T0", registration.reversed())):
+        match = match_nodule(patient.images[source], patient.nodule_center_lps(near, source), patient.images[target],
+                             mapping)
+        truth = patient.nodule_center_lps(near, target)
+        assert match.status == FOUND, match
+        assert np.linalg.norm(match.aligned_lps - truth) < 3.0
+        assert np.linalg.norm(match.centre_lps - truth) < near.diameter(target) / 2.0
+
+
+def test_a_vessel_beside_a_resolved_nodule_s_place_is_not_taken_for_it():
+    """Patient 124 of seed 21, every nodule resolved: a 2 mm vessel cross-section lies 1.6 mm from where the
+    7 mm nodule was, and no longer passes for it."""
+    patient = synthesize_patient(21, 123, "small", motion=MOTIONS["large"], resolved=True)
+    (nodule,) = patient.nodules
+    registration = register_lungs(patient.images["T0"], patient.images["T1"])
+    match = match_nodule(patient.images["T0"], patient.nodule_center_lps(nodule, "T0"), patient.images["T1"],
+                         registration)
+    assert match.status == NOT_PRESENT and "structure" in match.note, match
+    assert np.linalg.norm(match.aligned_lps - patient.nodule_center_lps(nodule, "T1")) < 3.0
+
+
 def test_another_patient_s_scan_is_never_a_confident_match(moved):
     first, other = moved[0], moved[RESOLVING]
     registration = register_lungs(first.images["T0"], other.images["T1"])

@@ -7,8 +7,8 @@
    left out since it may have grown, shrunk or gone, is aligned between the scans by a translation: the
    registration's local error, from breathing that is not quite affine (`aligned_lps`).
 4. The nodule is segmented in the other scan from there: its centroid is the match (`centre_lps`); no
-   nodule there (only lung, a vessel, the wall, or something found beside the place rather than on
-   it) is "not present".
+   nodule there (only lung, a vessel, the wall, something found beside the place rather than on it,
+   or something under half the nodule's size that does not cover the place) is "not present".
 A registration whose lungs do not overlap, a neighbourhood that does not correlate after alignment, or an
 alignment that moved too far leave it undecided, with the reason, rather than a confident wrong match.
 """
@@ -36,6 +36,7 @@ CHANGE_MM = 3.0  # there (a neighbouring nodule grew or went): such a region is 
 EDGE_MM = 5.0  # a registered centre within this of the other scan's edge (or beyond it) is not looked for
 ON_NODULE_MM = 1.0  # the aligned position must lie on what is found (within its radius and this): else it is
                     # a vessel or another nodule beside an empty place (the segmentation seeds up to 3 mm away)
+SMALLER = 0.5  # what is found under this share of the nodule's diameter must hold the aligned position itself
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,20 @@ def match_nodule(source: sitk.Image, point_lps: PointsLike, target: sitk.Image,
     except NoNoduleError as exc:
         return NoduleMatch(NOT_PRESENT, note=str(exc), **undecided)
     distance = float(np.linalg.norm(found.centre_lps - aligned))
-    if distance > _radius_mm(found) + ON_NODULE_MM:  # beside where it should be, not on it: a vessel, another
+    small = _radius_mm(found) < SMALLER * _radius_mm(nodule)
+    if distance > _radius_mm(found) + ON_NODULE_MM or (small and not _holds(found, aligned)):
+        # beside where it should be, not on it: a vessel or another nodule; or a vessel's cross-section
+        # beside the place of a nodule that has gone
         return NoduleMatch(NOT_PRESENT, note=f"only a {2 * _radius_mm(found):.0f} mm structure {distance:.1f} mm "
-                           "from where the nodule should be", **undecided)
+                           f"from where the {2 * _radius_mm(nodule):.0f} mm nodule should be", **undecided)
     return NoduleMatch(FOUND, centre_lps=found.centre_lps, **undecided)
+
+
+def _holds(nodule: NoduleSegmentation, point_lps: np.ndarray) -> bool:
+    """Whether `point_lps` lies inside the nodule's mask."""
+    index = np.round(nodule.grid.lps_to_index_zyx(point_lps)).astype(int)
+    inside = np.all((index >= 0) & (index < np.asarray(nodule.whole.shape)))
+    return bool(inside and nodule.whole[tuple(index)])
 
 
 def _radius_mm(nodule: NoduleSegmentation) -> float:

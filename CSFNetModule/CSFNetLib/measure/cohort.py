@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 from ..cohort_csv import read_cohort
 from ..geometry import VoxelGrid
-from ..images import read_image
+from ..images import PatientScans
 from ..preprocessing import resample_to_grid
 from ..records import NoduleCase, PathLike, TimepointRow
 from ..table_files import check_table_target, write_table
@@ -46,26 +46,14 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
     if masks is not None:
         masks.mkdir(parents=True, exist_ok=True)
     rows: List[Dict[str, object]] = [_failed_row(p.pid, p.nodule, "", str(p)) for p in cohort.problems]
-    images: Dict[Path, Union[sitk.Image, Exception]] = {}  # the patient at hand's scans, each read once
-
-    def scan_of(row: TimepointRow) -> sitk.Image:
-        if row.image not in images:
-            try:
-                images[row.image] = read_image(row.image)
-            except (ValueError, OSError, RuntimeError) as exc:  # its other nodules get the same reason
-                images[row.image] = exc
-        scan = images[row.image]
-        if isinstance(scan, Exception):
-            raise scan
-        return scan
-
+    scans = PatientScans()
     nodules = list({(case.pid, case.nodule): case for case in cohort.cases}.values())  # each once, in file order
     for i, case in enumerate(nodules):
         if i > 0 and case.pid != nodules[i - 1].pid:  # kept until the next patient's case (file order)
-            images.clear()
+            scans.clear()
         if progress is not None:
             progress(f"patient {case.pid} nodule {case.nodule}")
-        rows += measure_case(case, scan_of, masks)
+        rows += measure_case(case, lambda row: scans(row.image), masks)
     write_measurements(out, rows)
     measured = sum(1 for row in rows if not row["error"])
     return MeasureCounts(measured, len(rows) - measured)
@@ -79,18 +67,24 @@ def write_measurements(out: PathLike, rows: List[Dict[str, object]]) -> None:
 def measure_case(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image],
                  masks: Optional[Path] = None) -> List[Dict[str, object]]:
     """The measurements.csv rows of one nodule at every scan: each scan from `scan_of`, masks written to `masks`."""
+    scans = measure_scans(case, scan_of)
+    for row, scan in zip(case.rows, scans):
+        if masks is not None and isinstance(scan.result, NoduleMeasurement):
+            name = f"{case.pid}_{case.nodule}_{row.timepoint}.nrrd"
+            sitk.WriteImage(_label_map(scan.result, scan_of(row)), str(masks / name), useCompression=True)
+    return nodule_rows(case.pid, case.nodule, scans)
+
+
+def measure_scans(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image]) -> List["ScanMeasurement"]:
+    """One nodule measured at every scan (each from `scan_of`), or why it could not be, in time order."""
     scans = []
     for row in case.rows:
         try:
-            scan = scan_of(row)
-            measurement: Union[NoduleMeasurement, str] = measure_nodule(scan, row.center_lps)
+            measurement: Union[NoduleMeasurement, str] = measure_nodule(scan_of(row), row.center_lps)
         except (ValueError, OSError, RuntimeError) as exc:
             measurement = f"{row.image}: {exc}"
         scans.append(ScanMeasurement(row.timepoint, row.days, measurement))
-        if masks is not None and isinstance(measurement, NoduleMeasurement):
-            name = f"{case.pid}_{case.nodule}_{row.timepoint}.nrrd"
-            sitk.WriteImage(_label_map(measurement, scan), str(masks / name), useCompression=True)
-    return nodule_rows(case.pid, case.nodule, scans)
+    return scans
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,115 @@
+"""A cohort's results as DICOM: per patient and scan read from DICOM, a SEG of its nodules and a TID 1500 SR.
+
+Each nodule is measured at every scan by the same code as measurements.csv (so the reported values are
+that file's), its mask written onto the scan's own slices; at each follow-up scan the SR also carries the
+VDT against the scan before and, from results.csv, CSF-net's probability for that pair of scans. A
+nodule keeps one tracking UID over all the patient's scans (derived from the patient and the nodule).
+Files: `out/<pid>/<timepoint>/seg.dcm` and `sr.dcm`. A scan not read from DICOM, or one that fails, is
+reported and the export carries on with the others.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from ..images import PatientScans
+from ..measure.cohort import ScanMeasurement, measure_scans, nodule_rows
+from ..measure.segmentation import NoduleMeasurement
+from ..records import Cohort, NoduleCase, PathLike
+from .segmentation import write_segmentation
+from .source import read_source_series
+from .structured_report import ModelInfo, NoduleFinding, write_structured_report
+
+ResultKey = Tuple[str, str, str]  # pid, nodule, the pair of scans ("T0-T1")
+
+
+@dataclass
+class DicomExport:
+    """What an export wrote, and each scan it could not write with the reason."""
+
+    written: List[Path] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+
+
+def export_dicom(cohort: Cohort, out: PathLike, *, probabilities: Optional[Mapping[ResultKey, float]] = None,
+                 model: Optional[ModelInfo] = None, progress: Optional[Callable[[str], None]] = None) -> DicomExport:
+    """SEG + SR for every patient and scan of `cohort` into `out`; `probabilities` by (pid, nodule, scans)."""
+    out = Path(out)
+    export = DicomExport()
+    scans = PatientScans()
+    for pid, cases in _by_patient(cohort).items():
+        scans.clear()
+        if progress is not None:
+            progress(f"patient {pid}: DICOM")
+        measured = {case.nodule: measure_scans(case, lambda row: scans(row.image)) for case in cases}
+        rows = {case.nodule: {row["timepoint"]: row for row in nodule_rows(pid, case.nodule, measured[case.nodule])}
+                for case in cases}
+        for k, timepoint in enumerate(_timepoints(cases)):
+            at_scan = [(case, scan) for case in cases for row, scan in zip(case.rows, measured[case.nodule])
+                       if row.timepoint == timepoint]
+            try:
+                export.written += _write_scan(pid, timepoint, k > 0, at_scan, rows, probabilities or {}, model,
+                                              out / pid / timepoint)
+            except (ValueError, OSError, RuntimeError, ImportError) as exc:
+                export.problems.append(f"patient {pid} scan {timepoint}: {exc}")
+    return export
+
+
+def tracking_uid(patient_id: str, pid: str, nodule: str) -> str:
+    """The same UID for the same nodule at every scan of the patient."""
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=["CSF-net nodule", patient_id, pid, nodule])
+
+
+def _write_scan(pid: str, timepoint: str, follow_up: bool, at_scan: List[Tuple[NoduleCase, ScanMeasurement]],
+                rows: Mapping[str, Mapping[str, Dict[str, object]]], probabilities: Mapping[ResultKey, float],
+                model: Optional[ModelInfo], folder: Path) -> List[Path]:
+    image = at_scan[0][0].rows[[row.timepoint for row in at_scan[0][0].rows].index(timepoint)].image
+    series = read_source_series(image)
+    measured = [(case, scan.result) for case, scan in at_scan if isinstance(scan.result, NoduleMeasurement)]
+    if not measured:
+        raise ValueError("no nodule could be measured: " + "; ".join(str(scan.result) for _, scan in at_scan))
+    labels = [case.nodule for case, _ in measured]
+    uids = [tracking_uid(str(series.first.PatientID), pid, label) for label in labels]
+    folder.mkdir(parents=True, exist_ok=True)
+    seg = write_segmentation(series, [m.segmentation for _, m in measured], labels, uids, folder / "seg.dcm")
+    findings = []
+    for number, ((case, _), uid) in enumerate(zip(measured, uids), start=1):
+        row = rows[case.nodule][timepoint]
+        previous = _previous_timepoint(case, timepoint)
+        findings.append(NoduleFinding(
+            label=case.nodule, tracking_uid=uid, segment_number=number, volume_mm3=_number(row["volume_mm3"]),
+            diameter_mm=_number(row["diameter_mm"]), solid_diameter_mm=_number(row["solid_diameter_mm"]),
+            nodule_type=str(row["type"]), lung_rads=str(row["lung_rads"]), vdt_days=_number(row["vdt_days"]),
+            p_malignant=probabilities.get((pid, case.nodule, f"{previous}-{timepoint}")) if previous else None))
+    write_structured_report(series, seg, findings, folder / "sr.dcm", follow_up=follow_up, model=model)
+    return [folder / "seg.dcm", folder / "sr.dcm"]
+
+
+def _by_patient(cohort: Cohort) -> Dict[str, List[NoduleCase]]:
+    """Each patient's nodules (each once, whatever pairs of scans it has), in file order."""
+    patients: Dict[str, Dict[str, NoduleCase]] = {}
+    for case in cohort.cases:
+        patients.setdefault(case.pid, {}).setdefault(case.nodule, case)
+    return {pid: list(nodules.values()) for pid, nodules in patients.items()}
+
+
+def _timepoints(cases: List[NoduleCase]) -> List[str]:
+    """The patient's scans in time order (T0, T1, ...)."""
+    return sorted({row.timepoint for case in cases for row in case.rows}, key=lambda t: int(t[1:]))
+
+
+def _previous_timepoint(case: NoduleCase, timepoint: str) -> Optional[str]:
+    names = [row.timepoint for row in case.rows]
+    index = names.index(timepoint)
+    return names[index - 1] if index > 0 else None
+
+
+def _number(value: object) -> Optional[float]:
+    """A measurements.csv cell as a number; None when empty or not finite (an 'inf' VDT: no growth)."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return None
+    return number if abs(number) != float("inf") and number == number else None
