@@ -22,6 +22,8 @@ log = logging.getLogger("CSFNetLib.cli")
 
 DISTRIBUTED_HELP = ("one of several processes started by torchrun, e.g. "
                     "torchrun --nproc-per-node 2 -m CSFNetLib.cli COMMAND ... --distributed")
+DICOM_OUT_HELP = ("also write, per patient and scan read from DICOM, a DICOM SEG of the nodules and a TID 1500 SR "
+                  "of their measurements (and probability) into DIR/<pid>/<timepoint>/ (needs csfnet[dicom])")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -137,6 +139,10 @@ def _predict(args: argparse.Namespace) -> int:
     from .prediction import AttentionOutput, predict_cohort
 
     ranks, device = _processes(args)
+    if args.dicom_out:
+        from .dicom.export import check_dicom_out
+
+        check_dicom_out(args.dicom_out)
     attention = AttentionOutput(Path(args.attention_dir), args.attention_method) if args.attention_dir else None
     counts = predict_cohort(
         Path(args.cases), Path(args.out), clinical_csv=_optional_path(args.clinical),
@@ -146,7 +152,22 @@ def _predict(args: argparse.Namespace) -> int:
         resume=args.resume, ranks=ranks)
     if ranks.main:
         log.info("%d nodules predicted, %d failed -> %s", counts.predicted, counts.failed, args.out)
-    return 1 if counts.failed else 0  # and 2 when the run could not proceed (see main)
+    failed = counts.failed
+    if args.dicom_out and ranks.main:
+        failed += _export_dicom(args, Path(args.out))
+    return 1 if failed else 0  # and 2 when the run could not proceed (see main)
+
+
+def _export_dicom(args: argparse.Namespace, results: Optional[Path]) -> int:
+    """The run's SEG + SR files into --dicom-out; how many scans could not be written (each logged)."""
+    from .dicom.export import export_run
+
+    export = export_run(Path(args.cases), Path(args.dicom_out), results_csv=results,
+                        checkpoint=_optional_path(getattr(args, "checkpoint", None)), progress=log.info)
+    for problem in export.problems:
+        log.warning("DICOM output: %s", problem)
+    log.info("%d DICOM files -> %s", len(export.written), args.dicom_out)
+    return len(export.problems)
 
 
 def _match(args: argparse.Namespace) -> int:
@@ -162,10 +183,15 @@ def _match(args: argparse.Namespace) -> int:
 def _measure(args: argparse.Namespace) -> int:
     from .measure.cohort import measure_cohort
 
+    if args.dicom_out:
+        from .dicom.export import check_dicom_out
+
+        check_dicom_out(args.dicom_out)
     counts = measure_cohort(Path(args.cases), Path(args.out), masks_dir=_optional_path(args.masks_dir),
                             overwrite=args.overwrite, progress=log.info)
     log.info("%d nodule scans measured, %d could not be -> %s", counts.measured, counts.failed, args.out)
-    return 1 if counts.failed else 0
+    failed = counts.failed + (_export_dicom(args, None) if args.dicom_out else 0)
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-measure", action="store_true",
                          help="skip measuring the nodules (about 0.2 s per nodule per scan): results.csv then "
                               "leaves diameter_mm, type, vdt_days, growth_class and lung_rads empty")
+    predict.add_argument("--dicom-out", metavar="DIR", help=DICOM_OUT_HELP)
     predict.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     predict.set_defaults(run=_predict)
 
@@ -267,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--masks-dir", help="write each nodule's mask here: a label map (1 ground glass, 2 solid) "
                                              "on the scan's grid, {pid}_{nodule}_{T0|T1}.nrrd")
     measure.add_argument("--overwrite", action="store_true", help="replace an existing measurements file")
+    measure.add_argument("--dicom-out", metavar="DIR", help=DICOM_OUT_HELP)
     measure.set_defaults(run=_measure)
     return parser
 

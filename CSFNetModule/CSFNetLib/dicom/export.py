@@ -8,6 +8,7 @@ Files: `out/<pid>/<timepoint>/seg.dcm` and `sr.dcm`. A scan not read from DICOM,
 reported and the export carries on with the others.
 """
 
+import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
@@ -16,6 +17,7 @@ from ..images import PatientScans
 from ..measure.cohort import ScanMeasurement, measure_scans, nodule_rows
 from ..measure.segmentation import NoduleMeasurement
 from ..records import Cohort, NoduleCase, PathLike
+from ..results_file import TWO_SCANS
 from .segmentation import write_segmentation
 from .source import read_source_series
 from .structured_report import ModelInfo, NoduleFinding, write_structured_report
@@ -53,6 +55,39 @@ def export_dicom(cohort: Cohort, out: PathLike, *, probabilities: Optional[Mappi
             except (ValueError, OSError, RuntimeError, ImportError) as exc:
                 export.problems.append(f"patient {pid} scan {timepoint}: {exc}")
     return export
+
+
+def check_dicom_out(out: PathLike) -> None:
+    """Refuse, before any work, a DICOM output that cannot be written: the dicom extra missing, or `out` a file."""
+    try:
+        import highdicom  # noqa: F401
+    except ImportError:
+        raise ValueError("DICOM output needs the dicom extra (highdicom, Python 3.10 or later): "
+                         "pip install 'csfnet[dicom]'") from None
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"{out}: a file, not a folder for DICOM output")
+
+
+def export_run(cases_csv: PathLike, out: PathLike, *, results_csv: Optional[PathLike] = None,
+               checkpoint: Optional[PathLike] = None, progress: Optional[Callable[[str], None]] = None) -> DicomExport:
+    """`export_dicom` for a finished run's files: cases.csv, and results.csv for the probabilities (written by
+    the model in `checkpoint`, default the shipped one, whose name, version and note the SRs carry)."""
+    from ..checkpoint import load_checkpoint
+    from ..cohort_csv import read_cohort
+    from ..shipped_weights import model_path
+
+    probabilities: Dict[ResultKey, float] = {}
+    model = None
+    if results_csv is not None:
+        with open(results_csv, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if not row.get("error") and row.get("p_malignant"):
+                    key = (row["pid"], row["nodule"], row.get("scans") or TWO_SCANS)
+                    probabilities[key] = float(row["p_malignant"])
+        path = Path(checkpoint) if checkpoint else model_path()
+        info = load_checkpoint(path).metadata
+        model = ModelInfo(str(info.get("name", path.stem)), str(info.get("version", "")), str(info.get("note", "")))
+    return export_dicom(read_cohort(cases_csv), out, probabilities=probabilities, model=model, progress=progress)
 
 
 def tracking_uid(patient_id: str, pid: str, nodule: str) -> str:
