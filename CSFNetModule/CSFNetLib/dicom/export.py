@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..images import PatientScans
-from ..measure.cohort import ScanMeasurement, measure_scans, nodule_rows
+from ..measure.cohort import ScanMeasurement, measured_patients
 from ..measure.segmentation import NoduleMeasurement
 from ..records import Cohort, NoduleCase, PathLike
 from ..results_file import TWO_SCANS
@@ -38,22 +37,15 @@ def export_dicom(cohort: Cohort, out: PathLike, *, probabilities: Optional[Mappi
     """SEG + SR for every patient and scan of `cohort` into `out`; `probabilities` by (pid, nodule, scans)."""
     out = Path(out)
     export = DicomExport()
-    scans = PatientScans()
-    for pid, cases in _by_patient(cohort).items():
-        scans.clear()
-        if progress is not None:
-            progress(f"patient {pid}: DICOM")
-        measured = {case.nodule: measure_scans(case, lambda row: scans(row.image)) for case in cases}
-        rows = {case.nodule: {row["timepoint"]: row for row in nodule_rows(pid, case.nodule, measured[case.nodule])}
-                for case in cases}
-        for k, timepoint in enumerate(_timepoints(cases)):
-            at_scan = [(case, scan) for case in cases for row, scan in zip(case.rows, measured[case.nodule])
-                       if row.timepoint == timepoint]
+    for patient in measured_patients(cohort, progress):
+        for k, timepoint in enumerate(patient.timepoints):
+            at_scan = [(case, scan) for case in patient.cases
+                       for row, scan in zip(case.rows, patient.scans[case.nodule]) if row.timepoint == timepoint]
             try:
-                export.written += _write_scan(pid, timepoint, k > 0, at_scan, rows, probabilities or {}, model,
-                                              out / pid / timepoint)
+                export.written += _write_scan(patient.pid, timepoint, k > 0, at_scan, patient.rows,
+                                              probabilities or {}, model, out / patient.pid / timepoint)
             except (ValueError, OSError, RuntimeError, ImportError) as exc:
-                export.problems.append(f"patient {pid} scan {timepoint}: {exc}")
+                export.problems.append(f"patient {patient.pid} scan {timepoint}: {exc}")
     return export
 
 
@@ -120,19 +112,6 @@ def _write_scan(pid: str, timepoint: str, follow_up: bool, at_scan: List[Tuple[N
             p_malignant=probabilities.get((pid, case.nodule, f"{previous}-{timepoint}")) if previous else None))
     write_structured_report(series, seg, findings, folder / "sr.dcm", follow_up=follow_up, model=model)
     return [folder / "seg.dcm", folder / "sr.dcm"]
-
-
-def _by_patient(cohort: Cohort) -> Dict[str, List[NoduleCase]]:
-    """Each patient's nodules (each once, whatever pairs of scans it has), in file order."""
-    patients: Dict[str, Dict[str, NoduleCase]] = {}
-    for case in cohort.cases:
-        patients.setdefault(case.pid, {}).setdefault(case.nodule, case)
-    return {pid: list(nodules.values()) for pid, nodules in patients.items()}
-
-
-def _timepoints(cases: List[NoduleCase]) -> List[str]:
-    """The patient's scans in time order (T0, T1, ...)."""
-    return sorted({row.timepoint for case in cases for row in case.rows}, key=lambda t: int(t[1:]))
 
 
 def _previous_timepoint(case: NoduleCase, timepoint: str) -> Optional[str]:

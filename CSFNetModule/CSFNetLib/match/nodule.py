@@ -31,6 +31,8 @@ NODULE_MARGIN_MM = 4.0  # the nodule and this much around it are left out of the
 GROWTH_ROOM_MM = 16.0  # and at least this radius: room for a nodule grown to 30 mm in the other scan
 MIN_CORRELATION = 0.5  # a neighbourhood correlating less than this after alignment is not the same place
 MAX_LOCAL_MM = 12.0  # a local alignment moving further than this has locked onto something else
+SEARCH_STEP_MM = 3.0  # the local alignment tries every shift of this step within MAX_LOCAL_MM, then refines
+NEAR_MM = 20.0  # a shift's mismatch counts 1 + (shift / NEAR_MM)^2 times: a far shift must fit clearly better
 CHANGE_HU = 400.0  # the scans differing by this much over a region more than 2 * CHANGE_MM across have changed
 CHANGE_MM = 3.0  # there (a neighbouring nodule grew or went): such a region is left out of the local alignment
 EDGE_MM = 5.0  # a registered centre within this of the other scan's edge (or beyond it) is not looked for
@@ -135,23 +137,50 @@ def _align_neighbourhood(source: sitk.Image, target: sitk.Image, registration: L
     changed = _changed(fixed_hu, np.clip(target_hu, -1000.0, 100.0), grid)
     # the target sampled wider by the search's reach, so that every shift tried compares the whole neighbourhood
     # (a shift that left part of it outside would be judged on what remains, and run on to a sliver)
-    wide = int(round(2 * (LOCAL_MM + MAX_LOCAL_MM + LOCAL_MM / 5) / LOCAL_VOXEL_MM)) + 1
-    wide_grid = VoxelGrid.centred(nodule.centre_lps, (wide, wide, wide), (LOCAL_VOXEL_MM,) * 3)
+    margin = int(round((MAX_LOCAL_MM + SEARCH_STEP_MM) / LOCAL_VOXEL_MM))
+    wide_grid = VoxelGrid.centred(nodule.centre_lps, (n + 2 * margin,) * 3, (LOCAL_VOXEL_MM,) * 3)
     moving = wide_grid.image(np.clip(sample_in_scan(target, wide_grid, registration.transform)[0], -1000.0, 100.0))
     points = grid.index_zyx_to_lps(np.indices(grid.size_zyx).reshape(3, -1).T)
     away = np.linalg.norm(points - nodule.centre_lps, axis=1) > max(_radius_mm(nodule) + NODULE_MARGIN_MM,
                                                                      GROWTH_ROOM_MM)
     keep = away.reshape(grid.size_zyx) & seen & ~changed
     fixed, mask = grid.image(fixed_hu), grid.image(keep.astype(np.uint8))
-    # every shift of 3 mm within MAX_LOCAL_MM, then gradient descent on 2 mm voxels (the segmentation centres it)
-    coarse = sitk.TranslationTransform(fit_transform(fixed, moving, mask, sitk.TranslationTransform(3), shrink=(3,),
-                                                     search_mm=(MAX_LOCAL_MM,) * 3))
+    # every shift of SEARCH_STEP_MM within MAX_LOCAL_MM, then gradient descent on 2 mm voxels (the segmentation
+    # centres the nodule)
+    coarse = sitk.TranslationTransform(3, _best_shift(fixed, moving, keep, margin).tolist())
     translation = sitk.TranslationTransform(fit_transform(fixed, moving, mask, coarse, shrink=(2,)))
     shift = np.asarray(translation.GetOffset())
     aligned = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, translation, sitk.sitkLinear, -1000.0))
     a, b = fixed_hu[keep], aligned[keep]
     correlation = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else 0.0
     return shift, correlation
+
+
+def _best_shift(fixed: sitk.Image, moving: sitk.Image, keep: np.ndarray, margin: int) -> np.ndarray:
+    """The shift (x, y, z mm), a multiple of SEARCH_STEP_MM within MAX_LOCAL_MM along each axis, with the least
+    mean squared HU difference between `fixed` at every SEARCH_STEP_MM-th kept voxel and `moving` (the same
+    grid, `margin` voxels wider on every side), both smoothed over a step, weighed by 1 + (shift / NEAR_MM)^2:
+    of shifts that fit about as well (along the chest wall, from rib to rib) the shortest. Shifts of whole
+    voxels need no interpolation: a lookup per point."""
+    step = int(round(SEARCH_STEP_MM / LOCAL_VOXEL_MM))
+    sigma = SEARCH_STEP_MM - LOCAL_VOXEL_MM
+    fixed_hu = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(fixed, sigma))
+    moving_hu = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(moving, sigma)).ravel()
+    sampled = np.zeros_like(keep)
+    sampled[::step, ::step, ::step] = True
+    points = np.argwhere(keep & sampled)
+    if not len(points):
+        return np.zeros(3)
+    values = fixed_hu[tuple(points.T)]
+    reach = int(round(MAX_LOCAL_MM / SEARCH_STEP_MM))
+    shifts = np.array([(z, y, x) for z in range(-reach, reach + 1) for y in range(-reach, reach + 1)
+                       for x in range(-reach, reach + 1)]) * step
+    strides = np.array([moving.GetSize()[1] * moving.GetSize()[0], moving.GetSize()[0], 1])
+    base = (points + margin) @ strides
+    errors = np.array([np.mean((values - moving_hu[base + shift @ strides]) ** 2) for shift in shifts])
+    lengths_mm = np.linalg.norm(shifts, axis=1) * LOCAL_VOXEL_MM
+    best = np.argmin(errors * (1.0 + (lengths_mm / NEAR_MM) ** 2))
+    return shifts[best][::-1] * LOCAL_VOXEL_MM  # z, y, x voxels -> x, y, z mm
 
 
 def _changed(fixed_hu: np.ndarray, moving_hu: np.ndarray, grid: VoxelGrid) -> np.ndarray:

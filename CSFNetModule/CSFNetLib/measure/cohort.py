@@ -10,7 +10,7 @@ maps (1 ground glass, 2 solid) on the scan's own grid, cut to the nodule, so the
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -19,7 +19,7 @@ from ..cohort_csv import read_cohort
 from ..geometry import VoxelGrid
 from ..images import PatientScans
 from ..preprocessing import resample_to_grid
-from ..records import NoduleCase, PathLike, TimepointRow
+from ..records import Cohort, NoduleCase, PathLike, TimepointRow
 from ..table_files import check_table_target, write_table
 from .growth import growth_class, lung_rads, volume_doubling_days
 from .segmentation import NoduleMeasurement, measure_nodule
@@ -73,6 +73,38 @@ def measure_case(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image]
             name = f"{case.pid}_{case.nodule}_{row.timepoint}.nrrd"
             sitk.WriteImage(_label_map(scan.result, scan_of(row)), str(masks / name), useCompression=True)
     return nodule_rows(case.pid, case.nodule, scans)
+
+
+@dataclass(frozen=True)
+class MeasuredPatient:
+    """A patient's nodules measured at every scan: what measurements.csv says of them, with the masks."""
+
+    pid: str
+    cases: List[NoduleCase]  # each nodule once, in file order
+    scans: Dict[str, List["ScanMeasurement"]]  # by nodule, in time order
+    rows: Dict[str, Dict[str, Dict[str, object]]]  # by nodule and timepoint: the measurements.csv row
+    read: PatientScans  # the patient's scans, each read once
+
+    @property
+    def timepoints(self) -> List[str]:
+        """The patient's scans in time order (T0, T1, ...)."""
+        return sorted({row.timepoint for case in self.cases for row in case.rows}, key=lambda t: int(t[1:]))
+
+
+def measured_patients(cohort: Cohort, progress: Optional[Callable[[str], None]] = None) -> Iterator[MeasuredPatient]:
+    """Every patient of `cohort` in turn, each nodule measured at every scan (as `measure_cohort` does)."""
+    patients: Dict[str, Dict[str, NoduleCase]] = {}
+    for case in cohort.cases:
+        patients.setdefault(case.pid, {}).setdefault(case.nodule, case)
+    read = PatientScans()
+    for pid, nodules in patients.items():
+        read.clear()
+        if progress is not None:
+            progress(f"patient {pid}")
+        scans = {nodule: measure_scans(case, lambda row: read(row.image)) for nodule, case in nodules.items()}
+        rows = {nodule: {row["timepoint"]: row for row in nodule_rows(pid, nodule, scans[nodule])}
+                for nodule in nodules}
+        yield MeasuredPatient(pid, list(nodules.values()), scans, rows, read)
 
 
 def measure_scans(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image]) -> List["ScanMeasurement"]:
