@@ -103,7 +103,7 @@ def predicted(dicom_cohort):
     out = dicom_cohort / "run"
     code = csfnet(["predict", "--cases", str(dicom_cohort / "cases.csv"), "--out", str(out / "results.csv"),
                    "--measurements", str(out / "measurements.csv"), "--dicom-out", str(out / "dicom"),
-                   "--device", "cpu"])
+                   "--report-dir", str(out / "reports"), "--device", "cpu"])
     return out, code
 
 
@@ -200,3 +200,18 @@ def test_a_dicom_output_that_is_a_file_is_refused_before_any_work(dicom_cohort, 
                    "--dicom-out", str(tmp_path / "taken"), "--device", "cpu"])
     assert code == 2 and "taken: a file, not a folder for DICOM output" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_predict_writes_a_one_page_report_per_patient_and_csfnet_report_remakes_it(predicted, dicom_cohort, tmp_path):
+    out, _ = predicted
+    for pid in ("A", "B"):  # NRRD scans get a report too
+        assert (out / "reports" / f"{pid}.pdf").read_bytes()[:5] == b"%PDF-"
+        picture = sitk.ReadImage(str(out / "reports" / f"{pid}.png"))
+        assert picture.GetSize() == (661, 935)  # one A4 page at 80 dpi
+    code = csfnet(["report", "--cases", str(dicom_cohort / "cases.csv"), "--results", str(out / "results.csv"),
+                   "--out", str(tmp_path / "again")])
+    assert code == 0 and sorted(p.name for p in (tmp_path / "again").iterdir()) == ["A.pdf", "A.png", "B.pdf",
+                                                                                    "B.png"]
+    first = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "reports" / "A.png")))
+    again = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "again" / "A.png")))
+    assert np.array_equal(first, again)  # the same page from the run's files

@@ -108,6 +108,25 @@ def save_checkpoint(
     return path
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """What reports say of a model: its name, version and note (for the shipped weights: trained on synthetic
+    phantoms, not for clinical use)."""
+
+    name: str
+    version: str
+    note: str
+
+
+def model_card(path: Optional[Union[str, Path]] = None) -> ModelCard:
+    """The model card of the checkpoint at `path` (default: the shipped demo model)."""
+    from .shipped_weights import model_path
+
+    path = Path(path) if path else model_path()
+    info = load_checkpoint(path).metadata
+    return ModelCard(str(info.get("name", path.stem)), str(info.get("version", "")), str(info.get("note", "")))
+
+
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Checkpoint:
     """Read and validate a checkpoint; never unpickles anything but tensors and plain data."""
     path = Path(path)

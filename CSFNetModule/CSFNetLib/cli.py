@@ -143,6 +143,8 @@ def _predict(args: argparse.Namespace) -> int:
         from .dicom.export import check_dicom_out
 
         check_dicom_out(args.dicom_out)
+    if args.report_dir:
+        _check_report_dir(args.report_dir)
     attention = AttentionOutput(Path(args.attention_dir), args.attention_method) if args.attention_dir else None
     counts = predict_cohort(
         Path(args.cases), Path(args.out), clinical_csv=_optional_path(args.clinical),
@@ -155,7 +157,33 @@ def _predict(args: argparse.Namespace) -> int:
     failed = counts.failed
     if args.dicom_out and ranks.main:
         failed += _export_dicom(args, Path(args.out))
+    if args.report_dir and ranks.main:
+        _write_reports(Path(args.cases), _optional_path(args.clinical), Path(args.out),
+                       _optional_path(args.checkpoint), Path(args.report_dir))
     return 1 if failed else 0  # and 2 when the run could not proceed (see main)
+
+
+def _report(args: argparse.Namespace) -> int:
+    _check_report_dir(args.out)
+    _write_reports(Path(args.cases), _optional_path(args.clinical), Path(args.results),
+                   _optional_path(args.checkpoint), Path(args.out))
+    return 0
+
+
+def _check_report_dir(out: str) -> None:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ValueError(f"{out}: a file, not a folder for reports")
+
+
+def _write_reports(cases: Path, clinical: Optional[Path], results: Path, checkpoint: Optional[Path], out: Path) -> None:
+    from .case_report import patient_reports
+    from .checkpoint import model_card
+    from .cohort_csv import read_cohort
+    from .results_file import read_probabilities
+
+    written = patient_reports(read_cohort(cases, clinical), out, probabilities=read_probabilities(results),
+                              model=model_card(checkpoint), progress=log.info)
+    log.info("%d patient reports -> %s", len(written), out)
 
 
 def _export_dicom(args: argparse.Namespace, results: Optional[Path]) -> int:
@@ -276,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="skip measuring the nodules (about 0.2 s per nodule per scan): results.csv then "
                               "leaves diameter_mm, type, vdt_days, growth_class and lung_rads empty")
     predict.add_argument("--dicom-out", metavar="DIR", help=DICOM_OUT_HELP)
+    predict.add_argument("--report-dir", metavar="DIR", help="also write a one-page report per patient (PDF, PNG)")
     predict.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     predict.set_defaults(run=_predict)
 
@@ -286,6 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "match_note)")
     match.add_argument("--overwrite", action="store_true", help="replace an existing file")
     match.set_defaults(run=_match)
+
+    report = commands.add_parser("report", help="a one-page report per patient (PDF and PNG) from a finished run: "
+                                                "the nodules at every scan, their growth, probability and Lung-RADS")
+    report.add_argument("--cases", required=True, help="the run's cases.csv")
+    report.add_argument("--results", required=True, help="the run's results.csv")
+    report.add_argument("--clinical", help="clinical.csv (for the Brock model)")
+    report.add_argument("--checkpoint", help="the model that wrote the results (default: the shipped demo model)")
+    report.add_argument("--out", required=True, help="folder for <pid>.pdf and <pid>.png")
+    report.set_defaults(run=_report)
 
     measure = commands.add_parser("measure", help="each nodule's volume, diameters, type, growth and Lung-RADS "
                                                   "category at every scan -> measurements.csv")

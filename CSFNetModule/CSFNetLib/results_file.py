@@ -156,3 +156,10 @@ def fingerprint(path: Optional[Path]) -> str:
 def _partial_files(out: Path) -> Tuple[Path, Path]:
     """Where an unfinished run's rows and its description live, beside the results file."""
     return out.with_name(f".{out.name}.partial"), out.with_name(f".{out.name}.partial.json")
+
+
+def read_probabilities(results_csv: Union[str, Path]) -> Dict[Tuple[str, str, str], float]:
+    """CSF-net's probability of every predicted row of a results.csv, by (pid, nodule, pair of scans)."""
+    with open(results_csv, newline="", encoding="utf-8") as handle:
+        return {(row["pid"], row["nodule"], row.get("scans") or TWO_SCANS): float(row["p_malignant"])
+                for row in csv.DictReader(handle) if not row.get("error") and row.get("p_malignant")}

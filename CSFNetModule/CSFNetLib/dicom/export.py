@@ -8,18 +8,18 @@ Files: `out/<pid>/<timepoint>/seg.dcm` and `sr.dcm`. A scan not read from DICOM,
 reported and the export carries on with the others.
 """
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
+from ..checkpoint import ModelCard
 from ..measure.cohort import ScanMeasurement, measured_patients
 from ..measure.segmentation import NoduleMeasurement
 from ..records import Cohort, NoduleCase, PathLike
-from ..results_file import TWO_SCANS
+from ..results_file import read_probabilities
 from .segmentation import write_segmentation
 from .source import read_source_series
-from .structured_report import ModelInfo, NoduleFinding, write_structured_report
+from .structured_report import NoduleFinding, write_structured_report
 
 ResultKey = Tuple[str, str, str]  # pid, nodule, the pair of scans ("T0-T1")
 
@@ -33,7 +33,7 @@ class DicomExport:
 
 
 def export_dicom(cohort: Cohort, out: PathLike, *, probabilities: Optional[Mapping[ResultKey, float]] = None,
-                 model: Optional[ModelInfo] = None, progress: Optional[Callable[[str], None]] = None) -> DicomExport:
+                 model: Optional[ModelCard] = None, progress: Optional[Callable[[str], None]] = None) -> DicomExport:
     """SEG + SR for every patient and scan of `cohort` into `out`; `probabilities` by (pid, nodule, scans)."""
     out = Path(out)
     export = DicomExport()
@@ -64,21 +64,11 @@ def export_run(cases_csv: PathLike, out: PathLike, *, results_csv: Optional[Path
                checkpoint: Optional[PathLike] = None, progress: Optional[Callable[[str], None]] = None) -> DicomExport:
     """`export_dicom` for a finished run's files: cases.csv, and results.csv for the probabilities (written by
     the model in `checkpoint`, default the shipped one, whose name, version and note the SRs carry)."""
-    from ..checkpoint import load_checkpoint
+    from ..checkpoint import model_card
     from ..cohort_csv import read_cohort
-    from ..shipped_weights import model_path
 
-    probabilities: Dict[ResultKey, float] = {}
-    model = None
-    if results_csv is not None:
-        with open(results_csv, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                if not row.get("error") and row.get("p_malignant"):
-                    key = (row["pid"], row["nodule"], row.get("scans") or TWO_SCANS)
-                    probabilities[key] = float(row["p_malignant"])
-        path = Path(checkpoint) if checkpoint else model_path()
-        info = load_checkpoint(path).metadata
-        model = ModelInfo(str(info.get("name", path.stem)), str(info.get("version", "")), str(info.get("note", "")))
+    probabilities = read_probabilities(results_csv) if results_csv is not None else {}
+    model = model_card(checkpoint) if results_csv is not None else None
     return export_dicom(read_cohort(cases_csv), out, probabilities=probabilities, model=model, progress=progress)
 
 
@@ -91,7 +81,7 @@ def tracking_uid(patient_id: str, pid: str, nodule: str) -> str:
 
 def _write_scan(pid: str, timepoint: str, follow_up: bool, at_scan: List[Tuple[NoduleCase, ScanMeasurement]],
                 rows: Mapping[str, Mapping[str, Dict[str, object]]], probabilities: Mapping[ResultKey, float],
-                model: Optional[ModelInfo], folder: Path) -> List[Path]:
+                model: Optional[ModelCard], folder: Path) -> List[Path]:
     image = at_scan[0][0].rows[[row.timepoint for row in at_scan[0][0].rows].index(timepoint)].image
     series = read_source_series(image)
     measured = [(case, scan.result) for case, scan in at_scan if isinstance(scan.result, NoduleMeasurement)]

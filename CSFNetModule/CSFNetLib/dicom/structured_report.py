@@ -14,6 +14,7 @@ coding scheme 99CSFNET. The tracking UID is the same for the same nodule at ever
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from ..checkpoint import ModelCard
 from ..version import __version__
 from .segmentation import MANUFACTURER
 from .source import SourceSeries
@@ -37,15 +38,8 @@ class NoduleFinding:
     p_malignant: Optional[float] = None  # CSF-net's probability (follow-up scans)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
-    note: str  # e.g. the shipped weights' "trained on synthetic phantoms ... not for clinical use"
-
-
 def write_structured_report(series: SourceSeries, segmentation, findings: Sequence[NoduleFinding], path, *,
-                            follow_up: bool, model: Optional[ModelInfo] = None, series_number: int = 902):
+                            follow_up: bool, model: Optional[ModelCard] = None, series_number: int = 902):
     """The SR of one scan's nodules, saved at `path`; the dataset. A `follow_up` scan's groups carry the VDT
     against the scan before, and with `model` CSF-net's probability."""
     import highdicom as hd

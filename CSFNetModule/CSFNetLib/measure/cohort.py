@@ -102,7 +102,7 @@ def measured_patients(cohort: Cohort, progress: Optional[Callable[[str], None]] 
         if progress is not None:
             progress(f"patient {pid}")
         scans = {nodule: measure_scans(case, lambda row: read(row.image)) for nodule, case in nodules.items()}
-        rows = {nodule: {row["timepoint"]: row for row in nodule_rows(pid, nodule, scans[nodule])}
+        rows = {nodule: {str(row["timepoint"]): row for row in nodule_rows(pid, nodule, scans[nodule])}
                 for nodule in nodules}
         yield MeasuredPatient(pid, list(nodules.values()), scans, rows, read)
 
