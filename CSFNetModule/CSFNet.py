@@ -190,6 +190,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.placeNodulePairButton.connect("clicked(bool)", self.onPlaceNodulePair)
         self.ui.findInOtherScanButton.connect("clicked(bool)", self.onFindInOtherScan)
         self.ui.patientScansButton.connect("clicked(bool)", self.onTakePatientScans)
+        self.ui.saveReportButton.connect("clicked(bool)", self.onSaveReport)
         self.ui.laterVolumesSelector.connect("checkedNodesChanged()", self.onLaterVolumesChecked)
         self.ui.noduleComboBox.connect("currentIndexChanged(int)", self.onNoduleSelected)
         self.ui.showAttentionCheckBox.connect("toggled(bool)", self.onShowAttentionToggled)
@@ -379,6 +380,32 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                          traceback.format_exc())
             return
         self.ui.statusLabel.text = _("{count} scans of the patient, in study-date order.").format(count=count)
+
+    def onSaveReport(self):
+        """Ask where, install matplotlib if missing (after asking), and save the patient's one-page report."""
+        node = self._parameterNode
+        if not node or not node.outputTable:
+            self._report(_("Run CSF-net (Apply) first: the report shows its results."))
+            return
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            if not self._confirm(_("The report is drawn with matplotlib, which is not installed. Install it now?")):
+                return
+            slicer.util.pip_install("matplotlib")
+        path = qt.QFileDialog.getSaveFileName(None, _("Save the CSF-net report"), "csfnet-report.pdf",
+                                              _("PDF (*.pdf)")) if self.showDialogs else "csfnet-report.pdf"
+        if not path:
+            return
+        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+        try:
+            saved = self.logic.saveReport(node, path)
+        except Exception as error:
+            self._report(_("The report could not be saved: {error}").format(error=error), traceback.format_exc())
+            return
+        finally:
+            slicer.app.restoreOverrideCursor()
+        self.ui.statusLabel.text = _("Report saved: {path} (and a PNG beside it).").format(path=saved)
 
     def onFindInOtherScan(self):
         """Each nodule pointed at in some scans only is found in the others, and its point added there."""
@@ -641,6 +668,22 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
                                    **self._modelInputs(parameterNode))
         except UsageError as error:
             raise ValueError(error.worded(_panelOption)) from error
+
+    def saveReport(self, parameterNode: "CSFNetParameterNode", path: str) -> str:
+        """The one-page report of the panel's scans, nodule lists and results (a table per pair of scans when
+        later scans are chosen, else the results table); the PDF's path."""
+        from CSFNetLib.scene.history import history_table_name, scan_nodules
+        from CSFNetLib.scene.report import save_scene_report
+
+        volumes = self.historyScans(parameterNode)
+        lists = [parameterNode.baselineFiducials, parameterNode.followupFiducials]
+        lists += [scan_nodules(slicer.mrmlScene, volume, create=False) for volume in volumes[2:]]
+        if len(volumes) > 2:
+            names = [history_table_name(f"T{k}-T{k + 1}") for k in range(len(volumes) - 1)]
+            tables = [table for table in map(slicer.mrmlScene.GetFirstNodeByName, names) if table is not None]
+        else:
+            tables = [parameterNode.outputTable]
+        return str(save_scene_report(volumes, lists, tables, path, days=self.historyDays(parameterNode, volumes)))
 
     @staticmethod
     def historyScans(parameterNode: "CSFNetParameterNode") -> List["vtkMRMLScalarVolumeNode"]:

@@ -112,7 +112,7 @@ def test_synth_refuses_too_few_scans(tmp_path, capsys):
     assert "--scans must be 2 to 5, got 1" in capsys.readouterr().err and not (tmp_path / "one").exists()
 
 
-def test_in_the_scene_each_follow_up_gets_its_table_and_the_volumes_are_shown_over_every_scan():
+def test_in_the_scene_each_follow_up_gets_its_table_and_the_volumes_are_shown_over_every_scan(tmp_path):
     slicer = pytest.importorskip("slicer")
     from CSFNetLib.scene.files import StandaloneScene
     from CSFNetLib.scene.history import SCANS_ATTRIBUTE, predict_history
@@ -149,6 +149,11 @@ def test_in_the_scene_each_follow_up_gets_its_table_and_the_volumes_are_shown_ov
         count = scene.GetNumberOfNodes()
         predict_history(scene, volumes, lists, days=days, device="cpu", attention=False)  # a rerun refills
         assert scene.GetNumberOfNodes() == count
+
+        from CSFNetLib.scene.report import save_scene_report  # the panel's "Save report..."
+        pdf = save_scene_report(volumes, lists, tables, tmp_path / "report.pdf", days=days)
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.with_suffix(".png").stat().st_size > 10_000
+        assert scene.GetNumberOfNodes() == count  # nothing added to the scene
 
         lists[2].SetNthControlPointPositionMissing(0)  # the nodule not present at T2: T1-T2 has nothing to assess
         (table,) = predict_history(scene, volumes, lists, days=days, device="cpu", attention=False)
