@@ -191,6 +191,7 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.findInOtherScanButton.connect("clicked(bool)", self.onFindInOtherScan)
         self.ui.patientScansButton.connect("clicked(bool)", self.onTakePatientScans)
         self.ui.saveReportButton.connect("clicked(bool)", self.onSaveReport)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.laterVolumesSelector.connect("checkedNodesChanged()", self.onLaterVolumesChecked)
         self.ui.noduleComboBox.connect("currentIndexChanged(int)", self.onNoduleSelected)
         self.ui.showAttentionCheckBox.connect("toggled(bool)", self.onShowAttentionToggled)
@@ -406,6 +407,31 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             slicer.app.restoreOverrideCursor()
         self.ui.statusLabel.text = _("Report saved: {path} (and a PNG beside it).").format(path=saved)
+
+    def onExportDicom(self):
+        """DICOM SEG + SR of each scan into a folder; where highdicom cannot run in this Slicer, say why."""
+        node = self._parameterNode
+        if not node or not node.outputTable:
+            self._report(_("Run CSF-net (Apply) first: the DICOM files hold its results."))
+            return
+        problem = self.logic.dicomExportProblem()
+        if problem:
+            self._report(problem)
+            return
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Folder for the DICOM files")) if self.showDialogs \
+            else "csfnet-dicom"
+        if not folder:
+            return
+        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+        try:
+            written = self.logic.exportDicom(node, folder)
+        except Exception as error:
+            self._report(_("The DICOM files could not be written: {error}").format(error=error), traceback.format_exc())
+            return
+        finally:
+            slicer.app.restoreOverrideCursor()
+        self.ui.statusLabel.text = _("{count} DICOM files written to {folder}.").format(count=len(written),
+                                                                                       folder=folder)
 
     def onFindInOtherScan(self):
         """Each nodule pointed at in some scans only is found in the others, and its point added there."""
@@ -670,10 +696,44 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
             raise ValueError(error.worded(_panelOption)) from error
 
     def saveReport(self, parameterNode: "CSFNetParameterNode", path: str) -> str:
-        """The one-page report of the panel's scans, nodule lists and results (a table per pair of scans when
-        later scans are chosen, else the results table); the PDF's path."""
+        """The one-page report of the panel's scans, nodule lists and results; the PDF's path."""
+        from CSFNetLib.scene.exports import save_scene_report
+
+        volumes, lists, tables, days = self._outputsOf(parameterNode)
+        return str(save_scene_report(volumes, lists, tables, path, days=days))
+
+    @staticmethod
+    def dicomExportProblem() -> str:
+        """Why this Slicer cannot write DICOM SEG + SR (highdicom needs Python 3.10 and pydicom 3), or ''."""
+        try:
+            import highdicom  # noqa: F401
+        except ImportError:
+            try:
+                import pydicom
+
+                found = _("pydicom {version}").format(version=pydicom.__version__)
+            except ImportError:
+                found = _("no pydicom")
+            return _("DICOM export needs highdicom, which needs Python 3.10 or later and pydicom 3; this Slicer "
+                     "has Python {python} and {found}, and the module does not replace Slicer's pydicom. Save the "
+                     "scene and run `csfnet predict --dicom-out` on the DICOM scans, or install highdicom here "
+                     "where Python and pydicom allow it (slicer.util.pip_install('highdicom')).").format(
+                python=".".join(map(str, sys.version_info[:2])), found=found)
+        return ""
+
+    def exportDicom(self, parameterNode: "CSFNetParameterNode", folder: str) -> List[str]:
+        """DICOM SEG + SR of each of the panel's scans into `folder`/T0, T1, ...; the files."""
+        from CSFNetLib.scene.exports import export_scene_dicom
+
+        volumes, lists, tables, days = self._outputsOf(parameterNode)
+        written = export_scene_dicom(volumes, lists, tables, folder, files_of=slicer.dicomDatabase.fileForInstance,
+                                     days=days)
+        return [str(path) for path in written]
+
+    def _outputsOf(self, parameterNode: "CSFNetParameterNode"):
+        """The panel's scans, their nodule lists, the results tables (one per pair of scans when later scans are
+        chosen, else the results table) and the scans' days."""
         from CSFNetLib.scene.history import history_table_name, scan_nodules
-        from CSFNetLib.scene.report import save_scene_report
 
         volumes = self.historyScans(parameterNode)
         lists = [parameterNode.baselineFiducials, parameterNode.followupFiducials]
@@ -683,7 +743,7 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
             tables = [table for table in map(slicer.mrmlScene.GetFirstNodeByName, names) if table is not None]
         else:
             tables = [parameterNode.outputTable]
-        return str(save_scene_report(volumes, lists, tables, path, days=self.historyDays(parameterNode, volumes)))
+        return volumes, lists, tables, self.historyDays(parameterNode, volumes)
 
     @staticmethod
     def historyScans(parameterNode: "CSFNetParameterNode") -> List["vtkMRMLScalarVolumeNode"]:

@@ -215,3 +215,44 @@ def test_predict_writes_a_one_page_report_per_patient_and_csfnet_report_remakes_
     first = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "reports" / "A.png")))
     again = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "again" / "A.png")))
     assert np.array_equal(first, again)  # the same page from the run's files
+
+
+def test_the_scene_s_results_leave_as_seg_and_sr_for_volumes_loaded_from_dicom(patient, dicom_cohort, tmp_path):
+    slicer = pytest.importorskip("slicer")
+    import pydicom
+
+    from CSFNetLib.images import dicom_series_files
+    from CSFNetLib.scene.exports import INSTANCE_UIDS, export_scene_dicom
+    from CSFNetLib.scene.files import StandaloneScene
+    from CSFNetLib.scene.logic import predict_scene
+    from CSFNetLib.scene.nodes import add_fiducials, add_volume_node
+    from CSFNetLib.scene.results_table import table_rows
+
+    standalone = StandaloneScene()
+    slicer.mrmlScene = scene = standalone.scene
+    try:
+        volumes, lists, files = [], [], {}
+        for timepoint in ("T0", "T1"):  # as Slicer's DICOM import leaves them: the slices' instance UIDs on the node
+            series = dicom_series_files(dicom_cohort / "A" / timepoint)
+            uids = [str(pydicom.dcmread(name, stop_before_pixels=True).SOPInstanceUID) for name in series]
+            files.update(zip(uids, series))
+            volume = add_volume_node(scene, read_image(dicom_cohort / "A" / timepoint), f"A {timepoint}")
+            volume.SetAttribute(INSTANCE_UIDS, " ".join(uids))
+            volumes.append(volume)
+            lists.append(add_fiducials(scene, f"nodules {timepoint}", [patient.nodule_center_lps(n, timepoint)
+                                                                       for n in patient.nodules],
+                                       [str(n.nodule_id) for n in patient.nodules]))
+        table = predict_scene(scene, *volumes, *lists, device="cpu", attention=False, interval_days=365)
+        written = export_scene_dicom(volumes, lists, [table], tmp_path / "dicom", files_of=files.get,
+                                     patient="A")
+        assert sorted(p.relative_to(tmp_path / "dicom").as_posix() for p in written) == [
+            "T0/seg.dcm", "T0/sr.dcm", "T1/seg.dcm", "T1/sr.dcm"]
+        (group,) = _tid1500(tmp_path / "dicom" / "T1" / "sr.dcm", tmp_path)["Measurements"]
+        row = table_rows(table)[0]
+        assert _items(group)[("Probability of cancer", "")] == pytest.approx(row["p_malignant"], abs=1e-6)
+        assert _items(group)[("Diameter", "Mean")] == pytest.approx(row["diameter_mm"])
+        volumes[0].SetAttribute(INSTANCE_UIDS, "")  # a volume loaded from NRRD
+        with pytest.raises(ValueError, match="scan T0 'A T0' was not loaded from DICOM"):
+            export_scene_dicom(volumes, lists, [table], tmp_path / "again", files_of=files.get)
+    finally:
+        standalone.close()

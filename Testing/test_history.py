@@ -150,7 +150,7 @@ def test_in_the_scene_each_follow_up_gets_its_table_and_the_volumes_are_shown_ov
         predict_history(scene, volumes, lists, days=days, device="cpu", attention=False)  # a rerun refills
         assert scene.GetNumberOfNodes() == count
 
-        from CSFNetLib.scene.report import save_scene_report  # the panel's "Save report..."
+        from CSFNetLib.scene.exports import save_scene_report  # the panel's "Save report..."
         pdf = save_scene_report(volumes, lists, tables, tmp_path / "report.pdf", days=days)
         assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.with_suffix(".png").stat().st_size > 10_000
         assert scene.GetNumberOfNodes() == count  # nothing added to the scene

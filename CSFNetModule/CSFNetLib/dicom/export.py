@@ -18,7 +18,7 @@ from ..measure.segmentation import NoduleMeasurement
 from ..records import Cohort, NoduleCase, PathLike
 from ..results_file import read_probabilities
 from .segmentation import write_segmentation
-from .source import read_source_series
+from .source import SourceSeries, read_source_series
 from .structured_report import NoduleFinding, write_structured_report
 
 ResultKey = Tuple[str, str, str]  # pid, nodule, the pair of scans ("T0-T1")
@@ -79,29 +79,49 @@ def tracking_uid(patient_id: str, pid: str, nodule: str) -> str:
     return generate_uid(entropy_srcs=["CSF-net nodule", patient_id, pid, nodule])
 
 
+@dataclass(frozen=True)
+class ScanNodule:
+    """One nodule at one scan, for the DICOM files: its measurement, measurements.csv row, and probability."""
+
+    label: str
+    measurement: NoduleMeasurement
+    row: Mapping[str, object]
+    p_malignant: Optional[float] = None  # for the pair of scans ending here
+
+
+def write_scan_dicom(series: SourceSeries, pid: str, nodules: List[ScanNodule], folder: Path, *, follow_up: bool,
+                     model: Optional[ModelCard]) -> List[Path]:
+    """`folder`/seg.dcm and sr.dcm of one scan's measured nodules; the files."""
+    if not nodules:
+        raise ValueError("no nodule measured at this scan")
+    uids = [tracking_uid(str(series.first.PatientID), pid, nodule.label) for nodule in nodules]
+    folder.mkdir(parents=True, exist_ok=True)
+    seg = write_segmentation(series, [n.measurement.segmentation for n in nodules], [n.label for n in nodules], uids,
+                             folder / "seg.dcm")
+    findings = [NoduleFinding(
+        label=n.label, tracking_uid=uid, segment_number=number, volume_mm3=_number(n.row["volume_mm3"]),
+        diameter_mm=_number(n.row["diameter_mm"]), solid_diameter_mm=_number(n.row["solid_diameter_mm"]),
+        nodule_type=str(n.row["type"]), lung_rads=str(n.row["lung_rads"]), vdt_days=_number(n.row["vdt_days"]),
+        p_malignant=n.p_malignant) for number, (n, uid) in enumerate(zip(nodules, uids), start=1)]
+    write_structured_report(series, seg, findings, folder / "sr.dcm", follow_up=follow_up, model=model)
+    return [folder / "seg.dcm", folder / "sr.dcm"]
+
+
 def _write_scan(pid: str, timepoint: str, follow_up: bool, at_scan: List[Tuple[NoduleCase, ScanMeasurement]],
                 rows: Mapping[str, Mapping[str, Dict[str, object]]], probabilities: Mapping[ResultKey, float],
                 model: Optional[ModelCard], folder: Path) -> List[Path]:
     image = at_scan[0][0].rows[[row.timepoint for row in at_scan[0][0].rows].index(timepoint)].image
     series = read_source_series(image)
-    measured = [(case, scan.result) for case, scan in at_scan if isinstance(scan.result, NoduleMeasurement)]
-    if not measured:
+    nodules = []
+    for case, scan in at_scan:
+        if isinstance(scan.result, NoduleMeasurement):
+            previous = _previous_timepoint(case, timepoint)
+            nodules.append(ScanNodule(case.nodule, scan.result, rows[case.nodule][timepoint],
+                                      probabilities.get((pid, case.nodule, f"{previous}-{timepoint}"))
+                                      if previous else None))
+    if not nodules:
         raise ValueError("no nodule could be measured: " + "; ".join(str(scan.result) for _, scan in at_scan))
-    labels = [case.nodule for case, _ in measured]
-    uids = [tracking_uid(str(series.first.PatientID), pid, label) for label in labels]
-    folder.mkdir(parents=True, exist_ok=True)
-    seg = write_segmentation(series, [m.segmentation for _, m in measured], labels, uids, folder / "seg.dcm")
-    findings = []
-    for number, ((case, _), uid) in enumerate(zip(measured, uids), start=1):
-        row = rows[case.nodule][timepoint]
-        previous = _previous_timepoint(case, timepoint)
-        findings.append(NoduleFinding(
-            label=case.nodule, tracking_uid=uid, segment_number=number, volume_mm3=_number(row["volume_mm3"]),
-            diameter_mm=_number(row["diameter_mm"]), solid_diameter_mm=_number(row["solid_diameter_mm"]),
-            nodule_type=str(row["type"]), lung_rads=str(row["lung_rads"]), vdt_days=_number(row["vdt_days"]),
-            p_malignant=probabilities.get((pid, case.nodule, f"{previous}-{timepoint}")) if previous else None))
-    write_structured_report(series, seg, findings, folder / "sr.dcm", follow_up=follow_up, model=model)
-    return [folder / "seg.dcm", folder / "sr.dcm"]
+    return write_scan_dicom(series, pid, nodules, folder, follow_up=follow_up, model=model)
 
 
 def _previous_timepoint(case: NoduleCase, timepoint: str) -> Optional[str]:

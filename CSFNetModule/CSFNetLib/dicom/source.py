@@ -1,7 +1,7 @@
 """The DICOM series a scan was read from: its slices' headers in slice order, and their planes."""
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Sequence
 
 import numpy as np
 
@@ -34,10 +34,17 @@ class SourceSeries:
 
 def read_source_series(path: PathLike) -> SourceSeries:
     """The headers of the series `read_image(path)` reads; NotDicomError for an image file."""
-    import pydicom
-
     files = dicom_series_files(path)
     if files is None:
         raise NotDicomError(f"{path}: DICOM results need DICOM input (a series folder), not an image file")
+    return series_of_files(files)
+
+
+def series_of_files(files: Sequence[str]) -> SourceSeries:
+    """The headers of a series' `files` (e.g. from Slicer's DICOM database), ordered along the slices' normal."""
+    import pydicom
+
     datasets: List = [pydicom.dcmread(name, stop_before_pixels=True) for name in files]
+    normal = np.cross(*np.reshape([float(v) for v in datasets[0].ImageOrientationPatient], (2, 3)))
+    datasets.sort(key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
     return SourceSeries(datasets)
