@@ -22,7 +22,7 @@ import SimpleITK as sitk
 from ..geometry import PointsLike, VoxelGrid
 from ..measure.segmentation import NoduleSegmentation, NoNoduleError, segment_nodule
 from ..preprocessing import sample_in_scan
-from .registration import LungRegistration, fit_transform
+from .registration import LungRegistration, best_grid_shift, fit_transform
 
 FOUND, NOT_PRESENT = "found", "not present"
 LOCAL_MM = 25.0  # half-size of the neighbourhood aligned around the nodule
@@ -147,40 +147,16 @@ def _align_neighbourhood(source: sitk.Image, target: sitk.Image, registration: L
     fixed, mask = grid.image(fixed_hu), grid.image(keep.astype(np.uint8))
     # every shift of SEARCH_STEP_MM within MAX_LOCAL_MM, then gradient descent on 2 mm voxels (the segmentation
     # centres the nodule)
-    coarse = sitk.TranslationTransform(3, _best_shift(fixed, moving, keep, margin).tolist())
+    step = int(round(SEARCH_STEP_MM / LOCAL_VOXEL_MM))
+    reach = [int(round(MAX_LOCAL_MM / SEARCH_STEP_MM))] * 3
+    coarse = sitk.TranslationTransform(3, best_grid_shift(fixed, moving, keep, sitk.TranslationTransform(3), step,
+                                                          reach, SEARCH_STEP_MM - LOCAL_VOXEL_MM, NEAR_MM).tolist())
     translation = sitk.TranslationTransform(fit_transform(fixed, moving, mask, coarse, shrink=(2,)))
     shift = np.asarray(translation.GetOffset())
     aligned = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, translation, sitk.sitkLinear, -1000.0))
     a, b = fixed_hu[keep], aligned[keep]
     correlation = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else 0.0
     return shift, correlation
-
-
-def _best_shift(fixed: sitk.Image, moving: sitk.Image, keep: np.ndarray, margin: int) -> np.ndarray:
-    """The shift (x, y, z mm), a multiple of SEARCH_STEP_MM within MAX_LOCAL_MM along each axis, with the least
-    mean squared HU difference between `fixed` at every SEARCH_STEP_MM-th kept voxel and `moving` (the same
-    grid, `margin` voxels wider on every side), both smoothed over a step, weighed by 1 + (shift / NEAR_MM)^2:
-    of shifts that fit about as well (along the chest wall, from rib to rib) the shortest. Shifts of whole
-    voxels need no interpolation: a lookup per point."""
-    step = int(round(SEARCH_STEP_MM / LOCAL_VOXEL_MM))
-    sigma = SEARCH_STEP_MM - LOCAL_VOXEL_MM
-    fixed_hu = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(fixed, sigma))
-    moving_hu = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(moving, sigma)).ravel()
-    sampled = np.zeros_like(keep)
-    sampled[::step, ::step, ::step] = True
-    points = np.argwhere(keep & sampled)
-    if not len(points):
-        return np.zeros(3)
-    values = fixed_hu[tuple(points.T)]
-    reach = int(round(MAX_LOCAL_MM / SEARCH_STEP_MM))
-    shifts = np.array([(z, y, x) for z in range(-reach, reach + 1) for y in range(-reach, reach + 1)
-                       for x in range(-reach, reach + 1)]) * step
-    strides = np.array([moving.GetSize()[1] * moving.GetSize()[0], moving.GetSize()[0], 1])
-    base = (points + margin) @ strides
-    errors = np.array([np.mean((values - moving_hu[base + shift @ strides]) ** 2) for shift in shifts])
-    lengths_mm = np.linalg.norm(shifts, axis=1) * LOCAL_VOXEL_MM
-    best = np.argmin(errors * (1.0 + (lengths_mm / NEAR_MM) ** 2))
-    return shifts[best][::-1] * LOCAL_VOXEL_MM  # z, y, x voxels -> x, y, z mm
 
 
 def _changed(fixed_hu: np.ndarray, moving_hu: np.ndarray, grid: VoxelGrid) -> np.ndarray:

@@ -13,12 +13,12 @@ rigid fit did not. One registration serves every nodule of the pair, in both dir
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import PointsLike, VoxelGrid, as_lps_point
+from ..geometry import PointsLike, VoxelGrid, as_lps_point, float3, int3
 
 COARSE_MM = 3.0  # the registration's voxel: vessels blur away, lungs, walls and the largest vessels stay
 AIR_HU = -400.0  # lung and air lie below this
@@ -26,7 +26,8 @@ OUTSIDE_AIR_HU = -950.0  # air outside the body, smoothed; lung tissue (smoothed
 MIN_LUNG_ML = 50.0  # less lung-like air than this is not a chest scan (or shows too little lung to align)
 WINDOW_HU = (-1000.0, 100.0)  # lung to soft tissue: what the alignment compares
 MARGIN_MM = 10.0  # around the lungs, the walls they are aligned by
-SEARCH_MM = (27.0, 27.0, 54.0)  # shifts (x, y, z) tried around the lungs' centres of mass, in 9 mm steps
+SEARCH_MM = (27.0, 27.0, 54.0)  # shifts (x, y, z) tried around the lungs' centres of mass,
+SEARCH_STEP_MM = 9.0  # in steps of this
 MIN_OVERLAP = 0.8  # lungs overlapping less than this after registration (Dice) mean the pair did not align
 
 
@@ -83,9 +84,12 @@ def _register(fixed_hu: sitk.Image, moving_hu: sitk.Image, fixed_lung: sitk.Imag
     centred = sitk.CenteredTransformInitializer(fixed_lung, moving_lung, sitk.Euler3DTransform(),
                                                 sitk.CenteredTransformInitializerFilter.MOMENTS)
     # fields of view that differ move the lungs' centres of mass: every shift around theirs is tried
-    shift = sitk.TranslationTransform(3, centred.GetTranslation())
-    shift = sitk.TranslationTransform(fit_transform(fixed, moving, region, shift, shrink=(3,), search_mm=SEARCH_MM))
-    best = sitk.Euler3DTransform(centred.GetCenter(), 0.0, 0.0, 0.0, shift.GetOffset())
+    step = int(round(SEARCH_STEP_MM / COARSE_MM))
+    reach = [int(round(r / SEARCH_STEP_MM)) for r in SEARCH_MM]
+    offset = np.asarray(centred.GetTranslation()) + best_grid_shift(
+        fixed, moving, sitk.GetArrayViewFromImage(region) > 0, sitk.TranslationTransform(3, centred.GetTranslation()),
+        step, reach, smooth_mm=SEARCH_STEP_MM - COARSE_MM)
+    best = sitk.Euler3DTransform(centred.GetCenter(), 0.0, 0.0, 0.0, offset.tolist())
     rigid = sitk.Euler3DTransform(fit_transform(fixed, moving, region, best, shrink=(2,)))
     if mismatch(fixed, moving, region, rigid) < mismatch(fixed, moving, region, best):
         best = rigid  # the descent can end worse than it started where the fields of view differ
@@ -128,24 +132,58 @@ def _lungs(hu: sitk.Image, what: str) -> sitk.Image:
     return lungs
 
 
+def best_grid_shift(fixed: sitk.Image, moving: sitk.Image, region: np.ndarray, start: sitk.Transform, step: int,
+                    reach: Sequence[int], smooth_mm: float, near_mm: Optional[float] = None) -> np.ndarray:
+    """The shift (LPS mm, after `start`) among every `step` voxels of `fixed`'s grid within `reach` steps along
+    each axis (x, y, z) with the least mean squared difference between `fixed` at every `step`-th voxel of
+    `region` (z, y, x) and `moving` mapped through `start`, both smoothed by `smooth_mm`. With `near_mm` each
+    mismatch is weighed by 1 + (shift / near_mm)^2: of shifts that fit about as well, the shortest.
+
+    `moving` is resampled once onto `fixed`'s grid widened by the reach, so each shift is a lookup per point
+    (no interpolation, no per-shift set-up); points that a shift takes off the moving scan do not count."""
+    grid = VoxelGrid.of_image(fixed)
+    margin = np.asarray(reach[::-1]) * step  # z, y, x
+    size = np.asarray(grid.size_zyx) + 2 * margin
+    wide = VoxelGrid(float3(grid.index_zyx_to_lps(-margin).tolist()), grid.spacing_xyz,
+                     int3(int(n) for n in size), grid.direction)
+    fixed_hu = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(fixed, smooth_mm))
+    moved = sitk.Resample(sitk.SmoothingRecursiveGaussian(moving, smooth_mm), wide.image(np.zeros(size, np.float32)),
+                          start, sitk.sitkLinear, float("nan"), sitk.sitkFloat32)
+    moving_hu = sitk.GetArrayFromImage(moved).ravel()
+    sampled = np.zeros(region.shape, bool)
+    sampled[::step, ::step, ::step] = True
+    points = np.argwhere(region & sampled)
+    if not len(points):
+        return np.zeros(3)
+    values = fixed_hu[tuple(points.T)]
+    strides = np.array([wide.size_zyx[1] * wide.size_zyx[2], wide.size_zyx[2], 1])
+    base = (points + margin) @ strides
+    shifts = np.array([(z, y, x) for z in range(-reach[2], reach[2] + 1) for y in range(-reach[1], reach[1] + 1)
+                       for x in range(-reach[0], reach[0] + 1)]) * step
+    errors = np.full(len(shifts), np.inf)
+    for i, shift in enumerate(shifts):
+        differences = values - moving_hu[base + shift @ strides]
+        seen = ~np.isnan(differences)
+        if seen.mean() >= 0.5:  # most of the region still on the moving scan
+            errors[i] = float(np.mean(differences[seen] ** 2))
+    millimetres = grid.matrix @ (shifts[:, ::-1] * np.asarray(grid.spacing_xyz)).T  # (3, shifts) LPS
+    if near_mm is not None:
+        errors = errors * (1.0 + (np.linalg.norm(millimetres, axis=0) / near_mm) ** 2)
+    return millimetres[:, int(np.argmin(errors))]
+
+
 def fit_transform(fixed: sitk.Image, moving: sitk.Image, region: sitk.Image, start: sitk.Transform,
-                  shrink: Tuple[int, ...], search_mm: Optional[Tuple[float, float, float]] = None) -> sitk.Transform:
-    """`start` optimised to map `fixed` onto `moving` within `region` (mean squared HU difference), at each
-    shrink factor in turn (smoothed over the shrunk voxel): by gradient descent, or (a translation) by trying
-    every shift of one shrunk voxel within `search_mm`."""
+                  shrink: Tuple[int, ...]) -> sitk.Transform:
+    """`start` optimised by gradient descent to map `fixed` onto `moving` within `region` (mean squared HU
+    difference), at each shrink factor in turn (smoothed over the shrunk voxel)."""
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMeanSquares()
     method.SetMetricFixedMask(region)
     method.SetInterpolator(sitk.sitkLinear)
     voxel_mm = float(min(fixed.GetSpacing()))
-    if search_mm is None:
-        method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=0.001, numberOfIterations=300,
-                                                        relaxationFactor=0.5)
-        method.SetOptimizerScalesFromPhysicalShift()
-    else:
-        step = voxel_mm * shrink[0]
-        method.SetOptimizerAsExhaustive([int(round(s / step)) for s in search_mm], stepLength=step)
-        method.SetOptimizerScales([1.0, 1.0, 1.0])
+    method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=0.001, numberOfIterations=300,
+                                                    relaxationFactor=0.5)
+    method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel(list(shrink))
     method.SetSmoothingSigmasPerLevel([voxel_mm * (factor - 1) for factor in shrink])
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
