@@ -103,7 +103,7 @@ def predicted(dicom_cohort):
     out = dicom_cohort / "run"
     code = csfnet(["predict", "--cases", str(dicom_cohort / "cases.csv"), "--out", str(out / "results.csv"),
                    "--measurements", str(out / "measurements.csv"), "--dicom-out", str(out / "dicom"),
-                   "--report-dir", str(out / "reports"), "--device", "cpu"])
+                   "--report-dir", str(out / "reports"), "--attention-dir", str(out / "maps"), "--device", "cpu"])
     return out, code
 
 
@@ -209,12 +209,16 @@ def test_predict_writes_a_one_page_report_per_patient_and_csfnet_report_remakes_
         picture = sitk.ReadImage(str(out / "reports" / f"{pid}.png"))
         assert picture.GetSize() == (661, 935)  # one A4 page at 80 dpi
     code = csfnet(["report", "--cases", str(dicom_cohort / "cases.csv"), "--results", str(out / "results.csv"),
-                   "--out", str(tmp_path / "again")])
+                   "--attention-dir", str(out / "maps"), "--out", str(tmp_path / "again")])
     assert code == 0 and sorted(p.name for p in (tmp_path / "again").iterdir()) == ["A.pdf", "A.png", "B.pdf",
                                                                                     "B.png"]
     first = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "reports" / "A.png")))
     again = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "again" / "A.png")))
     assert np.array_equal(first, again)  # the same page from the run's files
+    assert csfnet(["report", "--cases", str(dicom_cohort / "cases.csv"), "--results", str(out / "results.csv"),
+                   "--out", str(tmp_path / "plain")]) == 0
+    plain = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "plain" / "A.png")))
+    assert not np.array_equal(first, plain)  # the attention maps drawn over the nodules
 
 
 def test_the_scene_s_results_leave_as_seg_and_sr_for_volumes_loaded_from_dicom(patient, dicom_cohort, tmp_path):

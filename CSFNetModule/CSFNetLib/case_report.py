@@ -36,6 +36,7 @@ class ReportScan:
     measurement: Optional[NoduleMeasurement]
     row: Mapping[str, object] = field(default_factory=dict)  # the measurements.csv row
     problem: str = ""
+    attention: Optional[sitk.Image] = None  # CSF-net's attention heat map at this scan, when one was written
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,11 @@ def write_report(pid: str, nodules: Sequence[ReportNodule], model: Optional[Mode
 
 
 def patient_reports(cohort: Cohort, out: PathLike, *, probabilities: Mapping[Tuple[str, str, str], float],
-                    model: Optional[ModelCard], progress: Optional[Callable[[str], None]] = None) -> List[Path]:
+                    model: Optional[ModelCard], attention_dir: Optional[PathLike] = None,
+                    progress: Optional[Callable[[str], None]] = None) -> List[Path]:
     """`out/<pid>.pdf` and `.png` for every patient of `cohort`, each nodule measured as measurements.csv
-    measures it; the PDFs written."""
+    measures it, with the run's attention maps over the pictures when `attention_dir` holds them; the PDFs
+    written."""
     from .baselines import CLINICAL_MODELS, clinical_model_scores
     from .measure.cohort import measured_patients
 
@@ -95,7 +98,8 @@ def patient_reports(cohort: Cohort, out: PathLike, *, probabilities: Mapping[Tup
                     image = None
                 scans.append(ReportScan(row.timepoint, row.days, image, measured,
                                         patient.rows[case.nodule].get(row.timepoint, {}),
-                                        "" if measured else str(scan.result)))
+                                        "" if measured else str(scan.result),
+                                        _attention(attention_dir, case, row.timepoint)))
             first = scans[0].measurement
             try:
                 brock: Optional[float] = clinical_model_scores(case, cohort.clinical.get(case.pid, {}),
@@ -111,6 +115,21 @@ def patient_reports(cohort: Cohort, out: PathLike, *, probabilities: Mapping[Tup
         write_report(patient.pid, nodules, model, pdf, pdf.with_suffix(".png"))
         written.append(pdf)
     return written
+
+
+def _attention(folder: Optional[PathLike], case, timepoint: str) -> Optional[sitk.Image]:
+    """The heat map `csfnet predict --attention-dir` wrote for the nodule at `timepoint` (of the pair ending
+    there; the baseline's of the first pair), if any."""
+    from .prediction import attention_stem
+
+    if folder is None:
+        return None
+    names = [row.timepoint for row in case.rows]
+    k = names.index(timepoint)
+    pair = f"{names[k - 1]}-{timepoint}" if k else f"{timepoint}-{names[1]}"
+    found = sorted(Path(folder).glob(attention_stem(Path(folder), case.pid, case.nodule, pair, timepoint, "*").name
+                                     + "-heat.nrrd"))
+    return sitk.ReadImage(str(found[0])) if found else None
 
 
 def _model_card(axes, model: Optional[ModelCard]) -> None:
@@ -148,6 +167,10 @@ def _picture(axes, label: str, scan: ReportScan) -> None:
     inside = np.all((index >= 0) & (index < np.asarray(segmentation.whole.shape)), axis=1)
     mask = np.zeros(len(index), bool)
     mask[inside] = segmentation.whole[tuple(index[inside].T)]
+    if scan.attention is not None:  # the heat map where the model looked, over the scan
+        heat, seen = sample_in_scan(scan.attention, crop)
+        heat = np.where(seen & (heat > 0), heat, np.nan)[0]
+        axes.imshow(heat, cmap="inferno", alpha=0.45, vmin=0.0, vmax=1.0)
     if mask.any():
         axes.contour(mask.reshape(n, n), levels=[0.5], colors="#ffcc00", linewidths=0.8)
     size = scan.measurement.size

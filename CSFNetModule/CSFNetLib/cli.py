@@ -159,14 +159,14 @@ def _predict(args: argparse.Namespace) -> int:
         failed += _export_dicom(args, Path(args.out))
     if args.report_dir and ranks.main:
         _write_reports(Path(args.cases), _optional_path(args.clinical), Path(args.out),
-                       _optional_path(args.checkpoint), Path(args.report_dir))
+                       _optional_path(args.checkpoint), Path(args.report_dir), _optional_path(args.attention_dir))
     return 1 if failed else 0  # and 2 when the run could not proceed (see main)
 
 
 def _report(args: argparse.Namespace) -> int:
     _check_report_dir(args.out)
     _write_reports(Path(args.cases), _optional_path(args.clinical), Path(args.results),
-                   _optional_path(args.checkpoint), Path(args.out))
+                   _optional_path(args.checkpoint), Path(args.out), _optional_path(args.attention_dir))
     return 0
 
 
@@ -175,14 +175,15 @@ def _check_report_dir(out: str) -> None:
         raise ValueError(f"{out}: a file, not a folder for reports")
 
 
-def _write_reports(cases: Path, clinical: Optional[Path], results: Path, checkpoint: Optional[Path], out: Path) -> None:
+def _write_reports(cases: Path, clinical: Optional[Path], results: Path, checkpoint: Optional[Path], out: Path,
+                   attention: Optional[Path]) -> None:
     from .case_report import patient_reports
     from .checkpoint import model_card
     from .cohort_csv import read_cohort
     from .results_file import read_probabilities
 
     written = patient_reports(read_cohort(cases, clinical), out, probabilities=read_probabilities(results),
-                              model=model_card(checkpoint), progress=log.info)
+                              model=model_card(checkpoint), attention_dir=attention, progress=log.info)
     log.info("%d patient reports -> %s", len(written), out)
 
 
@@ -322,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--results", required=True, help="the run's results.csv")
     report.add_argument("--clinical", help="clinical.csv (for the Brock model)")
     report.add_argument("--checkpoint", help="the model that wrote the results (default: the shipped demo model)")
+    report.add_argument("--attention-dir", help="the run's --attention-dir: its maps drawn over the nodules")
     report.add_argument("--out", required=True, help="folder for <pid>.pdf and <pid>.png")
     report.set_defaults(run=_report)
 

@@ -265,6 +265,12 @@ def file_safe(text: str) -> str:
     return safe if safe == text else f"{safe}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
+def attention_stem(folder: Path, pid: str, nodule: str, pair: str, timepoint: str, method: str) -> Path:
+    """Where a nodule's attention map at `timepoint` of the pair of scans `pair` goes, less "-heat.nrrd"."""
+    which = timepoint if pair == TWO_SCANS else f"{pair}_{timepoint}"
+    return folder / f"{file_safe(pid)}_nodule{file_safe(nodule)}_{which}_{method}"
+
+
 def _write_attention(attention: AttentionOutput, rois: RoiSet, pairs: List[str], maps: np.ndarray,
                      preprocessing: Preprocessing) -> None:
     """{pid}_nodule{n}_{T0|T1}_{method}-heat.nrrd and ..._{method}-labels.nrrd for every case with a scan; a
@@ -274,8 +280,7 @@ def _write_attention(attention: AttentionOutput, rois: RoiSet, pairs: List[str],
             center = rois.centers[i, t]
             if not np.all(np.isfinite(center)):  # pre-cut ROIs: no scan to place them in
                 continue
-            which = timepoint if pair == TWO_SCANS else f"{pair}_{timepoint}"
-            stem = attention.folder / f"{file_safe(pid)}_nodule{file_safe(nodule)}_{which}_{attention.method}"
+            stem = attention_stem(attention.folder, pid, nodule, pair, timepoint, attention.method)
             sitk.WriteImage(heat_image(maps[i, t], center, preprocessing), f"{stem}-heat.nrrd", useCompression=True)
             sitk.WriteImage(label_image(maps[i, t], center, preprocessing), f"{stem}-labels.nrrd",
                             useCompression=True)

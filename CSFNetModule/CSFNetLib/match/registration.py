@@ -29,6 +29,7 @@ MARGIN_MM = 10.0  # around the lungs, the walls they are aligned by
 SEARCH_MM = (27.0, 27.0, 54.0)  # shifts (x, y, z) tried around the lungs' centres of mass,
 SEARCH_STEP_MM = 9.0  # in steps of this
 MIN_OVERLAP = 0.8  # lungs overlapping less than this after registration (Dice) mean the pair did not align
+MIN_LUNG_CORRELATION = 0.5  # the lungs' insides (vessels at 3 mm) correlating less than this: another patient's
 
 
 class NoLungError(ValueError):
@@ -42,24 +43,29 @@ class LungRegistration:
     transform: sitk.Transform  # fixed -> moving points (SimpleITK's registration convention)
     lung_overlap: float  # Dice of the two lung masks after registration, where both scans see
     seconds: float
+    lung_correlation: float = 1.0  # of the two scans' HU inside the lungs after it, on 3 mm voxels: the vessel
+                                   # tree lines up in scans of one patient (0.70-0.90), not across patients
 
     def to_moving(self, point_lps: PointsLike) -> np.ndarray:
         return np.asarray(self.transform.TransformPoint(as_lps_point(point_lps).tolist()))
 
     def reversed(self) -> "LungRegistration":
         """The same registration mapping the moving scan's points to the fixed scan."""
-        return LungRegistration(self.transform.GetInverse(), self.lung_overlap, self.seconds)
+        return LungRegistration(self.transform.GetInverse(), self.lung_overlap, self.seconds, self.lung_correlation)
 
     @property
     def aligned(self) -> bool:
-        return self.lung_overlap >= MIN_OVERLAP
+        return self.lung_overlap >= MIN_OVERLAP and self.lung_correlation >= MIN_LUNG_CORRELATION
 
     def problem(self) -> str:
         """Why the pair cannot be trusted, or ''."""
-        if self.aligned:
-            return ""
-        return (f"the scans do not align (their lungs overlap {100 * self.lung_overlap:.0f} % after registration): "
-                "scans of other patients, or fields of view too different")
+        if self.lung_overlap < MIN_OVERLAP:
+            return (f"the scans do not align (their lungs overlap {100 * self.lung_overlap:.0f} % after "
+                    "registration): scans of other patients, or fields of view too different")
+        if self.lung_correlation < MIN_LUNG_CORRELATION:
+            return (f"the scans' lungs do not match inside (their vessels correlate {self.lung_correlation:.2f} "
+                    "after registration): scans of other patients?")
+        return ""
 
 
 def register_lungs(fixed: sitk.Image, moving: sitk.Image, what: Tuple[str, str] = ("fixed scan", "moving scan")
@@ -70,11 +76,11 @@ def register_lungs(fixed: sitk.Image, moving: sitk.Image, what: Tuple[str, str] 
     fixed_hu, moving_hu = _coarse(fixed), _coarse(moving)
     lungs = _lungs(fixed_hu, what[0]), _lungs(moving_hu, what[1])
     if _field_ml(fixed_hu) > _field_ml(moving_hu):  # align the smaller field of view within the larger one
-        transform, overlap = _register(moving_hu, fixed_hu, lungs[1], lungs[0])
+        transform, overlap, correlation = _register(moving_hu, fixed_hu, lungs[1], lungs[0])
         transform = transform.GetInverse()
     else:
-        transform, overlap = _register(fixed_hu, moving_hu, *lungs)
-    return LungRegistration(transform, overlap, time.perf_counter() - started)
+        transform, overlap, correlation = _register(fixed_hu, moving_hu, *lungs)
+    return LungRegistration(transform, overlap, time.perf_counter() - started, correlation)
 
 
 def _register(fixed_hu: sitk.Image, moving_hu: sitk.Image, fixed_lung: sitk.Image, moving_lung: sitk.Image):
@@ -93,7 +99,17 @@ def _register(fixed_hu: sitk.Image, moving_hu: sitk.Image, fixed_lung: sitk.Imag
     rigid = sitk.Euler3DTransform(fit_transform(fixed, moving, region, best, shrink=(2,)))
     if mismatch(fixed, moving, region, rigid) < mismatch(fixed, moving, region, best):
         best = rigid  # the descent can end worse than it started where the fields of view differ
-    return best, _overlap(fixed_lung, moving_lung, best)
+    return best, _overlap(fixed_lung, moving_lung, best), _lung_correlation(fixed_hu, moving_hu, fixed_lung, best)
+
+
+def _lung_correlation(fixed_hu: sitk.Image, moving_hu: sitk.Image, fixed_lung: sitk.Image,
+                      transform: sitk.Transform) -> float:
+    """The correlation of the two coarse scans' HU inside the fixed scan's lungs after `transform`, where the
+    moving scan sees."""
+    moved = sitk.GetArrayFromImage(sitk.Resample(moving_hu, fixed_hu, transform, sitk.sitkLinear, float("nan")))
+    inside = (sitk.GetArrayViewFromImage(fixed_lung) > 0) & ~np.isnan(moved)
+    a, b = sitk.GetArrayViewFromImage(fixed_hu)[inside], moved[inside]
+    return float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else 0.0
 
 
 def _field_ml(image: sitk.Image) -> float:
