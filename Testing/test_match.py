@@ -105,6 +105,9 @@ def test_a_vessel_beside_a_resolved_nodule_s_place_is_not_taken_for_it():
 def test_another_patient_s_scan_is_never_a_confident_match(moved):
     first, other = moved[0], moved[RESOLVING]
     registration = register_lungs(first.images["T0"], other.images["T1"])
+    same = register_lungs(first.images["T0"], first.images["T1"])
+    assert same.aligned and same.lung_correlation > 0.6  # one patient's vessels line up after registration
+    assert not registration.aligned and "other patients" in registration.problem()
     for nodule in first.nodules:
         match = match_nodule(first.images["T0"], first.nodule_center_lps(nodule, "T0"), other.images["T1"],
                              registration)
