@@ -5,8 +5,9 @@
 
 For every nodule and time point where the nodule exists, a method scores a hit when its map's
 maximum (the centroid of the voxels tied at it) lies inside the nodule or within 5 mm of its edge
-(nodule radius from cases.csv's diameter_mm). A random voxel of the ROI is the chance baseline;
-note that the ROI is centred on the nodule, so any map peaking near the ROI centre scores well.
+(nodule radius from cases.csv's diameter_mm). A random voxel of the ROI is the chance baseline; the ROI
+is centred on the nodule, so "ROI centre" (a map that ignores the image) is the bar a method must pass
+for its hits to mean more than "near the middle".
 """
 
 import argparse
@@ -49,7 +50,7 @@ def main() -> int:
     maps = {}
     print(f"{len(rois)} nodules of {args.cohort}\n")
     print("| method | all | T0 | T1 | malignant | benign |\n|---|---|---|---|---|---|")
-    for method in (*METHODS, "random voxel"):
+    for method in (*METHODS, "random voxel", "ROI centre"):
         if method in METHODS:
             _, maps[method] = attention_for_rois(predictor.model, rois, predictor.device, method)
         hits = {"all": [], "T0": [], "T1": [], "malignant": [], "benign": []}
@@ -60,8 +61,12 @@ def main() -> int:
                 if radius <= 0:
                     continue
                 shape = predictor.preprocessing.roi_size_zyx
-                peak = (peak_index(maps[method][i, t]) if method in METHODS
-                        else np.array([rng.integers(0, n) for n in shape], dtype=float))
+                if method in METHODS:
+                    peak = peak_index(maps[method][i, t])
+                elif method == "ROI centre":  # where the point was: what a map that ignores the image would say
+                    peak = (np.asarray(shape, dtype=float) - 1.0) / 2.0
+                else:
+                    peak = np.array([rng.integers(0, n) for n in shape], dtype=float)
                 grid = roi_grid(rois.centers[i, t], predictor.preprocessing)
                 distance = np.linalg.norm(grid.index_zyx_to_lps(np.asarray(peak, float)) - rois.centers[i, t])
                 hit = bool(distance <= radius + 5.0)

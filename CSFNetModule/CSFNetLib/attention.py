@@ -1,11 +1,14 @@
 """Where the network looked: attention maps over each ROI, and those maps placed in the scan.
 
-Two methods, both per nodule and per time point, on the ROI's 16 x 64 x 64 grid in [0, 1]:
+Three methods, each per nodule and per time point, on the ROI's 16 x 64 x 64 grid in [0, 1]:
 - "cbam": the network's own CBAM spatial attention, read at the stem and the three stages (64, 32,
   16 and 8 voxels across), each upsampled (trilinear) to the ROI and averaged. Free: it comes out of
   the forward pass that predicts.
 - "gradcam": Grad-CAM on the last backbone stage for the malignant logit: the stage's feature maps
   weighted by their spatially averaged gradients, rectified, upsampled. One backward pass.
+- "layercam": LayerCAM at each of the three stages (2, 4 and 8 mm cells in-plane): every voxel's features
+  weighted by its own positive gradient, rectified, upsampled and normalised per stage, averaged: finer
+  than the last stage alone. The same backward pass.
 Hooks exist only while maps are computed, so prediction without maps pays nothing; the logits come
 from the same forward pass, so asking for maps never changes the prediction.
 """
@@ -59,17 +62,22 @@ def attention_maps(model: CSFNet, t0: torch.Tensor, t1: torch.Tensor, clinical: 
                 hook.remove()
         maps = _normalise(torch.stack([_normalise(_to_roi(m, size)) for m in captured]).mean(dim=0))[:, 0]
     else:
-        hook = model.backbone.stages[-1].register_forward_hook(lambda _m, _i, out: captured.append(out))
+        stages = list(model.backbone.stages) if method == "layercam" else [model.backbone.stages[-1]]
+        hooks = [stage.register_forward_hook(lambda _m, _i, out: captured.append(out)) for stage in stages]
         try:
             with torch.enable_grad():
                 logits = model(t0, t1, clinical)
-                features = captured[0]
-                (gradients,) = torch.autograd.grad(logits[:, 1].sum(), features)
+                gradients = torch.autograd.grad(logits[:, 1].sum(), captured)
         finally:
-            hook.remove()
-        weights = gradients.mean(dim=(2, 3, 4), keepdim=True)
-        cam = F.relu((weights * features).sum(dim=1, keepdim=True)).detach()
-        maps = _normalise(_to_roi(cam, size))[:, 0]
+            for hook in hooks:
+                hook.remove()
+        if method == "layercam":  # each voxel's own positive gradient weighs its features, at every stage
+            cams = [F.relu((F.relu(g) * f).sum(dim=1, keepdim=True)).detach() for f, g in zip(captured, gradients)]
+            maps = _normalise(torch.stack([_normalise(_to_roi(cam, size)) for cam in cams]).mean(dim=0))[:, 0]
+        else:
+            weights = gradients[0].mean(dim=(2, 3, 4), keepdim=True)
+            cam = F.relu((weights * captured[0]).sum(dim=1, keepdim=True)).detach()
+            maps = _normalise(_to_roi(cam, size))[:, 0]
         logits = logits.detach()
     if model.config.uses_baseline:
         maps = torch.stack([maps[:batch], maps[batch:]], dim=1)

@@ -18,7 +18,7 @@ PRECISIONS: Tuple[str, ...] = get_args(Precision)
 PRECISION_TOLERANCE = 0.01  # the largest change of p_malignant a reduced precision may make
 
 #: How attention maps are made: the network's own CBAM attention, or Grad-CAM on the last stage.
-AttentionMethod = Literal["gradcam", "cbam"]
+AttentionMethod = Literal["gradcam", "layercam", "cbam"]
 ATTENTION_METHODS: Tuple[str, ...] = get_args(AttentionMethod)
 DEFAULT_ATTENTION_METHOD: AttentionMethod = "gradcam"  # it wins the pointing game (docs/attention.md)
 
