@@ -1,7 +1,7 @@
 """The pointing game for attention maps, on a synthetic test cohort, and an overlay figure.
 
     python benchmarks/attention_pointing.py [--cohort cache/synthetic-test-seed2024-n40]
-                                            [--figure docs/attention_overlay.png]
+                                            [--figure docs/attention_overlay.png] [--offset-mm 12]
 
 For every nodule and time point where the nodule exists, a method scores a hit when its map's
 maximum (the centroid of the voxels tied at it) lies inside the nodule or within 5 mm of its edge
@@ -11,7 +11,9 @@ for its hits to mean more than "near the middle".
 """
 
 import argparse
+import csv
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +39,52 @@ def overlay(ct: np.ndarray, heat: np.ndarray, scale: int = 4) -> np.ndarray:
     return np.kron((np.clip(rgb, 0, 1) * 255).astype(np.uint8), np.ones((scale, scale, 1), dtype=np.uint8))
 
 
+def off_centre(cases_csv: Path, offset_mm: float, out: Path, rng: np.random.Generator) -> Path:
+    """A copy of cases.csv whose points are moved `offset_mm` in a random in-plane direction (the same for a
+    nodule's two scans), image paths made absolute: ROIs then hold the nodule off their centre."""
+    with open(cases_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    turns = {}
+    for row in rows:
+        angle = turns.setdefault((row["pid"], row["nodule"]), rng.uniform(0.0, 2.0 * np.pi))
+        row["x"] = f"{float(row['x']) + offset_mm * np.cos(angle):.2f}"
+        row["y"] = f"{float(row['y']) + offset_mm * np.sin(angle):.2f}"
+        row["image"] = str((cases_csv.parent / row["image"]).resolve())
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "cases.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out / "cases.csv"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, default=Path("cache/synthetic-test-seed2024-n40"))
     parser.add_argument("--figure", type=Path, default=Path("docs/attention_overlay.png"))
+    parser.add_argument("--offset-mm", type=float, default=0.0,
+                        help="cut each ROI this far from the nodule (in-plane, random direction): a map must then "
+                             "find the nodule, not the ROI's centre")
     args = parser.parse_args()
     predictor = Predictor(device="auto")
-    cohort = read_cohort(args.cohort / "cases.csv", args.cohort / "clinical.csv")
-    rows = {(c.pid, c.nodule): c for c in cohort.cases}
-    rois, _ = RoiSet.collect(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary))
     rng = np.random.default_rng(0)
+    truth = read_cohort(args.cohort / "cases.csv", args.cohort / "clinical.csv")
+    cases = args.cohort / "cases.csv"
+    if args.offset_mm:
+        cases = off_centre(cases, args.offset_mm, Path(tempfile.mkdtemp()), rng)
+    cohort = read_cohort(cases, args.cohort / "clinical.csv")
+    rows = {(c.pid, c.nodule): c for c in truth.cases}
+    rois, _ = RoiSet.collect(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary))
     maps = {}
-    print(f"{len(rois)} nodules of {args.cohort}\n")
-    print("| method | all | T0 | T1 | malignant | benign |\n|---|---|---|---|---|---|")
-    for method in (*METHODS, "random voxel", "ROI centre"):
+    print(f"{len(rois)} nodules of {args.cohort}, ROIs cut {args.offset_mm:g} mm from the nodule\n")
+    print("pointing game (share of maps whose maximum lies on the nodule or within 5 mm of it); mass: the "
+          "share of the map's sum inside the nodule, median\n")
+    print("| method | all | T0 | T1 | malignant | benign | mass |\n|---|---|---|---|---|---|---|")
+    for method in (*METHODS, "random voxel (mass: a uniform map)", "ROI centre"):
         if method in METHODS:
             _, maps[method] = attention_for_rois(predictor.model, rois, predictor.device, method)
         hits = {"all": [], "T0": [], "T1": [], "malignant": [], "benign": []}
+        masses = []
         for i, key in enumerate(zip(rois.pids, rois.nodules)):
             for t, timepoint in enumerate(("T0", "T1")):
                 row = rows[key].t0 if t == 0 else rows[key].t1
@@ -61,19 +92,26 @@ def main() -> int:
                 if radius <= 0:
                     continue
                 shape = predictor.preprocessing.roi_size_zyx
-                if method in METHODS:
+                grid = roi_grid(rois.centers[i, t], predictor.preprocessing)
+                nodule_lps = np.asarray(row.center_lps)
+                voxels = grid.index_zyx_to_lps(np.indices(shape).reshape(3, -1).T)
+                inside = np.linalg.norm(voxels - nodule_lps, axis=1) <= radius
+                if method in METHODS:  # its maximum, and the share of its mass within the nodule
                     peak = peak_index(maps[method][i, t])
+                    heat = maps[method][i, t].ravel()
+                    masses.append(float(heat[inside].sum() / max(heat.sum(), 1e-12)))
                 elif method == "ROI centre":  # where the point was: what a map that ignores the image would say
                     peak = (np.asarray(shape, dtype=float) - 1.0) / 2.0
-                else:
+                else:  # and the mass a uniform map holds inside: the nodule's share of the ROI
                     peak = np.array([rng.integers(0, n) for n in shape], dtype=float)
-                grid = roi_grid(rois.centers[i, t], predictor.preprocessing)
-                distance = np.linalg.norm(grid.index_zyx_to_lps(np.asarray(peak, float)) - rois.centers[i, t])
+                    masses.append(float(inside.mean()))
+                distance = np.linalg.norm(grid.index_zyx_to_lps(np.asarray(peak, float)) - nodule_lps)
                 hit = bool(distance <= radius + 5.0)
                 for group in ("all", timepoint, "malignant" if rois.labels[i] == 1 else "benign"):
                     hits[group].append(hit)
         cells = [f"{np.mean(h):.3f} ({sum(h)}/{len(h)})" for h in hits.values()]
-        print(f"| {method} | {' | '.join(cells)} |")
+        mass = f"{np.median(masses):.3f}" if masses else ""
+        print(f"| {method} | {' | '.join(cells)} | {mass} |")
 
     growing = [i for i, key in enumerate(zip(rois.pids, rois.nodules))
                if rows[key].t0.extra["course"] == "grows" and rows[key].t0.extra["nodule_type"] == "solid"]
