@@ -11,6 +11,7 @@ for its hits to mean more than "near the middle".
 """
 
 import argparse
+import copy
 import csv
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CSFNetModule"))
 
@@ -56,6 +58,11 @@ def off_centre(cases_csv: Path, offset_mm: float, out: Path, rng: np.random.Gene
         writer.writeheader()
         writer.writerows(rows)
     return out / "cases.csv"
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    ranks = [np.argsort(np.argsort(x.ravel())).astype(float) for x in (a, b)]
+    return float(np.corrcoef(*ranks)[0, 1])
 
 
 def main() -> int:
@@ -112,6 +119,22 @@ def main() -> int:
         cells = [f"{np.mean(h):.3f} ({sum(h)}/{len(h)})" for h in hits.values()]
         mass = f"{np.median(masses):.3f}" if masses else ""
         print(f"| {method} | {' | '.join(cells)} | {mass} |")
+
+    print("\nsanity check: each map against the same method's map from the network with its weights re-initialised "
+          "(Spearman rank correlation over the ROI, median over nodule scans; near 1: the map does not depend on "
+          "what the network learnt)\n")
+    randomised = copy.deepcopy(predictor.model)
+    torch.manual_seed(0)
+    for module in randomised.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    print("| method | rank correlation with the randomised network's map |\n|---|---|")
+    for method in METHODS:
+        _, random_maps = attention_for_rois(randomised, rois, predictor.device, method)
+        correlations = [_rank_correlation(maps[method][i, t], random_maps[i, t])
+                        for i in range(len(rois)) for t in range(2)
+                        if maps[method][i, t].std() > 0 and random_maps[i, t].std() > 0]
+        print(f"| {method} | {np.median(correlations):.2f} ({len(correlations)} maps) |")
 
     growing = [i for i, key in enumerate(zip(rois.pids, rois.nodules))
                if rows[key].t0.extra["course"] == "grows" and rows[key].t0.extra["nodule_type"] == "solid"]
