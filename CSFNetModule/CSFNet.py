@@ -398,14 +398,10 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                               _("PDF (*.pdf)")) if self.showDialogs else "csfnet-report.pdf"
         if not path:
             return
-        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
-        try:
-            saved = self.logic.saveReport(node, path)
-        except Exception as error:
-            self._report(_("The report could not be saved: {error}").format(error=error), traceback.format_exc())
+        done, saved = self._busy(lambda: self.logic.saveReport(node, path),
+                                 _("The report could not be saved: {error}"))
+        if not done:
             return
-        finally:
-            slicer.app.restoreOverrideCursor()
         self.ui.statusLabel.text = _("Report saved: {path} (and a PNG beside it).").format(path=saved)
 
     def onExportDicom(self):
@@ -422,28 +418,20 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else "csfnet-dicom"
         if not folder:
             return
-        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
-        try:
-            written = self.logic.exportDicom(node, folder)
-        except Exception as error:
-            self._report(_("The DICOM files could not be written: {error}").format(error=error), traceback.format_exc())
+        done, written = self._busy(lambda: self.logic.exportDicom(node, folder),
+                                   _("The DICOM files could not be written: {error}"))
+        if not done:
             return
-        finally:
-            slicer.app.restoreOverrideCursor()
         self.ui.statusLabel.text = _("{count} DICOM files written to {folder}.").format(count=len(written),
                                                                                        folder=folder)
 
     def onFindInOtherScan(self):
         """Each nodule pointed at in some scans only is found in the others, and its point added there."""
         self._stopPairPlacement()
-        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
-        try:
-            placed = self.logic.findInOtherScan(self._parameterNode)
-        except Exception as error:
-            self._report(_("The nodules could not be matched: {error}").format(error=error), traceback.format_exc())
+        done, placed = self._busy(lambda: self.logic.findInOtherScan(self._parameterNode),
+                                  _("The nodules could not be matched: {error}"))
+        if not done:
             return
-        finally:
-            slicer.app.restoreOverrideCursor()
         if not placed:
             self.ui.statusLabel.text = _("Every nodule already has a point in both scans.")
             return
@@ -499,6 +487,18 @@ class CSFNetWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         markupsLogic = slicer.modules.markups.logic()
         markupsLogic.SetActiveList(fiducials)
         markupsLogic.StartPlaceMode(False)  # one point, then back to the usual mouse mode
+
+    def _busy(self, action: Callable, failure: str):
+        """`action()` under the wait cursor: (True, its result), or (False, None) with `failure` (a text with
+        {error}) reported."""
+        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+        try:
+            return True, action()
+        except Exception as error:
+            self._report(failure.format(error=error), traceback.format_exc())
+            return False, None
+        finally:
+            slicer.app.restoreOverrideCursor()
 
     def _confirm(self, text: str) -> bool:
         return slicer.util.confirmOkCancelDisplay(text) if self.showDialogs else True

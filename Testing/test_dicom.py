@@ -260,3 +260,11 @@ def test_the_scene_s_results_leave_as_seg_and_sr_for_volumes_loaded_from_dicom(p
             export_scene_dicom(volumes, lists, [table], tmp_path / "again", files_of=files.get)
     finally:
         standalone.close()
+
+
+def test_a_report_folder_that_is_a_file_is_refused_before_any_work(dicom_cohort, tmp_path, capsys):
+    (tmp_path / "taken").write_text("x", encoding="utf-8")
+    code = csfnet(["predict", "--cases", str(dicom_cohort / "cases.csv"), "--out", str(tmp_path / "r.csv"),
+                   "--report-dir", str(tmp_path / "taken"), "--device", "cpu"])
+    assert code == 2 and "taken: a file, not a folder for reports" in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()

@@ -217,3 +217,18 @@ def test_a_patient_s_studies_give_the_scans_in_date_order_and_one_click_places_t
         assert match_history([node for node, _ in scans], lists, Registrations()) == []  # nothing placed twice
     finally:
         standalone.close()
+
+
+def test_the_later_scans_days_are_read_or_refused_saying_what_is_wrong():
+    pytest.importorskip("slicer")
+    from CSFNetLib.scene.history import typed_days
+
+    assert typed_days(0.0, "", 2) is None  # nothing typed: the DICOM dates, or unknown
+    assert typed_days(380.0, " 730, 1095 ", 2) == [0.0, 380.0, 730.0, 1095.0]
+    assert typed_days(380.0, "", 0) == [0.0, 380.0]
+    with pytest.raises(ValueError, match=r"each later scan's days since the baseline \(2 value\(s\)"):
+        typed_days(380.0, "730", 2)
+    with pytest.raises(ValueError, match="or neither; got no interval"):
+        typed_days(0.0, "730, 1095", 2)
+    with pytest.raises(ValueError, match="must be numbers separated by commas, got '730; 1095'"):
+        typed_days(380.0, "730; 1095", 1)
