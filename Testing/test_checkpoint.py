@@ -1,7 +1,10 @@
+import pickle
+
 import pytest
 import torch
 
 from CSFNetLib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from CSFNetLib.cli import main
 from CSFNetLib.clinical import FIELDS, ClinicalVocabulary
 from CSFNetLib.model import build_model
 from CSFNetLib.preprocessing import Preprocessing
@@ -91,7 +94,7 @@ def test_weights_from_another_configuration_are_refused(saved, tmp_path):
 def test_plain_state_dict_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "weights.pt"
     torch.save(build_model("small").state_dict(), path)
-    with pytest.raises(CheckpointError, match="not a CSF-net checkpoint"):
+    with pytest.raises(CheckpointError, match="weights.pt: not a CSF-net checkpoint: a bare state dict"):
         load_checkpoint(path)
 
 
@@ -100,3 +103,35 @@ def test_vocabulary_must_fit_the_model(tmp_path):
     small_vocabulary = ClinicalVocabulary({f: [] for f in FIELDS})
     with pytest.raises(ValueError, match="vocabulary has 2 rows"):
         save_checkpoint(tmp_path / "x.pt", model, Preprocessing(), small_vocabulary)
+
+
+FOREIGN_FILES = {
+    "notes.pt": (b"these are my model notes\nepoch 10\n", "a text file \\(first line: 'these are my model notes'\\)"),
+    "page.pt": (b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "an HTML page"),
+    "empty.pt": (b"", "empty"),
+    "keras.pt": (b"\x89HDF\r\n\x1a\n" + bytes(100), "an HDF5 file"),
+    "weights.pt": (len(b'{"a":1}').to_bytes(8, "little") + b'{"a":1}', "a safetensors file"),
+    "random.pt": (bytes(range(200, 256)) * 4, "binary data of an unknown kind"),
+}
+
+
+@pytest.mark.parametrize("name", FOREIGN_FILES)
+def test_a_file_that_is_no_checkpoint_is_named_for_what_it_is(tmp_path, name):
+    data, kind = FOREIGN_FILES[name]
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(CheckpointError, match=f"{name}: not a checkpoint: it is {kind}"):
+        load_checkpoint(tmp_path / name)
+
+
+def test_a_plain_pickle_is_named(tmp_path):
+    (tmp_path / "plain.pt").write_bytes(pickle.dumps({"weights": [1.0, 2.0]}))
+    with pytest.raises(CheckpointError, match="plain.pt: not a checkpoint: it is a plain Python pickle"):
+        load_checkpoint(tmp_path / "plain.pt")
+
+
+def test_the_command_line_names_a_text_file_given_as_checkpoint(tmp_path, capsys):
+    (tmp_path / "model.pt").write_text("not a model\n")
+    code = main(["predict", "--cases", str(tmp_path / "cases.csv"), "--checkpoint", str(tmp_path / "model.pt"),
+                 "--out", str(tmp_path / "results.csv")])
+    error = capsys.readouterr().err
+    assert code != 0 and "model.pt: not a checkpoint: it is a text file" in error

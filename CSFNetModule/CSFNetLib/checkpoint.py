@@ -9,6 +9,7 @@ import os
 import pickle
 import platform
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -133,15 +134,27 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(str(path), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a foreign pickle protocol before refusing the file
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(str(path), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if _file_kind(path) != "a PyTorch file":
+            raise CheckpointError(f"{path}: not a checkpoint: it is {_file_kind(path)}") from exc
         raise CheckpointError(
             f"{path}: refused, it holds Python objects other than weights and plain data "
             f"(loading it could run code): {_unpickler_reason(exc)}"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file): {exc}") from exc
+    except Exception as exc:  # torch's readers fail on foreign bytes in many ways (KeyError: 101 for text)
+        kind = _file_kind(path)
+        if kind == "a PyTorch file":
+            raise CheckpointError(f"{path}: not a readable checkpoint: a PyTorch file that is truncated or damaged "
+                                  f"({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: not a checkpoint: it is {kind}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
+            raise CheckpointError(f"{path}: not a CSF-net checkpoint: a bare state dict ({len(payload)} tensors) "
+                                  "without the model's configuration, preprocessing and clinical vocabulary; save "
+                                  "models with `csfnet train` or CSFNetLib.checkpoint.save_checkpoint")
         raise CheckpointError(f"{path}: not a CSF-net checkpoint (no '{FORMAT}' marker)")
     missing = [key for key in _REQUIRED if key not in payload]
     if missing:
@@ -171,6 +184,33 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
         metadata=dict(payload.get("metadata", {})),
         path=path,
     )
+
+
+#: A file's first bytes -> what it is, for files given where a checkpoint belongs.
+_MAGIC = ((b"PK\x03\x04", "a PyTorch file"), (b"\x89HDF", "an HDF5 file (Keras / TensorFlow weights?)"),
+          (b"\x93NUMPY", "a NumPy array file"), (b"\x80", "a plain Python pickle, not a PyTorch file"),
+          (b"%PDF", "a PDF document"), (b"\x08", "a protocol-buffer file (ONNX or TensorFlow?)"))
+
+
+def _file_kind(path: Path) -> str:
+    """What a file that should be a checkpoint looks like it is, from its first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if not head:
+        return "empty"
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) > 8 and head[8:10] == b'{"':
+        return "a safetensors file (weights without CSF-net's configuration)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data of an unknown kind (starting {head[:8].hex(' ')})"
+    if text.lstrip().lower().startswith(("<!doctype html", "<html")):
+        return "an HTML page (a download that returned a web page?)"
+    first = text.strip().splitlines()[0][:60] if text.strip() else ""
+    return f"a text file (first line: {first!r})"
 
 
 def _unpickler_reason(exc: Exception) -> str:
