@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Mapping, Optional, Set, Tuple, Union
 
 from .checkpoint import runtime_versions
-from .errors import InterruptedRun, OtherRun, ResultsExist
+from .errors import InterruptedRun, OtherRun
+from .output_paths import check_output_file
 from .shipped_weights import sha256_of
 
 if TYPE_CHECKING:
@@ -59,10 +60,10 @@ class ResultsWriter:
 
     @staticmethod
     def check_target(out: Path, *, overwrite: bool = False, resume: bool = False) -> None:
-        """Refuse, before any work, a run that would replace a results file or an interrupted run's rows."""
+        """Refuse, before any work, a run that would replace a results file or an interrupted run's rows, or
+        whose results could not be written (`check_output_file`)."""
         out = Path(out)
-        if out.exists() and not overwrite:
-            raise ResultsExist("{out} exists; pass {overwrite} to replace it", out=out)
+        check_output_file(out, "the results", overwrite=overwrite)
         partial = _partial_files(out)[0]
         if partial.exists() and not resume and not overwrite:
             raise InterruptedRun("{partial} holds an interrupted run; pass {resume} to continue it or {overwrite} "
@@ -139,6 +140,9 @@ class ResultsWriter:
         self._handle.close()
         if kind is None:
             os.replace(self.partial, self.out)
+            self.about.unlink(missing_ok=True)
+        elif not self.resume and self.predicted + self.failed == 0:  # failed before its first row: nothing to resume
+            self.partial.unlink(missing_ok=True)
             self.about.unlink(missing_ok=True)
         # otherwise the partial file stays, for --resume
 

@@ -1,22 +1,12 @@
-"""Writing a whole CSV table the user asked for (measurements.csv, matched.csv): refused up front when it
-would replace a file unasked or names a folder, and put in place only when whole."""
+"""Writing a whole CSV table the user asked for (measurements.csv, matched.csv), put in place only when whole
+(its target is checked up front by `output_paths.check_output_file`)."""
 
 import csv
 import os
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from .errors import ResultsExist
 from .records import PathLike
-
-
-def check_table_target(out: PathLike, what: str, *, overwrite: bool) -> None:
-    """Refuse, before any work, a target that would replace a file unasked, or a folder."""
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"{out}: a folder, not a file name for {what}")
-    if out.exists() and not overwrite:
-        raise ResultsExist("{out} exists; pass {overwrite} to replace it", out=out)
 
 
 def write_table(out: PathLike, columns: Sequence[str], rows: List[Dict[str, object]]) -> None:

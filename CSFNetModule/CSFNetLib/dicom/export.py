@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 from ..checkpoint import ModelCard
 from ..measure.cohort import ScanMeasurement, measured_patients
 from ..measure.segmentation import NoduleMeasurement
+from ..output_paths import check_output_folder
 from ..records import Cohort, NoduleCase, PathLike
 from ..results_file import read_probabilities
 from .segmentation import write_segmentation
@@ -56,8 +57,7 @@ def check_dicom_out(out: PathLike) -> None:
     except ImportError:
         raise ValueError("DICOM output needs the dicom extra (highdicom, Python 3.10 or later): "
                          "pip install 'csfnet[dicom]'") from None
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"{out}: a file, not a folder for DICOM output")
+    check_output_folder(out, "DICOM output")
 
 
 def export_run(cases_csv: PathLike, out: PathLike, *, results_csv: Optional[PathLike] = None,

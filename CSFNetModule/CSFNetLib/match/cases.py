@@ -17,8 +17,9 @@ import SimpleITK as sitk
 
 from ..cohort_csv import CASES_REQUIRED, parse_number, read_csv_rows, scan_number
 from ..images import read_image
+from ..output_paths import check_output_file
 from ..records import PathLike
-from ..table_files import check_table_target, write_table
+from ..table_files import write_table
 from .nodule import FOUND, NOT_PRESENT, NoduleMatch, match_nodule
 from .registration import LungRegistration, NoLungError, register_lungs
 
@@ -59,7 +60,7 @@ def match_cases(cases_csv: PathLike, out: PathLike, *, overwrite: bool = False,
                 progress: Optional[Callable[[int, int], None]] = None) -> MatchCounts:
     """Find every nodule whose point is missing in a scan (empty x, y, z) and write the filled file to `out`."""
     cases_csv, out = Path(cases_csv).resolve(), Path(out)
-    check_table_target(out, "the matched cases", overwrite=overwrite)
+    check_output_file(out, "the matched cases", overwrite=overwrite)
     header, raw = read_csv_rows(cases_csv, CASES_REQUIRED)
     if not raw:
         raise ValueError(f"{cases_csv}: no cases after the header")

@@ -18,9 +18,10 @@ import SimpleITK as sitk
 from ..cohort_csv import read_cohort
 from ..geometry import VoxelGrid
 from ..images import PatientScans
+from ..output_paths import check_output_file
 from ..preprocessing import resample_to_grid
 from ..records import Cohort, NoduleCase, PathLike, TimepointRow
-from ..table_files import check_table_target, write_table
+from ..table_files import write_table
 from .growth import growth_class, lung_rads, volume_doubling_days
 from .segmentation import NoduleMeasurement, measure_nodule
 
@@ -39,7 +40,7 @@ def measure_cohort(cases_csv: PathLike, out: PathLike, *, masks_dir: Optional[Pa
                    overwrite: bool = False, progress: Optional[Callable[[str], None]] = None) -> MeasureCounts:
     """Measure every nodule of `cases_csv` at every scan into `out` (written whole at the end)."""
     out, masks = Path(out), Path(masks_dir) if masks_dir is not None else None
-    check_table_target(out, "measurements", overwrite=overwrite)
+    check_output_file(out, "measurements", overwrite=overwrite)
     if masks is not None and masks.exists() and not masks.is_dir():
         raise ValueError(f"{masks}: not a folder for masks")
     cohort = read_cohort(cases_csv)
