@@ -171,8 +171,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _check_report_dir(out: str) -> None:
-    if Path(out).exists() and not Path(out).is_dir():
-        raise ValueError(f"{out}: a file, not a folder for reports")
+    from .output_paths import check_output_folder
+
+    check_output_folder(out, "reports")
 
 
 def _write_reports(cases: Path, clinical: Optional[Path], results: Path, checkpoint: Optional[Path], out: Path,
@@ -298,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="continue an interrupted run (its rows are kept; the cases it holds are not redone)")
     predict.add_argument("--attention-dir", help="write each nodule's T0 / T1 attention (heat and label NRRDs) here")
     predict.add_argument("--attention-method", choices=ATTENTION_METHODS, default=DEFAULT_ATTENTION_METHOD,
-                         help="cbam: the network's own spatial attention; gradcam: Grad-CAM on the last stage")
+                         help=f"how the maps are made (default {DEFAULT_ATTENTION_METHOD}; occlusion is about 100 "
+                              "times slower; docs/attention.md compares them)")
     predict.add_argument("--measurements", help="also write every nodule's measurements at both scans here "
                                                 "(measurements.csv, as csfnet measure writes it)")
     predict.add_argument("--no-measure", action="store_true",

@@ -25,11 +25,11 @@ from .inference import Predictor
 from .measure.cohort import write_measurements
 from .nlst_cmst import iter_nlst_cmst
 from .options import DEFAULT_ATTENTION_METHOD, AttentionMethod, Precision
+from .output_paths import check_output_file, check_output_folder
 from .preprocessing import Preprocessing
 from .records import CaseProblem, Cohort, Sample
 from .results_file import TWO_SCANS, ResultsWriter, fingerprint
 from .samples import iter_samples
-from .table_files import check_table_target
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ def predict_cohort(
     ResultsWriter.check_target(out, overwrite=overwrite, resume=resume)  # by every process, before any work
     _check_options(precision=precision, attention=attention, resume=resume, nlst_cmst_rois=nlst_cmst_rois,
                    ranks=ranks, measure=measure, measurements=measurements, overwrite=overwrite)
-    predictor = Predictor(checkpoint, device=device, batch_size=batch_size, precision=precision)
     if attention is not None:
         _prepare_attention_folder(attention.folder, replace_maps=overwrite or resume, ranks=ranks)
+    predictor = Predictor(checkpoint, device=device, batch_size=batch_size, precision=precision)
     job = _Job(predictor, batch_size, attention, measure and nlst_cmst_rois is None, measurements)
     if ranks.several:
         return _predict_shared(read_cohort(cases_csv, clinical_csv), out, job, overwrite=overwrite, ranks=ranks)
@@ -147,20 +147,21 @@ def _check_options(*, precision: str, attention: Optional[AttentionOutput], resu
         if resume:
             raise UnusableOptions("{measurements} is written by a whole run: rerun with {overwrite} instead of "
                                   "{resume}")
-        check_table_target(measurements, "measurements", overwrite=overwrite)
+        check_output_file(measurements, "measurements", overwrite=overwrite)
     if resume and ranks.several:
         raise UnusableOptions("{resume} continues a run of one process; rerun the {distributed} prediction whole")
     if ranks.several and nlst_cmst_rois is not None:
         raise UnusableOptions("{distributed} prediction reads cases.csv cohorts; run pre-cut ({nlst_cmst}) ROIs in "
                               "one process")
     if attention is not None and precision != "fp32":
-        raise UnusableOptions("{attention_dir} runs the network in fp32 (Grad-CAM needs its gradients); drop "
+        raise UnusableOptions("{attention_dir} runs the network in fp32 (the maps need its gradients); drop "
                               "{precision} {value} or the attention maps", value=precision)
 
 
 def _prepare_attention_folder(folder: Path, *, replace_maps: bool, ranks: Ranks) -> None:
     """The attention folder, refused when it holds maps already (unless they are to be replaced)."""
     folder = Path(folder)
+    check_output_folder(folder, "attention maps")
     earlier = sorted(folder.glob("*-heat.nrrd")) if folder.is_dir() else []
     if earlier and not replace_maps:
         raise ResultsExist("{folder} already holds attention maps (e.g. {example}); pass {overwrite} to replace "
