@@ -15,7 +15,8 @@ def test_a_results_path_naming_a_folder_is_refused_before_any_work(tmp_path, cap
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").mkdir()
     code = main(["predict", "--cases", "missing.csv", "--out", "out"])
-    assert code == 2 and "out: a folder, not a file name for the results (e.g. out/results.csv)" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert code == 2 and "out: a folder, not a file name for the results (e.g. out/results.csv)" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not any((tmp_path / "out").iterdir())
 
 

@@ -7,6 +7,7 @@ checkpoint, so a model always encodes clinical data the way it was trained.
 """
 
 import math
+import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -151,6 +152,17 @@ class ClinicalVocabulary:
             else:
                 rows.append(self._rows[field].get(code, UNKNOWN_INDEX))
         return rows
+
+    def encode_patient(self, pid: str, record: Optional[Mapping[str, Any]]) -> List[int]:
+        """`encode`, warning of each given value that is none of the field's codes (it counts as unknown)."""
+        for field in FIELDS:
+            code = normalize_code((record or {}).get(field))
+            if code is not None and code not in self._rows[field]:
+                codes = self.codes[field]
+                known = ", ".join(codes) if len(codes) <= 8 else f"{codes[0]}, {codes[1]}, ..., {codes[-1]}"
+                warnings.warn(f"patient {pid}: clinical {field} = {str(record[field]).strip()!r} is none of the "
+                              f"model's codes ({known}); it counts as unknown", stacklevel=2)
+        return self.encode(record)
 
     def to_dict(self) -> Dict[str, List[str]]:
         return {f: list(self.codes[f]) for f in FIELDS}

@@ -90,7 +90,7 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> Tuple[List[str], List[
         line = raw[: exc.start].count(b"\n") + 1
         reason = f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
         raise ValueError(f"{path}:{line}: {reason}") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_separator(text))
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
@@ -110,6 +110,12 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> Tuple[List[str], List[
     except csv.Error as exc:
         raise ValueError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from exc
     return header, rows
+
+
+def _separator(text: str) -> str:
+    """The header line's separator: a comma, else the semicolon of European spreadsheets, else a tab."""
+    header = text.split("\n", 1)[0]
+    return next((separator for separator in ",;\t" if separator in header), ",")
 
 
 def _parse_case_row(
@@ -155,6 +161,8 @@ def parse_number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
+        if re.fullmatch(r"[+-]?\d+,\d+", text.strip()):  # a European spreadsheet's decimal comma
+            raise ValueError(f"{what} = {text!r}: use a decimal point ({text.replace(',', '.')})") from None
         raise ValueError(f"{what} = {text!r} is not a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{what} = {text!r} is not finite")

@@ -1,13 +1,14 @@
 """What the command-line front ends (`csfnet`, the batch script, `main.py`) show on the terminal.
 
-The library logs (logger "CSFNetLib") and reports progress through callbacks; here those become
-lines on stderr and tqdm bars. A bar redraws itself in a terminal and stays silent when stderr is a
-file, where the log lines alone tell the story. Errors a user can fix are worded with --options.
+The library logs (logger "CSFNetLib"), warns (Python warnings) and reports progress through callbacks;
+here those become one line each on stderr and tqdm bars. A bar redraws itself in a terminal and stays
+silent when stderr is a file, where the log lines alone tell the story. Errors a user can fix are worded with --options.
 """
 
 import contextlib
 import logging
 import sys
+import warnings
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from .errors import UsageError, command_line_option
@@ -24,14 +25,21 @@ def messages_on_stderr(program: str, level: int = logging.INFO) -> Iterator[None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{program}: %(message)s"))
     logger = logging.getLogger(LIBRARY_LOGGER)
-    previous = logger.level
+    previous = logger.level, warnings.showwarning
     logger.addHandler(handler)
     logger.setLevel(level)
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+        """A warning as one line, without the source line Python would print under it."""
+        sys.stderr.write(f"{program}: warning: {message}\n")
+
+    warnings.showwarning = one_line
     try:
         yield
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(previous)
+        logger.setLevel(previous[0])
+        warnings.showwarning = previous[1]
 
 
 def progress_bar(total: int, description: str, unit: str = "it") -> "tqdm":

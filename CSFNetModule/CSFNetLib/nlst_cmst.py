@@ -71,7 +71,7 @@ def _nlst_samples(
                 break
         else:
             label = next((lab for _, _, lab in entries if lab is not None), None)
-            yield Sample(pid, "1", rois[0], rois[1], vocabulary.encode(clinical.get(pid)), label)
+            yield Sample(pid, "1", rois[0], rois[1], vocabulary.encode_patient(pid, clinical.get(pid)), label)
 
 
 def _parse_nlst_row(

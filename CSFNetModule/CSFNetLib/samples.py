@@ -36,7 +36,7 @@ def iter_samples(
     for case in cohort.cases:
         by_patient.setdefault(case.pid, []).append(case)
     for pid, cases in by_patient.items():
-        clinical = vocabulary.encode(cohort.clinical.get(pid))
+        clinical = vocabulary.encode_patient(pid, cohort.clinical.get(pid))
         scans = _PatientScans(preprocessing)
         measured: Dict[str, List[Dict[str, object]]] = {}  # a nodule's rows at every scan, measured once
         for case in cases:
