@@ -218,10 +218,33 @@ def _pair_rows(
             report(f"days do not increase: {b.timepoint} (line {b.row}) at {b.days:g} days, {a.timepoint} (line "
                    f"{a.row}) at {a.days:g}: the scans must be in time order", b)
             continue
+        same = next(((a, b) for a, b in zip(history, history[1:]) if a.image.resolve() == b.image.resolve()), None)
+        if same:
+            a, b = same
+            report(f"{a.timepoint} (line {a.row}) and {b.timepoint} (line {b.row}) name the same image {b.image}: "
+                   "each scan of the history must be its own file", b)
+            continue
         label = labels.pop() if labels else None
         cases += [NoduleCase(key[0], key[1], before, after, label, history if len(history) > 2 else ())
                   for before, after in zip(history, history[1:])]
+    _warn_of_repeated_points(cases)
     return cases
+
+
+def _warn_of_repeated_points(cases: List[NoduleCase], within_mm: float = 2.0) -> None:
+    """Two nodules of a patient at the same point of the same scan are most likely one nodule entered twice."""
+    seen: Dict[Tuple[str, Path], List[TimepointRow]] = {}
+    warned = set()
+    for row in {id(r): r for case in cases for r in (case.t0, case.t1)}.values():
+        for other in seen.setdefault((row.pid, row.image.resolve()), []):
+            pair = (row.pid, other.nodule, row.nodule)
+            if other.nodule != row.nodule and pair not in warned and math.dist(other.center_lps,
+                                                                                row.center_lps) <= within_mm:
+                warned.add(pair)
+                warnings.warn(f"patient {row.pid}: nodules {other.nodule} (line {other.row}) and {row.nodule} (line "
+                              f"{row.row}) are at the same point of {row.image.name}: the same nodule twice?",
+                              stacklevel=3)
+        seen[(row.pid, row.image.resolve())].append(row)
 
 
 def scan_number(timepoint: str) -> Optional[int]:

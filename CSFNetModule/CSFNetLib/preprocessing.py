@@ -196,13 +196,48 @@ def extract_roi(
 
 
 def check_inside_scan(scan: Union[sitk.Image, VoxelGrid], center_lps: PointsLike) -> None:
-    """A nodule centre must lie within the scan (up to half a voxel beyond its outer voxel centres)."""
+    """A nodule centre must lie within the scan (up to half a voxel beyond its outer voxel centres).
+
+    Given the image, a point outside it whose RAS reading (x and y negated) or voxel-index reading falls in
+    the lungs (in the scan, when no lungs can be found in it) is named as such: the two commonest mistakes
+    with nodule points. A mistaken point that still falls inside the scan cannot be told from a right one
+    and goes through as given.
+    """
     center_lps = as_lps_point(center_lps)
     grid = scan if isinstance(scan, VoxelGrid) else VoxelGrid.of_image(scan)
-    index = grid.lps_to_index_zyx(center_lps)[::-1]
-    size = np.asarray(grid.size_xyz, dtype=float)
-    if np.any(index < -0.5) or np.any(index > size - 0.5):
+    if not _inside(grid, center_lps):
+        index = grid.lps_to_index_zyx(center_lps)[::-1]
+        hint = _coordinate_hint(scan, center_lps) if isinstance(scan, sitk.Image) else ""
         raise ValueError(
             f"nodule centre {tuple(np.round(center_lps, 2).tolist())} (LPS mm) lies outside the scan "
-            f"(voxel index {tuple(np.round(index, 1).tolist())} of size {tuple(int(s) for s in size)})"
+            f"(voxel index {tuple(np.round(index, 1).tolist())} of size {grid.size_xyz}){hint}"
         )
+
+
+def _inside(grid: VoxelGrid, point_lps: np.ndarray) -> bool:
+    index = grid.lps_to_index_zyx(point_lps)[::-1]
+    return bool(np.all(index >= -0.5) and np.all(index <= np.asarray(grid.size_xyz, dtype=float) - 0.5))
+
+
+def _coordinate_hint(image: sitk.Image, center_lps: np.ndarray) -> str:
+    """What the point would be if it had been given in RAS, or as voxel indices, where that lies in the lungs."""
+    grid = VoxelGrid.of_image(image)
+    readings = (("; it looks like RAS coordinates (as 3D Slicer shows them): negate x and y for LPS",
+                 center_lps * np.array([-1.0, -1.0, 1.0])),
+                ("; it looks like voxel indices (i, j, k): give the point in millimetres (LPS)",
+                 grid.index_zyx_to_lps(center_lps[::-1])))
+    fitting = [(text, point) for text, point in readings if _inside(grid, point)]
+    if not fitting:
+        return ""
+    try:
+        lungs: Optional[sitk.Image] = lung_mask(image)
+    except ValueError:  # no lungs found (a scan cut inside the chest): being in the scan must do
+        lungs = None
+    for text, point in fitting:
+        where = ", ".join(f"{v:.1f}" for v in point)
+        if lungs is None:
+            return f"{text} ({where} falls in the scan)"
+        index = tuple(int(round(i)) for i in lungs.TransformPhysicalPointToContinuousIndex(tuple(point)))
+        if all(0 <= i < n for i, n in zip(index, lungs.GetSize())) and lungs[index]:
+            return f"{text} ({where} falls in the lungs)"
+    return ""
