@@ -31,7 +31,7 @@ from slicer.util import VTKObservationMixin
 
 from CSFNetLib.clinical import FIELDS, NOT_GIVEN, choice_labels, record_from_choices
 from CSFNetLib.errors import UsageError
-from CSFNetLib.options import DEVICES
+from CSFNetLib.options import ATTENTION_METHODS, DEFAULT_ATTENTION_METHOD, DEVICES
 from CSFNetLib.progress import Cancelled
 from CSFNetLib.shipped_weights import model_entries
 from CSFNetLib.torch_setup import TorchInstaller
@@ -125,6 +125,7 @@ class CSFNetSettings:
     checkpointPath: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     showAttention: bool = True
+    attentionMethod: Annotated[str, Choice(list(ATTENTION_METHODS))] = DEFAULT_ATTENTION_METHOD
     intervalDays: Annotated[float, WithinRange(0.0, 10000.0)] = 0.0  # 0: unknown
     laterDays: str = ""  # the later scans' days since the baseline, "730, 1095"; empty: DICOM dates or unknown
 
@@ -640,7 +641,8 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
 
         node = super().getParameterNode()
         if CSFNetLogic._guardedNode is not node:  # before the wrapper, which refuses values it does not know
-            choices = {"settings.model": MODEL_NAMES, "settings.device": list(DEVICES)}
+            choices = {"settings.model": MODEL_NAMES, "settings.device": list(DEVICES),
+                       "settings.attentionMethod": list(ATTENTION_METHODS)}
             choices.update({f"clinical.{field}": choice_labels(field) for field in FIELDS})
             CSFNetLogic.releaseParameterNode()
             CSFNetLogic._guardTag = keep_choices_known(node, choices)
@@ -804,7 +806,8 @@ class CSFNetLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Choose a checkpoint file, or one of the shipped models."))
         clinical = record_from_choices({field: getattr(parameterNode.clinical, field) for field in FIELDS})
         return dict(clinical=clinical, checkpoint=checkpoint, device=settings.device,
-                    attention=settings.showAttention, predictors=self._predictors)
+                    attention=settings.showAttention, attention_method=settings.attentionMethod,
+                    predictors=self._predictors)
 
     def findInOtherScan(self, parameterNode: "CSFNetParameterNode"):
         """Match every nodule pointed at in some scans only into the others (baseline, follow-up, later scans);
@@ -1034,6 +1037,17 @@ class CSFNetTest(ScriptedLoadableModuleTest):
         widget.ui.showAttentionCheckBox.checked = False  # the overlay goes at once, and comes back
         self.assertFalse(composite.GetLabelVolumeID())
         widget.ui.showAttentionCheckBox.checked = True
+        self.assertEqual(composite.GetLabelVolumeID(), labels.GetID())
+
+        self.delayDisplay("Another attention method: the next Apply makes its maps")
+        from CSFNetLib.scene.results_table import ATTENTION_METHOD_ATTRIBUTE
+
+        self.assertEqual(table.GetAttribute(ATTENTION_METHOD_ATTRIBUTE), DEFAULT_ATTENTION_METHOD)
+        widget.ui.attentionMethodComboBox.currentText = "gradcam"
+        self.assertEqual(widget.logic.getParameterNode().settings.attentionMethod, "gradcam")
+        widget.ui.applyButton.click()
+        self.assertEqual(table.GetAttribute(ATTENTION_METHOD_ATTRIBUTE), "gradcam")
+        heat, labels = nodule_attention(table, "1", "T1")
         self.assertEqual(composite.GetLabelVolumeID(), labels.GetID())
 
     def test_PatientStudiesGiveTheWholeHistoryFromOneClick(self):

@@ -9,7 +9,16 @@ import SimpleITK as sitk
 import torch
 
 from conftest import Phantom, rotation
-from CSFNetLib.attention import LEVELS, attention_maps, color_table, heat_image, label_image
+from CSFNetLib.attention import (
+    LEVELS,
+    attention_maps,
+    color_table,
+    heat_image,
+    label_image,
+    log_odds,
+    occlusion_cells,
+    peak_index,
+)
 from CSFNetLib.cli import main
 from CSFNetLib.clinical import ClinicalVocabulary
 from CSFNetLib.inference import Predictor
@@ -46,10 +55,45 @@ def test_maps_have_the_roi_shape_and_range_and_leave_the_prediction_unchanged(de
     assert all(p.grad is None for p in demo.model.parameters())
 
 
-def test_a_t1_only_model_has_no_baseline_map():
+@pytest.mark.parametrize("method", ["cbam", "input-x-gradient", "occlusion"])
+def test_a_t1_only_model_has_no_baseline_map(method):
     model = build_model("small", variant="t1-only").eval()
-    _, maps = attention_maps(model, *inputs(), method="cbam")
+    _, maps = attention_maps(model, *inputs(1), method=method)
     assert float(maps[:, 0].abs().max()) == 0.0 and float(maps[:, 1].max()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("variant", ["csf-net", "t1-only", "concat"])
+def test_the_forward_pass_is_spatial_features_then_classify(variant):
+    model = build_model("small", variant=variant).eval()
+    t0, t1, clinical = inputs()
+    with torch.inference_mode():
+        assert torch.equal(model(t0, t1, clinical), model.classify(model.spatial_features(t0, t1), clinical))
+
+
+def test_occlusion_cells_tile_the_roi_with_one_centred_on_its_centre():
+    cells = occlusion_cells((16, 64, 64))
+    covered = np.zeros((16, 64, 64), int)
+    for cell in cells:
+        covered[cell] += 1
+    assert (covered == 1).all()  # every voxel in exactly one cell
+    assert (slice(4, 12), slice(28, 36), slice(28, 36)) in cells  # an 8 mm cube around the centre (7.5, 31.5, 31.5)
+
+
+def test_occlusion_peaks_where_hiding_a_cube_lowers_the_log_odds_most(demo):
+    t0, t1, _ = inputs(1, seed=3)
+    clinical = torch.zeros(1, 6, dtype=torch.int64)
+    _, maps = attention_maps(demo.model, t0, t1, clinical, "occlusion")
+
+    def drop_hiding(index_zyx) -> float:  # the cell of `index_zyx` in T1 filled with T1's median, as occlusion does
+        cells = occlusion_cells(t1.shape[2:])
+        cell = next(c for c in cells if all(s.start <= i < s.stop for s, i in zip(c, index_zyx)))
+        hidden = t1.clone()
+        hidden[(0, 0, *cell)] = t1.median()
+        with torch.inference_mode():
+            return float(log_odds(demo.model(t0, t1, clinical)) - log_odds(demo.model(t0, hidden, clinical)))
+
+    least = np.unravel_index(int(np.argmin(maps[0, 1].numpy())), maps.shape[2:])
+    assert drop_hiding(peak_index(maps[0, 1].numpy())) > max(drop_hiding(least), 0.0)
 
 
 def test_cbam_maps_follow_the_networks_spatial_attention(demo):
@@ -111,7 +155,7 @@ def test_predict_writes_attention_files_named_by_patient_nodule_and_time_point(s
                  "--attention-dir", str(folder)]) == 0
     rows = list(csv.DictReader(open(synthetic_cohort / "cases.csv", newline="")))
     for row in rows:
-        stem = folder / f"{row['pid']}_nodule{row['nodule']}_{row['timepoint']}_gradcam"
+        stem = folder / f"{row['pid']}_nodule{row['nodule']}_{row['timepoint']}_layercam"
         heat = sitk.ReadImage(f"{stem}-heat.nrrd")
         labels = sitk.ReadImage(f"{stem}-labels.nrrd")
         middle = [(n - 1) / 2.0 for n in heat.GetSize()]

@@ -76,7 +76,7 @@ def test_predict_writes_a_row_per_follow_up_naming_the_pair_and_measures_every_s
     assert later and all(m["vdt_days"] for m in later)  # growth against T1
     pid, nodule = nodules[0]
     names = {path.name for path in maps.glob("*-heat.nrrd")}
-    assert {f"{pid}_nodule{nodule}_T0_gradcam-heat.nrrd", f"{pid}_nodule{nodule}_T1-T2_T2_gradcam-heat.nrrd"} <= names
+    assert {f"{pid}_nodule{nodule}_T0_layercam-heat.nrrd", f"{pid}_nodule{nodule}_T1-T2_T2_layercam-heat.nrrd"} <= names
 
 
 def test_two_scan_results_keep_their_columns(synthetic_cohort, tmp_path):

@@ -12,6 +12,7 @@ slicer = pytest.importorskip("slicer")
 
 from CSFNetLib.checkpoint import CheckpointError  # noqa: E402
 from CSFNetLib.geometry import lps_to_ras, ras_to_lps  # noqa: E402
+from CSFNetLib.options import DEFAULT_ATTENTION_METHOD  # noqa: E402
 from CSFNetLib.progress import Cancelled  # noqa: E402
 from CSFNetLib.scene.files import StandaloneScene, load_scene, save_scene  # noqa: E402
 from CSFNetLib.scene.logic import predict_scene  # noqa: E402
@@ -24,7 +25,13 @@ from CSFNetLib.scene.nodes import (  # noqa: E402
     output_node_ids,
 )
 from CSFNetLib.scene.parameter_node import keep_choices_known, reset_unknown_choice  # noqa: E402
-from CSFNetLib.scene.results_table import MEASURE_ROLE, ROLE, table_nodules, table_rows  # noqa: E402
+from CSFNetLib.scene.results_table import (  # noqa: E402
+    ATTENTION_METHOD_ATTRIBUTE,
+    MEASURE_ROLE,
+    ROLE,
+    table_nodules,
+    table_rows,
+)
 
 
 @pytest.fixture
@@ -131,10 +138,14 @@ def test_a_rerun_refills_the_same_table_without_duplicates(scene, case):
     (v0, v1), f0, f1, _ = case
     table = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
     count = scene.GetNumberOfNodes()
-    again = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False)
+    assert table.GetAttribute(ATTENTION_METHOD_ATTRIBUTE) == DEFAULT_ATTENTION_METHOD
+    first = slicer.util.arrayFromVolume(scene.GetFirstNodeByName("1 T1 attention heat")).copy()
+    again = predict_scene(scene, v0, v1, f0, f1, device="cpu", measure=False, attention_method="input-x-gradient")
     assert again is table and table.GetNumberOfRows() == 3
     assert scene.GetNumberOfNodes() == count
     assert table.GetNumberOfNodeReferences(ROLE) == 12
+    assert table.GetAttribute(ATTENTION_METHOD_ATTRIBUTE) == "input-x-gradient"  # the maps say how they were made
+    assert not np.array_equal(slicer.util.arrayFromVolume(scene.GetFirstNodeByName("1 T1 attention heat")), first)
 
 
 def test_a_parent_transform_is_applied_to_volumes_and_fiducials(scene, case):

@@ -17,10 +17,10 @@ Precision = Literal["fp32", "fp16"]
 PRECISIONS: Tuple[str, ...] = get_args(Precision)
 PRECISION_TOLERANCE = 0.01  # the largest change of p_malignant a reduced precision may make
 
-#: How attention maps are made: the network's own CBAM attention, or Grad-CAM on the last stage.
-AttentionMethod = Literal["gradcam", "layercam", "cbam"]
+#: How attention maps are made (CSFNetLib.attention; docs/attention.md measures them).
+AttentionMethod = Literal["layercam", "gradcam", "input-x-gradient", "occlusion", "cbam"]
 ATTENTION_METHODS: Tuple[str, ...] = get_args(AttentionMethod)
-DEFAULT_ATTENTION_METHOD: AttentionMethod = "gradcam"  # it wins the pointing game (docs/attention.md)
+DEFAULT_ATTENTION_METHOD: AttentionMethod = "layercam"  # finds the nodule most often and deletes faithfully
 
 #: The named network configurations (CSFNetLib.model.config.CONFIGS): the paper's widths and a narrow one.
 ConfigName = Literal["small", "full"]

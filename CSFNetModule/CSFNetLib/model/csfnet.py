@@ -56,14 +56,21 @@ class CSFNet(nn.Module):
 
     def forward(self, t0: torch.Tensor, t1: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:
         self._check_inputs(t0, t1, clinical)
+        return self.classify(self.spatial_features(t0, t1), clinical)
+
+    def spatial_features(self, t0: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
+        """The backbone's features of every ROI it sees: T0 then T1 as one batch of 2B (one pass, shared
+        weights), or T1 alone (B) for a model without the baseline."""
+        return self.backbone(torch.cat([t0, t1], dim=0) if self.config.uses_baseline else t1)
+
+    def classify(self, features: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:
+        """Logits (B, 2) from `spatial_features` and the clinical rows: everything after the backbone."""
         variant = self.config.variant
         if self.config.uses_baseline:
-            batch = t0.shape[0]
-            # One backbone pass over both time points: same weights, one larger batch.
-            features = self.backbone(torch.cat([t0, t1], dim=0))
+            batch = clinical.shape[0]
             fused = self.temporal_fusion(features[:batch], features[batch:])
         else:
-            fused = self.backbone(t1)
+            fused = features
         image_vector, image_tokens = self.image_vector(fused, with_tokens=variant == "csf-net")
         if not self.config.uses_clinical:
             return self.head(image_vector)

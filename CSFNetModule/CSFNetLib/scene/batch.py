@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..console import messages_on_stderr
-from ..options import DEVICES, MINIMUM_TORCH, PAIR_BY
+from ..options import ATTENTION_METHODS, DEFAULT_ATTENTION_METHOD, DEVICES, MINIMUM_TORCH, PAIR_BY
 from ..torch_setup import TorchInstaller
 from .nodes import NODE_NAMES
 
@@ -53,6 +53,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the shipped demo model)")
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--no-attention", action="store_true", help="skip the attention maps")
+    parser.add_argument("--attention-method", choices=ATTENTION_METHODS, default=DEFAULT_ATTENTION_METHOD,
+                        help=f"how the attention maps are made (default {DEFAULT_ATTENTION_METHOD}; docs/attention.md)")
     parser.add_argument("--no-measure", action="store_true",
                         help="skip measuring the nodules (segmentations, volumes, growth, Lung-RADS)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results and scene files")

@@ -129,7 +129,8 @@ class _Run:
         table = predict_scene(self.scene, baseline, followup, baseline_points, followup_points,
                               clinical=self.clinical.get(pid),
                               checkpoint=self.args.checkpoint, device=self.args.device,
-                              attention=not self.args.no_attention, pair_by=self.args.pair_by,
+                              attention=not self.args.no_attention,
+                              attention_method=self.args.attention_method, pair_by=self.args.pair_by,
                               same_position=self.args.same_position, measure=not self.args.no_measure,
                               interval_days=interval_days, predictors=self.predictors)
         rows = table_rows(table)

@@ -19,6 +19,7 @@ import vtk
 
 from ..inference import PredictorCache
 from ..measure.cohort import ScanMeasurement
+from ..options import DEFAULT_ATTENTION_METHOD, AttentionMethod
 from ..progress import Progress
 from .logic import TABLE_NAME, SceneResult, compute_scene, remove_table, write_scene
 from .matching import PlacedMatch, Registrations, match_points
@@ -118,7 +119,8 @@ def history_table_name(scans: str) -> str:
 
 def predict_history(scene, volumes: Sequence, fiducials: Sequence, *, days: Optional[Sequence[float]] = None,
                     clinical: Optional[Mapping[str, object]] = None, checkpoint: Optional[str] = None,
-                    device: str = "auto", attention: bool = True, measure: bool = True,
+                    device: str = "auto", attention: bool = True,
+                    attention_method: AttentionMethod = DEFAULT_ATTENTION_METHOD, measure: bool = True,
                     progress: Optional[Progress] = None, predictors: Optional[PredictorCache] = None) -> List:
     """One results table per follow-up (against the scan before it) and the volume history; the tables.
 
@@ -143,8 +145,9 @@ def predict_history(scene, volumes: Sequence, fiducials: Sequence, *, days: Opti
                                  "the nodules in the other scans does)")
             continue  # every nodule absent from one of the two scans: nothing to assess
         results[k] = compute_scene(volumes[k], volumes[k + 1], fiducials[k], fiducials[k + 1], clinical=clinical,
-                                   checkpoint=checkpoint, device=device, attention=attention, pair_by="label",
-                                   same_position=False, measure=measure,
+                                   checkpoint=checkpoint, device=device, attention=attention,
+                                   attention_method=attention_method, pair_by="label", same_position=False,
+                                   measure=measure,
                                    interval_days=None if days is None else days[k + 1] - days[k],
                                    progress=progress, predictors=cache, labels=shared)
     if not results:

@@ -18,14 +18,14 @@ from ..dataset import RoiSet
 from ..geometry import ras_to_lps
 from ..inference import Predictor, PredictorCache
 from ..measure.cohort import ScanMeasurement, nodule_rows
-from ..options import DEFAULT_ATTENTION_METHOD, OUTPUT_ATTRIBUTE, PairBy
+from ..options import DEFAULT_ATTENTION_METHOD, OUTPUT_ATTRIBUTE, AttentionMethod, PairBy
 from ..pairing import PAIRING_RULES, NodulePair, pair_nodules
 from ..preprocessing import check_inside_scan, extract_roi, lung_mask, roi_grid
 from ..progress import Progress, no_progress
 from ..records import Sample
 from .measurements import add_growth_plot, add_segmentations, measure_nodules
 from .nodes import CTVolume, add_output_node, add_volume_node, control_points, ct_volume, hierarchy_ancestor
-from .results_table import MEASURE_ROLE, ROLE, attention_name, fill_table
+from .results_table import ATTENTION_METHOD_ATTRIBUTE, MEASURE_ROLE, ROLE, attention_name, fill_table
 
 TABLE_NAME = "CSF-net results"
 COLOR_NAME = "CSF-net attention levels"
@@ -44,6 +44,7 @@ class SceneResult:
     predictor: Predictor
     seconds: float  # per nodule
     measured: Optional[List[List[ScanMeasurement]]] = None  # each nodule at each scan, when measured
+    attention_method: AttentionMethod = DEFAULT_ATTENTION_METHOD  # how `maps` were made
 
 
 def predict_scene(
@@ -57,6 +58,7 @@ def predict_scene(
     checkpoint: Optional[str] = None,
     device: str = "auto",
     attention: bool = True,
+    attention_method: AttentionMethod = DEFAULT_ATTENTION_METHOD,
     pair_by: PairBy = "auto",
     same_position: bool = False,
     measure: bool = True,
@@ -79,7 +81,8 @@ def predict_scene(
     """
     result = compute_scene(baseline_volume, followup_volume, baseline_fiducials, followup_fiducials,
                            clinical=clinical, checkpoint=checkpoint, device=device, attention=attention,
-                           pair_by=pair_by, same_position=same_position, measure=measure,
+                           attention_method=attention_method, pair_by=pair_by, same_position=same_position,
+                           measure=measure,
                            interval_days=interval_days, progress=progress, predictors=predictors or PredictorCache())
     return write_scene(scene, result, baseline_volume=baseline_volume, followup_volume=followup_volume, table=table)
 
@@ -95,6 +98,7 @@ def compute_scene(
     device: str,
     attention: bool,
     pair_by: PairBy,
+    attention_method: AttentionMethod = DEFAULT_ATTENTION_METHOD,
     same_position: bool,
     measure: bool,
     interval_days: Optional[float],
@@ -117,18 +121,18 @@ def compute_scene(
     rois = RoiSet.collect(_samples(volumes, nodules, predictor, clinical, report))[0]
     report(f"Running CSF-net on {len(nodules)} nodule(s) ({predictor.device})", 0.5)
     try:
-        probabilities, maps = _run(predictor, rois, attention)
+        probabilities, maps = _run(predictor, rois, attention, attention_method)
     except torch.cuda.OutOfMemoryError:
         if predictor.device.type != "cuda":
             raise
         torch.cuda.empty_cache()
         predictor = predictors.get(checkpoint, "cpu")
         report("The GPU ran out of memory: running on the CPU instead", 0.5)
-        probabilities, maps = _run(predictor, rois, attention)
+        probabilities, maps = _run(predictor, rois, attention, attention_method)
     measured = measure_nodules(volumes, nodules, interval_days, report) if measure else None
     report("Writing the results", 0.9)  # the last point at which a run can be cancelled
     seconds = (time.perf_counter() - started) / len(nodules)
-    return SceneResult(nodules, rule, probabilities, maps, rois, predictor, seconds, measured)
+    return SceneResult(nodules, rule, probabilities, maps, rois, predictor, seconds, measured, attention_method)
 
 
 def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume, table=None):
@@ -144,6 +148,7 @@ def write_scene(scene, result: SceneResult, *, baseline_volume, followup_volume,
     hierarchy = _Hierarchy(scene)
     hierarchy.place(table, followup_volume)
     if result.maps is not None:
+        table.SetAttribute(ATTENTION_METHOD_ATTRIBUTE, result.attention_method)
         colors = _attention_colors(scene)
         for i in range(len(result.nodules)):
             for t, volume in enumerate((baseline_volume, followup_volume)):
@@ -194,9 +199,9 @@ def _nodules(baseline_fiducials, followup_fiducials, pair_by: str, same_position
                         control_points(followup_fiducials, "follow-up", labels), pair_by)
 
 
-def _run(predictor: Predictor, roi_set: RoiSet, attention: bool):
+def _run(predictor: Predictor, roi_set: RoiSet, attention: bool, method: AttentionMethod):
     if attention:
-        return predictor.predict_with_attention(roi_set, DEFAULT_ATTENTION_METHOD)
+        return predictor.predict_with_attention(roi_set, method)
     return predictor.predict(roi_set), None
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 ROLE = "csfnet.attention"  # the table's references to its attention maps
 MEASURE_ROLE = "csfnet.measurements"  # and to its segmentations and growth plot
+ATTENTION_METHOD_ATTRIBUTE = "csfnet.attentionMethod"  # how the attention maps were made (options.ATTENTION_METHODS)
 #: Each nodule's measurements (measurements.csv's names; volumes at both scans, the rest at the follow-up).
 MEASURED_COLUMNS = ("volume_t0_mm3", "volume_t1_mm3", "diameter_mm", "type", "vdt_days", "growth_class", "lung_rads",
                     "lung_rads_reason", "measure_error")
