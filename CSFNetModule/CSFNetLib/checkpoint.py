@@ -131,6 +131,8 @@ def model_card(path: Optional[Union[str, Path]] = None) -> ModelCard:
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> Checkpoint:
     """Read and validate a checkpoint; never unpickles anything but tensors and plain data."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file (name the .pt file in it)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:

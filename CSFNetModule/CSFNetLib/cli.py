@@ -92,6 +92,17 @@ def _processes(args: argparse.Namespace):
     return join(args.device) if args.distributed else (SINGLE, args.device)
 
 
+def _at_least_one(text: str) -> int:
+    """A count option: a whole number of 1 or more (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _optional_path(value: Optional[str]) -> Optional[Path]:
     return Path(value) if value else None
 
@@ -138,6 +149,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .prediction import AttentionOutput, predict_cohort
 
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: --resume keeps an interrupted run's rows, "
+                         "--overwrite starts again")
+    inputs = [Path(p).resolve() for p in (args.cases, args.clinical) if p]
+    if Path(args.out).resolve() in inputs:
+        raise ValueError(f"--out {args.out} is one of the input files: choose another name for the results")
     ranks, device = _processes(args)
     if args.dicom_out:
         from .dicom.export import check_dicom_out
@@ -239,11 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
         "synth", help="write a synthetic longitudinal chest-CT cohort (cases.csv, clinical.csv, NRRD scans)"
     )
     synth.add_argument("--out", required=True, help="new or empty folder to write the cohort into")
-    synth.add_argument("--cases", type=int, required=True, help="number of patients (each has 1-3 nodules)")
+    synth.add_argument("--cases", type=_at_least_one, required=True, help="number of patients (each has 1-3 nodules)")
     synth.add_argument("--seed", type=int, default=0, help="the same seed gives the same cohort")
     synth.add_argument("--size", choices=["small", "full"], default="small",
                        help="small: 160 x 160 x 100 chest crops (tests, demo); full: 512 x 512 whole-chest scans")
-    synth.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes to use")
+    synth.add_argument("--workers", type=_at_least_one, default=min(2, os.cpu_count() or 1), help="processes to use")
     synth.add_argument("--slice-mm", type=float, nargs="+", metavar="MM",
                        help="the slice thicknesses (mm) each scan's is drawn from (default: 1 1.25 1.5 2 2.5); "
                             "e.g. 0.625 0.8 1 for thin-slice screening scans")
@@ -263,9 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="small: narrow, for CPUs and the demo; full: the paper's widths")
     train.add_argument("--variant", choices=list(VARIANTS), default="csf-net",
                        help="; ".join(f"{name}: {label}" for name, label in VARIANTS.items()))
-    train.add_argument("--folds", type=int, default=1, help="1: train / validation / test split; K: K-fold CV")
-    train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--folds", type=_at_least_one, default=1,
+                       help="1: train / validation / test split; K: K-fold CV")
+    train.add_argument("--epochs", type=_at_least_one, default=60)
+    train.add_argument("--batch-size", type=_at_least_one, default=16)
     train.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val AUC")
     train.add_argument("--device", choices=DEVICES, default="auto")
     train.add_argument("--seed", type=int, default=0)
@@ -281,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="more networks for the table (default with the shipped model: its ablations)")
     evaluate.add_argument("--out", help="report folder: metrics.json, predictions.csv, roc.png")
     evaluate.add_argument("--device", choices=DEVICES, default="auto")
-    evaluate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    evaluate.add_argument("--resamples", type=_at_least_one, default=1000, help="bootstrap resamples")
     evaluate.set_defaults(run=_evaluate)
 
     predict = commands.add_parser("predict", help="p_malignant for every nodule -> results.csv")
@@ -290,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", help="default: the shipped demo model")
     predict.add_argument("--out", required=True, help="results.csv to write")
     predict.add_argument("--device", choices=DEVICES, default="auto")
-    predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--batch-size", type=_at_least_one, default=16)
     predict.add_argument("--precision", choices=PRECISIONS, default="fp32",
                          help="fp16: autocast the network on a CUDA GPU (p_malignant within 0.01 of fp32)")
     predict.add_argument("--nlst-cmst", metavar="ROI_DIR", help="read the authors' pre-cut {pid}_T0/T1.npy ROIs")

@@ -52,17 +52,24 @@ def _check_clinical_rows(clinical_csv: Path, pids: List[str], clinical: Dict[str
     if not absent:
         return
     example = ", ".join(repr(pid) for pid in absent[:3])
+    folded = {pid.strip().lower(): pid for pid in clinical}
+    near = [(pid, folded[pid.strip().lower()]) for pid in absent if pid.strip().lower() in folded]
+    hint = (f"; {near[0][0]!r} has a row written {near[0][1]!r}: ids are compared exactly, letter case included"
+            if near else "")
     if len(absent) == len(patients):
         raise ValueError(f"{clinical_csv}: none of the {len(patients)} patients of the cases file has a row here "
-                         f"(e.g. {example}); ids are compared as text: look for lost leading zeros or other ids")
+                         f"(e.g. {example}); ids are compared as text: look for lost leading zeros or other ids{hint}")
     warnings.warn(f"{clinical_csv}: {len(absent)} of {len(patients)} patients have no row (e.g. {example}); "
-                  "their clinical data count as missing", stacklevel=3)
+                  f"their clinical data count as missing{hint}", stacklevel=3)
 
 
 def read_clinical(clinical_csv: PathLike) -> Dict[str, Dict[str, str]]:
     """clinical.csv as pid -> {column: value} (all columns kept); an empty or repeated pid or a short row raises."""
     clinical_csv = Path(clinical_csv)
     header, rows = read_csv_rows(clinical_csv, ("pid",))
+    if {"timepoint", "image"} <= set(header):
+        raise ValueError(f"{clinical_csv}: a cases file (timepoint, image, x, y, z columns), not clinical data: "
+                         "give it as the cases and the clinical.csv as the clinical data")
     records: Dict[str, Dict[str, str]] = {}
     first_line: Dict[str, int] = {}
     for line, values in rows:
@@ -84,6 +91,8 @@ def read_csv_rows(path: Path, required: Sequence[str]) -> Tuple[List[str], List[
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     raw = path.read_bytes()
+    if raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # zip (.xlsx, .ods) or OLE (.xls)
+        raise ValueError(f"{path}: a spreadsheet workbook (Excel or LibreOffice), not CSV: save it as CSV UTF-8")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -152,8 +161,15 @@ def _parse_case_row(
     image = Path(cells["image"])
     if not image.is_absolute():
         image = csv_path.resolve().parent / image
+        if not image.exists() and Path(cells["image"]).exists():
+            return problem(f"{timepoint}: {image}: no such file; image paths in a cases file are relative to its "
+                           f"folder, and {cells['image']} is a file relative to the current folder: give its path "
+                           f"from {csv_path.resolve().parent}, or an absolute one")
     extra = {name: value for name, value in cells.items() if name and name not in CASES_KNOWN}
     return TimepointRow(line, pid, nodule, timepoint, image, centre, label, days, extra)
+
+
+MAX_NUMBER = 1e6  # no coordinate (mm) or day count in a patient's history comes near this
 
 
 def parse_number(text: str, what: str) -> float:
@@ -166,6 +182,8 @@ def parse_number(text: str, what: str) -> float:
         raise ValueError(f"{what} = {text!r} is not a number") from None
     if not math.isfinite(value):
         raise ValueError(f"{what} = {text!r} is not finite")
+    if abs(value) > MAX_NUMBER:
+        raise ValueError(f"{what} = {text!r} is too large for a position in a scan (mm) or a number of days")
     return value
 
 
@@ -218,12 +236,11 @@ def _pair_rows(
             report(f"days do not increase: {b.timepoint} (line {b.row}) at {b.days:g} days, {a.timepoint} (line "
                    f"{a.row}) at {a.days:g}: the scans must be in time order", b)
             continue
-        same = next(((a, b) for a, b in zip(history, history[1:]) if a.image.resolve() == b.image.resolve()), None)
-        if same:
-            a, b = same
-            report(f"{a.timepoint} (line {a.row}) and {b.timepoint} (line {b.row}) name the same image {b.image}: "
-                   "each scan of the history must be its own file", b)
-            continue
+        for a, b in zip(history, history[1:]):
+            if a.image.resolve() == b.image.resolve():
+                warnings.warn(f"{csv_path}: patient {a.pid} nodule {a.nodule}: {a.timepoint} (line {a.row}) and "
+                              f"{b.timepoint} (line {b.row}) name the same image {b.image.name}: no change between "
+                              "the scans can be seen", stacklevel=3)
         label = labels.pop() if labels else None
         cases += [NoduleCase(key[0], key[1], before, after, label, history if len(history) > 2 else ())
                   for before, after in zip(history, history[1:])]

@@ -83,6 +83,11 @@ def evaluate(
     clash = sorted(set(checkpoints) & set(CLINICAL_MODELS))
     if clash:
         raise ValueError(f"{clash} name the clinical models' rows; give the network another name")
+    classes = {c.label for c in cohort.cases if c.label is not None}
+    if classes != {0, 1}:
+        found = (f"every labelled nodule is {'malignant' if classes == {1} else 'benign'}" if classes
+                 else "no nodule has a label (0 or 1)")
+        raise ValueError(f"{cohort.cases_csv}: {found}; evaluation needs both benign (0) and malignant (1) nodules")
     by_network, problems = score_networks(cohort, checkpoints, device=device, progress=progress)
     labelled = {(c.pid, c.nodule): c for c in cohort.cases if c.label is not None}
     keys = [k for k in labelled if all(k in s for s in by_network.values())]

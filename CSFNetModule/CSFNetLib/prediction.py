@@ -8,6 +8,7 @@ patients are shared among the processes and their rows merged in the cohort's or
 import hashlib
 import logging
 import re
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
@@ -113,6 +114,9 @@ def predict_cohort(
     if attention is not None:
         _prepare_attention_folder(attention.folder, replace_maps=overwrite or resume, ranks=ranks)
     predictor = Predictor(checkpoint, device=device, batch_size=batch_size, precision=precision)
+    if clinical_csv is None and predictor.model.config.uses_clinical and ranks.main:
+        warnings.warn("no clinical data given: every patient's clinical values count as missing (pass "
+                      "the clinical file, or a model without the clinical branch)", stacklevel=2)
     job = _Job(predictor, batch_size, attention, measure and nlst_cmst_rois is None, measurements)
     if ranks.several:
         return _predict_shared(read_cohort(cases_csv, clinical_csv), out, job, overwrite=overwrite, ranks=ranks)

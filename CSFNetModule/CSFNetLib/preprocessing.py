@@ -134,6 +134,8 @@ def check_looks_like_hu(array: np.ndarray, what: str = "image") -> None:
     if not low <= -500.0:
         raise ValueError(f"{what} does not look like CT in HU: 99 % of its voxels are above {low:.0f} "
                          "(a chest CT holds air and lung below -500 HU)")
+    if float(np.min(array)) == float(np.max(array)):
+        raise ValueError(f"{what} is blank: every voxel is {float(np.min(array)):.0f} HU, not a CT scan")
 
 
 def roi_grid(center_lps: PointsLike, preprocessing: Preprocessing = DEFAULT_PREPROCESSING) -> VoxelGrid:
