@@ -135,10 +135,10 @@ def _input_x_gradient(model: CSFNet, t0: torch.Tensor, t1: torch.Tensor, clinica
     with torch.enable_grad():
         logits = model(*inputs, clinical)
         gradients = torch.autograd.grad(log_odds(logits).sum(), inputs, allow_unused=True)
-    gradients = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, gradients)]
+    filled = [torch.zeros_like(x) if g is None else g for x, g in zip(inputs, gradients)]  # T1-only: no T0 gradient
     rois = _backbone_rois(model, t0, t1)
     background = rois.flatten(1).median(dim=1).values.view(-1, 1, 1, 1, 1)
-    saliency = (_backbone_rois(model, *gradients) * (rois - background)).abs()
+    saliency = (_backbone_rois(model, *filled) * (rois - background)).abs()
     return logits.detach(), _normalise(_gaussian_blur(saliency, SMOOTHING_MM))[:, 0]
 
 
@@ -168,11 +168,11 @@ def _occlusion(model: CSFNet, t0: torch.Tensor, t1: torch.Tensor, clinical: torc
             occluded = rois[r:r + 1].repeat(len(cells), 1, 1, 1, 1)
             background = rois[r].median()
             for k, cell in enumerate(cells):
-                occluded[(k, slice(None), *cell)] = background
+                occluded[(k, slice(None)) + cell] = background
             drops = torch.cat([reference[case] - log_odds_replacing(model, rows, slot, chunk, clinical[case:case + 1])
                                for chunk in occluded.split(OCCLUSION_BATCH)])
             for cell, drop in zip(cells, F.relu(drops)):
-                maps[(r, *cell)] = drop
+                maps[(r,) + cell] = drop
     return logits, _normalise(maps)
 
 

@@ -155,12 +155,13 @@ class ClinicalVocabulary:
 
     def encode_patient(self, pid: str, record: Optional[Mapping[str, Any]]) -> List[int]:
         """`encode`, warning of each given value that is none of the field's codes (it counts as unknown)."""
+        given = record or {}
         for field in FIELDS:
-            code = normalize_code((record or {}).get(field))
+            code = normalize_code(given.get(field))
             if code is not None and code not in self._rows[field]:
                 codes = self.codes[field]
                 known = ", ".join(codes) if len(codes) <= 8 else f"{codes[0]}, {codes[1]}, ..., {codes[-1]}"
-                warnings.warn(f"patient {pid}: clinical {field} = {str(record[field]).strip()!r} is none of the "
+                warnings.warn(f"patient {pid}: clinical {field} = {str(given[field]).strip()!r} is none of the "
                               f"model's codes ({known}); it counts as unknown", stacklevel=2)
         return self.encode(record)
 

@@ -74,9 +74,9 @@ def dicom_series_files(path: PathLike) -> Optional[List[str]]:
 
 def _only_series(folder: Path) -> str:
     """The one volumetric series in `folder` (a single-image localizer or scout beside it is left aside)."""
-    files = sorted(entry for entry in folder.iterdir() if entry.is_file())
-    images = [file.name for file in files if file.name.lower().endswith(IMAGE_SUFFIXES)]
-    if len(images) == len(files):  # nothing GDCM could read (it would also print a warning of its own)
+    entries = sorted(entry for entry in folder.iterdir() if entry.is_file())
+    images = [entry.name for entry in entries if entry.name.lower().endswith(IMAGE_SUFFIXES)]
+    if len(images) == len(entries):  # nothing GDCM could read (it would also print a warning of its own)
         held = f" (it holds {', '.join(images[:3])}{', ...' if len(images) > 3 else ''}): give the file's path" \
             if images else ""
         raise ValueError(f"{folder}: a folder holding no DICOM files{held}")
