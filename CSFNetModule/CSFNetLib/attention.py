@@ -11,7 +11,7 @@ explains the log-odds of malignancy (malignant minus benign logit), the quantity
   absolute, smoothed over 2 mm: voxel-fine, one backward pass to the input.
 - "occlusion": how far the log-odds fall when an 8 mm cube of one ROI is filled with the ROI's median,
   for every cube of a tiling centred on the ROI (3 x 9 x 9 cells), rectified. Measured, not derived from
-  gradients; a forward pass of the backbone per cube (about 200 times the others' cost).
+  gradients; a forward pass of the backbone per cube (about 250 times the others' cost).
 - "cbam": the network's own CBAM spatial attention at the stem and the three stages, each upsampled and
   averaged. Free: it comes out of the forward pass that predicts.
 docs/attention.md measures which of them find the nodule and which are faithful to the network.

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="continue an interrupted run (its rows are kept; the cases it holds are not redone)")
     predict.add_argument("--attention-dir", help="write each nodule's T0 / T1 attention (heat and label NRRDs) here")
     predict.add_argument("--attention-method", choices=ATTENTION_METHODS, default=DEFAULT_ATTENTION_METHOD,
-                         help=f"how the maps are made (default {DEFAULT_ATTENTION_METHOD}; occlusion is about 100 "
+                         help=f"how the maps are made (default {DEFAULT_ATTENTION_METHOD}; occlusion is about 250 "
                               "times slower; docs/attention.md compares them)")
     predict.add_argument("--measurements", help="also write every nodule's measurements at both scans here "
                                                 "(measurements.csv, as csfnet measure writes it)")
