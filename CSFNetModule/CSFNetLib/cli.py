@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synth", help="write a synthetic longitudinal chest-CT cohort (cases.csv, clinical.csv, NRRD scans)"
     )
     synth.add_argument("--out", required=True, help="new or empty folder to write the cohort into")
-    synth.add_argument("--cases", type=_at_least_one, required=True, help="number of patients (each has 1-3 nodules)")
+    synth.add_argument("--cases", type=int, required=True, help="number of patients (each has 1-3 nodules)")
     synth.add_argument("--seed", type=int, default=0, help="the same seed gives the same cohort")
     synth.add_argument("--size", choices=["small", "full"], default="small",
                        help="small: 160 x 160 x 100 chest crops (tests, demo); full: 512 x 512 whole-chest scans")
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="small: narrow, for CPUs and the demo; full: the paper's widths")
     train.add_argument("--variant", choices=list(VARIANTS), default="csf-net",
                        help="; ".join(f"{name}: {label}" for name, label in VARIANTS.items()))
-    train.add_argument("--folds", type=_at_least_one, default=1,
+    train.add_argument("--folds", type=int, default=1,
                        help="1: train / validation / test split; K: K-fold CV")
     train.add_argument("--epochs", type=_at_least_one, default=60)
     train.add_argument("--batch-size", type=_at_least_one, default=16)
