@@ -160,5 +160,23 @@ def test_the_inference_fast_path_computes_what_the_trained_model_computes():
     with torch.inference_mode():
         expected, found = model(t0, t1, clinical), fast(t0, t1, clinical)
     assert torch.allclose(found, expected, rtol=1e-4, atol=1e-5)
-    assert torch.allclose(fast_inference_model(model, channels_last=True)(t0, t1, clinical), expected,
-                          rtol=1e-4, atol=1e-5)
+    for options in ({"channels_last": True}, {"images_per_pass": 2}, {"images_per_pass": 4}):
+        with torch.inference_mode():  # 6 ROIs: three passes of 2, or a pass of 4 and one of 2
+            assert torch.allclose(fast_inference_model(model, **options)(t0, t1, clinical), expected,
+                                  rtol=1e-4, atol=1e-5), options
+
+
+def test_the_backbone_runs_in_passes_only_in_eval_mode():
+    """Batch-norm statistics in training come from the whole batch: passes of a few ROIs would change them."""
+    torch.manual_seed(6)
+    model = build_model("small")
+    model.images_per_pass = 2
+    t0, t1 = torch.rand(2, 3, 1, *model.config.input_size_zyx)
+    calls = []
+    model.backbone.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
+    model.train()
+    model.spatial_features(t0, t1)
+    model.eval()
+    with torch.no_grad():
+        model.spatial_features(t0, t1)
+    assert calls == [6, 2, 2, 2]

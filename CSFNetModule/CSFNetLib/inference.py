@@ -3,7 +3,7 @@
 import contextlib
 import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,9 +32,12 @@ def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
     return torch.device(device)
 
 
-def fast_inference_model(model: nn.Module, channels_last: bool = False) -> nn.Module:
-    """The model rewritten for inference only: batch norms folded into convolutions (same results)."""
+def fast_inference_model(model: nn.Module, channels_last: bool = False,
+                         images_per_pass: Optional[int] = None) -> nn.Module:
+    """The model rewritten for inference only: batch norms folded into convolutions (same results),
+    optionally in the channels-last layout and with the backbone run `images_per_pass` ROIs at a time."""
     fast = fold_batch_norm(model)
+    fast.images_per_pass = images_per_pass
     # Module.to takes memory_format at runtime; torch's stub overloads leave it out
     return fast.to(memory_format=torch.channels_last_3d) if channels_last else fast  # type: ignore[call-overload]
 
@@ -86,9 +89,13 @@ def predict_rois(model: nn.Module, rois: RoiSet, device: torch.device, batch_siz
     return np.concatenate(out) if out else np.zeros(0)
 
 
-#: On a CPU the forward pass costs least per case at small batches, whose feature maps stay in cache
-#: (the sizes measured fastest by benchmarks/performance.py; README, "Performance").
-CPU_FORWARD_BATCH = {"full": 2, "small": 8}
+#: How each configuration runs fastest on a CPU (measured by benchmarks/reference_speed.py and
+#: performance.py; docs/performance.md): the backbone a few ROIs per pass, whose feature maps then stay
+#: in cache; `small`'s narrow layers also gain from the channels-last layout, `full` loses at batch 1.
+CPU_FAST_PATH: Dict[str, Dict[str, Any]] = {
+    "full": {"channels_last": False, "images_per_pass": 4},
+    "small": {"channels_last": True, "images_per_pass": 8},
+}
 
 
 class Predictor:
@@ -108,10 +115,11 @@ class Predictor:
         self.precision = precision
         self.checkpoint = load_checkpoint(path)
         self.model = self.checkpoint.build_model(self.device)
-        self.fast_model = fast_inference_model(self.model)
-        if self.device.type == "cpu":
-            batch_size = min(batch_size, CPU_FORWARD_BATCH.get(self.checkpoint.model_config.name, batch_size))
+        cpu_path = CPU_FAST_PATH.get(self.checkpoint.model_config.name, {}) if self.device.type == "cpu" else {}
+        self.fast_model = fast_inference_model(self.model, **cpu_path)
         self.forward_batch = batch_size
+        # attention keeps every stage's activations for its backward pass: on a CPU, one pass's worth
+        self.attention_batch = max(1, cpu_path["images_per_pass"] // 2) if cpu_path else batch_size
         info = self.checkpoint.metadata
         self.name = str(info.get("name", path.stem))
         self.version = str(info.get("version", self.checkpoint.versions.get("csfnet", "")))
@@ -137,7 +145,7 @@ class Predictor:
         """p_malignant (N,) and attention maps (N, 2, D, H, W) for T0 and T1, from the same forward pass."""
         from .attention import attention_for_rois
 
-        return attention_for_rois(self.model, rois, self.device, method, self.forward_batch)
+        return attention_for_rois(self.model, rois, self.device, method, self.attention_batch)
 
 
 class PredictorCache:

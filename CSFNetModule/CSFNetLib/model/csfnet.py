@@ -22,7 +22,12 @@ class CSFNet(nn.Module):
 
     t0, t1: float (B, 1, 16, 64, 64) ROIs in [0, 1]; clinical: int64 (B, 6) embedding rows from a
     `ClinicalVocabulary`. In eval mode a case's output does not depend on the rest of its batch.
+
+    `images_per_pass` (eval only; None: one pass) runs the backbone over the batch's ROIs a few at a
+    time: on a CPU the feature maps of a small pass stay in cache (see inference.CPU_IMAGES_PER_PASS).
     """
+
+    images_per_pass: Optional[int] = None
 
     def __init__(self, config: ModelConfig, vocabulary_size: int):
         super().__init__()
@@ -61,7 +66,10 @@ class CSFNet(nn.Module):
     def spatial_features(self, t0: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
         """The backbone's features of every ROI it sees: T0 then T1 as one batch of 2B (one pass, shared
         weights), or T1 alone (B) for a model without the baseline."""
-        return self.backbone(torch.cat([t0, t1], dim=0) if self.config.uses_baseline else t1)
+        images = torch.cat([t0, t1], dim=0) if self.config.uses_baseline else t1
+        if self.training or not self.images_per_pass or len(images) <= self.images_per_pass:
+            return self.backbone(images)
+        return torch.cat([self.backbone(part) for part in images.split(self.images_per_pass)])
 
     def classify(self, features: torch.Tensor, clinical: torch.Tensor) -> torch.Tensor:
         """Logits (B, 2) from `spatial_features` and the clinical rows: everything after the backbone."""
