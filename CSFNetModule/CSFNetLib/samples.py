@@ -1,13 +1,14 @@
 """A cohort's cases as network inputs: each nodule's two ROIs cut from its scans, streamed patient by patient."""
 
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from .clinical import ClinicalVocabulary
 from .images import read_image
+from .parallel import ordered_map
 from .preprocessing import DEFAULT_PREPROCESSING, Preprocessing, extract_roi, lung_mask
 from .records import CaseProblem, Cohort, NoduleCase, Sample, TimepointRow
 
@@ -18,41 +19,61 @@ def iter_samples(
     vocabulary: Optional[ClinicalVocabulary] = None,
     *,
     measure: bool = False,
+    readers: int = 1,
 ) -> Iterator[Union[Sample, CaseProblem]]:
     """Every case of `cohort` as a `Sample`, or a `CaseProblem` when it cannot be made.
 
-    The problems found while reading the CSV come first. Then patient by patient: each scan of the
-    patient is read once (and its lung mask computed once), shared by the nodules in it, and
-    released before the next patient, so a cohort larger than memory streams. With `measure`, each
-    sample carries its nodule's measurements.csv rows at every scan (`CSFNetLib.measure`), made from the same
-    scans, once per nodule.
+    The problems found while reading the CSV come first. Then patient by patient, in the cohort's
+    order: each scan of the patient is read once (and its lung mask computed once), shared by the
+    nodules in it, and released before the next patient, so a cohort larger than memory streams.
+    With `readers` > 1 that many processes prepare the next patients while the caller works (runs
+    the network) on the ones before. With `measure`, each sample carries its nodule's measurements.csv
+    rows at every scan (`CSFNetLib.measure`), made from the same scans, once per nodule.
     """
-    if measure:
-        from .measure.cohort import measure_case
-
     vocabulary = vocabulary or ClinicalVocabulary.default()
     yield from cohort.problems
     by_patient: Dict[str, List[NoduleCase]] = {}
     for case in cohort.cases:
         by_patient.setdefault(case.pid, []).append(case)
-    for pid, cases in by_patient.items():
-        clinical = vocabulary.encode_patient(pid, cohort.clinical.get(pid))
-        scans = _PatientScans(preprocessing)
-        measured: Dict[str, List[Dict[str, object]]] = {}  # a nodule's rows at every scan, measured once
-        for case in cases:
-            rois = []
-            for row in (case.t0, case.t1):
-                try:
-                    rois.append(scans.roi(row))
-                except (OSError, ValueError, RuntimeError) as exc:
-                    yield CaseProblem(case.pid, case.nodule, f"{row.timepoint}: {exc}",
-                                      str(cohort.cases_csv), row.row, case.scans)
-                    break
-            else:
-                if measure and case.nodule not in measured:
-                    measured[case.nodule] = measure_case(case, scans.image)
-                yield Sample(case.pid, case.nodule, rois[0], rois[1], list(clinical), case.label,
-                             (case.t0.center_lps, case.t1.center_lps), measured.get(case.nodule), case.scans)
+    jobs = (_PatientJob(cases, vocabulary.encode_patient(pid, cohort.clinical.get(pid)), preprocessing, measure,
+                        str(cohort.cases_csv)) for pid, cases in by_patient.items())
+    for items in ordered_map(_patient_items, jobs, readers):
+        yield from items
+
+
+class _PatientJob(NamedTuple):
+    """One patient's work for a reader: the nodule cases, their encoded clinical rows, how to read them."""
+
+    cases: List[NoduleCase]
+    clinical: List[int]
+    preprocessing: Preprocessing
+    measure: bool
+    cases_csv: str
+
+
+def _patient_items(job: _PatientJob) -> List[Union[Sample, CaseProblem]]:
+    """The samples (or problems) of one patient's cases, from its scans read once."""
+    if job.measure:
+        from .measure.cohort import measure_case
+
+    scans = _PatientScans(job.preprocessing)
+    measured: Dict[str, List[Dict[str, object]]] = {}  # a nodule's rows at every scan, measured once
+    items: List[Union[Sample, CaseProblem]] = []
+    for case in job.cases:
+        rois = []
+        for row in (case.t0, case.t1):
+            try:
+                rois.append(scans.roi(row))
+            except (OSError, ValueError, RuntimeError) as exc:
+                items.append(CaseProblem(case.pid, case.nodule, f"{row.timepoint}: {exc}", job.cases_csv, row.row,
+                                         case.scans))
+                break
+        else:
+            if job.measure and case.nodule not in measured:
+                measured[case.nodule] = measure_case(case, scans.image)
+            items.append(Sample(case.pid, case.nodule, rois[0], rois[1], list(job.clinical), case.label,
+                                (case.t0.center_lps, case.t1.center_lps), measured.get(case.nodule), case.scans))
+    return items
 
 
 class _PatientScans:

@@ -13,7 +13,6 @@
 
 import csv
 import json
-import multiprocessing
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -23,6 +22,7 @@ import SimpleITK as sitk
 
 from ..clinical import FIELDS
 from ..errors import UnusableOptions
+from ..parallel import ordered_map
 from ..version import __version__
 from .patient import SyntheticPatient, synthesize_patient
 from .scanner import MOTIONS, SLICE_THICKNESSES
@@ -110,17 +110,10 @@ def write_cohort(
     started = time.perf_counter()
     jobs = [(seed, index, size, out, tuple(slice_mm), motion, scans) for index in range(cases)]
     results = []
-    if workers > 1:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for done, result in enumerate(pool.imap(_work, jobs), start=1):
-                results.append(result)
-                if progress:
-                    progress(done, cases)
-    else:
-        for done, job in enumerate(jobs, start=1):
-            results.append(_work(job))
-            if progress:
-                progress(done, cases)
+    for done, result in enumerate(ordered_map(_work, jobs, workers), start=1):
+        results.append(result)
+        if progress:
+            progress(done, cases)
     case_rows = [row for rows, _, _ in results for row in rows]
     _write_csv(out / "cases.csv", CASES_COLUMNS, case_rows)
     _write_csv(out / "clinical.csv", CLINICAL_COLUMNS, [clinical for _, clinical, _ in results])
