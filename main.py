@@ -20,6 +20,7 @@ from CSFNetLib.console import counting_bar  # noqa: E402
 from CSFNetLib.evaluation import evaluate, table_with_intervals  # noqa: E402
 from CSFNetLib.options import VARIANTS  # noqa: E402
 from CSFNetLib.paper import REPORTED, format_table  # noqa: E402
+from CSFNetLib.parallel import default_workers  # noqa: E402
 from CSFNetLib.shipped_weights import model_path, read_manifest  # noqa: E402
 from CSFNetLib.synth import write_cohort  # noqa: E402
 
@@ -53,6 +54,7 @@ def main() -> int:
     checkpoints = {row: model_path(name) for row, name in ROWS.items()}
     report = evaluate(cohort, checkpoints, out_dir=CACHE / "main-report", device="auto",
                       progress=lambda message: print(message, file=sys.stderr, flush=True),
+                      readers=default_workers(),
                       title=f"Synthetic test cohort (seed {TEST_SEED}): demo weights trained on synthetic phantoms, "
                             "not for clinical use")
     print(f"\nSynthetic test cohort: {report.nodules} nodules of {report.patients} patients "

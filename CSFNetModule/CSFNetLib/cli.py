@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, List, Optional
 from .console import counting_bar, messages_on_stderr, progress_bar, worded
 from .errors import UsageError
 from .options import ATTENTION_METHODS, CONFIG_NAMES, DEFAULT_ATTENTION_METHOD, DEVICES, PRECISIONS, VARIANTS
+from .parallel import default_workers
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
     ranks, device = _processes(args)
     summary = train(Path(args.cases), _optional_path(args.clinical), Path(args.out), settings,
                     folds=args.folds, device=device, roi_cache=_optional_path(args.roi_cache),
-                    report=_EpochBars(), ranks=ranks)
+                    report=_EpochBars(), readers=args.readers, ranks=ranks)
     if ranks.main:
         print(json.dumps(summary, indent=2))
     return 0
@@ -137,7 +138,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         checkpoints[name] = Path(path)
     cohort = read_cohort(Path(args.cases), _optional_path(args.clinical))
     report = evaluate(cohort, checkpoints, out_dir=_optional_path(args.out), device=args.device,
-                      resamples=args.resamples, progress=log.info)
+                      resamples=args.resamples, progress=log.info, readers=args.readers)
     print(f"{report.nodules} nodules of {report.patients} patients ({report.malignant} malignant); "
           "95 % bootstrap intervals over patients\n")
     print(table_with_intervals(report))
@@ -168,7 +169,7 @@ def _predict(args: argparse.Namespace) -> int:
         checkpoint=_optional_path(args.checkpoint), device=device, batch_size=args.batch_size,
         precision=args.precision, nlst_cmst_rois=_optional_path(args.nlst_cmst), attention=attention,
         measure=not args.no_measure, measurements=_optional_path(args.measurements), overwrite=args.overwrite,
-        resume=args.resume, ranks=ranks)
+        resume=args.resume, readers=args.readers, ranks=ranks)
     if ranks.main:
         log.info("%d nodules predicted, %d failed -> %s", counts.predicted, counts.failed, args.out)
     failed = counts.failed
@@ -241,6 +242,10 @@ def _measure(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+READERS_HELP = ("processes reading scans while the network runs (default: the machine's cores, at most 4; "
+                "1: read in this process)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csfnet",
@@ -286,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_at_least_one, default=16)
     train.add_argument("--patience", type=int, default=15, help="early stopping: epochs without a better val AUC")
     train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument("--readers", type=_at_least_one, default=default_workers(), help=READERS_HELP)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--roi-cache", help="an .npz keeping the cohort's ROIs for later runs")
     train.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
@@ -299,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="more networks for the table (default with the shipped model: its ablations)")
     evaluate.add_argument("--out", help="report folder: metrics.json, predictions.csv, roc.png")
     evaluate.add_argument("--device", choices=DEVICES, default="auto")
+    evaluate.add_argument("--readers", type=_at_least_one, default=default_workers(), help=READERS_HELP)
     evaluate.add_argument("--resamples", type=_at_least_one, default=1000, help="bootstrap resamples")
     evaluate.set_defaults(run=_evaluate)
 
@@ -308,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--checkpoint", help="default: the shipped demo model")
     predict.add_argument("--out", required=True, help="results.csv to write")
     predict.add_argument("--device", choices=DEVICES, default="auto")
+    predict.add_argument("--readers", type=_at_least_one, default=default_workers(), help=READERS_HELP)
     predict.add_argument("--batch-size", type=_at_least_one, default=16)
     predict.add_argument("--precision", choices=PRECISIONS, default="fp32",
                          help="fp16: autocast the network on a CUDA GPU (p_malignant within 0.01 of fp32)")

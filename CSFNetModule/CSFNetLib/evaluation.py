@@ -73,12 +73,13 @@ def evaluate(
     resamples: int = 1000,
     progress: Optional[Callable[[str], None]] = None,
     title: Optional[str] = None,
+    readers: int = 1,
 ) -> EvaluationReport:
     """Score every labelled nodule with each network and clinical model; metrics with intervals.
 
     `checkpoints` maps a row name to a checkpoint (None = the shipped default model). Only labelled
-    nodules that every network could score are evaluated. With `out_dir`, `write_report` writes
-    there (`title` heads the figure).
+    nodules that every network could score are evaluated; `readers` processes read the scans. With
+    `out_dir`, `write_report` writes there (`title` heads the figure).
     """
     clash = sorted(set(checkpoints) & set(CLINICAL_MODELS))
     if clash:
@@ -88,7 +89,7 @@ def evaluate(
         found = (f"every labelled nodule is {'malignant' if classes == {1} else 'benign'}" if classes
                  else "no nodule has a label (0 or 1)")
         raise ValueError(f"{cohort.cases_csv}: {found}; evaluation needs both benign (0) and malignant (1) nodules")
-    by_network, problems = score_networks(cohort, checkpoints, device=device, progress=progress)
+    by_network, problems = score_networks(cohort, checkpoints, device=device, progress=progress, readers=readers)
     labelled = {(c.pid, c.nodule): c for c in cohort.cases if c.label is not None}
     keys = [k for k in labelled if all(k in s for s in by_network.values())]
     scores = {name: np.array([by_case[k] for k in keys]) for name, by_case in by_network.items()}
@@ -110,6 +111,7 @@ def score_networks(
     *,
     device: str = "auto",
     progress: Optional[Callable[[str], None]] = None,
+    readers: int = 1,
 ) -> Tuple[Dict[str, Dict[NoduleKey, float]], List[str]]:
     """Each network's p_malignant per nodule whose ROIs could be read, and the case problems met.
 
@@ -124,7 +126,8 @@ def score_networks(
         key = json.dumps([predictor.preprocessing.to_dict(), predictor.vocabulary.to_dict()], sort_keys=True)
         if key not in roi_sets:
             say(f"reading ROIs for {name}")
-            roi_sets[key], found = RoiSet.collect(iter_samples(cohort, predictor.preprocessing, predictor.vocabulary))
+            samples = iter_samples(cohort, predictor.preprocessing, predictor.vocabulary, readers=readers)
+            roi_sets[key], found = RoiSet.collect(samples)
             problems += [str(p) for p in found]
         rois = roi_sets[key]
         say(f"scoring {len(rois)} nodules with {name}")

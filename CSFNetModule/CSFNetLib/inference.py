@@ -12,6 +12,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .dataset import RoiSet
 from .errors import DeviceUnavailable, UnusableOptions
+from .model import CSFNet
 from .model.folding import fold_batch_norm
 from .options import PRECISION_TOLERANCE, PRECISIONS, AttentionMethod
 from .shipped_weights import model_path
@@ -32,14 +33,13 @@ def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
     return torch.device(device)
 
 
-def fast_inference_model(model: nn.Module, channels_last: bool = False,
-                         images_per_pass: Optional[int] = None) -> nn.Module:
+def fast_inference_model(model: CSFNet, channels_last: bool = False,
+                         images_per_pass: Optional[int] = None) -> CSFNet:
     """The model rewritten for inference only: batch norms folded into convolutions (same results),
     optionally in the channels-last layout and with the backbone run `images_per_pass` ROIs at a time."""
     fast = fold_batch_norm(model)
     fast.images_per_pass = images_per_pass
-    # Module.to takes memory_format at runtime; torch's stub overloads leave it out
-    return fast.to(memory_format=torch.channels_last_3d) if channels_last else fast  # type: ignore[call-overload]
+    return fast.to(memory_format=torch.channels_last_3d) if channels_last else fast
 
 
 #: The dtype each precision autocasts to (None: plain fp32); the benchmarks also measure bf16.

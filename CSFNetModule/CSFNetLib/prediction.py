@@ -42,13 +42,15 @@ Item = Union[Sample, CaseProblem]
 @dataclass(frozen=True)
 class _Job:
     """What every batch of a run needs: the loaded model, how many nodules go through it at once,
-    where attention maps go (None: no maps), whether nodules are measured and where the full table goes."""
+    where attention maps go (None: no maps), whether nodules are measured and where the full table goes,
+    how many processes read scans."""
 
     predictor: Predictor
     batch_size: int
     attention: Optional["AttentionOutput"]
     measure: bool = False
     measurements: Optional[Path] = None
+    readers: int = 1
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ def predict_cohort(
     measurements: Optional[Path] = None,
     overwrite: bool = False,
     resume: bool = False,
+    readers: int = 1,
     ranks: Ranks = SINGLE,
 ) -> Counts:
     """Write results.csv; never overwrites unless asked.
@@ -106,6 +109,7 @@ def predict_cohort(
     process would write. `precision` fp16 autocasts the network on a CUDA GPU. With `measure`, each
     nodule is also measured in both scans (`CSFNetLib.measure`): results.csv gets the follow-up's
     diameter, type, VDT, growth class and Lung-RADS category, and `measurements` the full table.
+    With `readers` > 1, that many processes read the next patients' scans while the network runs.
     """
     out = Path(out)
     ResultsWriter.check_target(out, overwrite=overwrite, resume=resume)  # by every process, before any work
@@ -117,7 +121,7 @@ def predict_cohort(
     if clinical_csv is None and predictor.model.config.uses_clinical and ranks.main:
         warnings.warn("no clinical data given: every patient's clinical values count as missing (pass "
                       "the clinical file, or a model without the clinical branch)", stacklevel=2)
-    job = _Job(predictor, batch_size, attention, measure and nlst_cmst_rois is None, measurements)
+    job = _Job(predictor, batch_size, attention, measure and nlst_cmst_rois is None, measurements, readers)
     if ranks.several:
         return _predict_shared(read_cohort(cases_csv, clinical_csv), out, job, overwrite=overwrite, ranks=ranks)
     run = {"cases": fingerprint(cases_csv), "clinical": fingerprint(clinical_csv),
@@ -128,7 +132,8 @@ def predict_cohort(
         if cohort is not None:
             todo = replace(cohort, cases=[c for c in cohort.cases if (c.pid, c.nodule, c.scans) not in results.done],
                            problems=[p for p in cohort.problems if str(p) not in results.errors])
-            samples = iter_samples(todo, predictor.preprocessing, predictor.vocabulary, measure=job.measure)
+            samples = iter_samples(todo, predictor.preprocessing, predictor.vocabulary, measure=job.measure,
+                                   readers=job.readers)
             rows = _rows(samples, _patient_order(cohort), len(todo.problems), job)
         else:
             assert nlst_cmst_rois is not None  # the cohort is read from cases.csv otherwise
@@ -181,7 +186,8 @@ def _predict_shared(cohort: Cohort, out: Path, job: _Job, *, overwrite: bool, ra
     patients = _patient_order(cohort)
     mine = replace(cohort, cases=[c for c in cohort.cases if ranks.mine(patients[c.pid])],
                    problems=cohort.problems if ranks.main else [])
-    samples = iter_samples(mine, job.predictor.preprocessing, job.predictor.vocabulary, measure=job.measure)
+    samples = iter_samples(mine, job.predictor.preprocessing, job.predictor.vocabulary, measure=job.measure,
+                           readers=job.readers)
     everyone = gather(list(_rows(samples, patients, len(mine.problems), job)), ranks)
     counts = Counts(0, 0)
     if ranks.main:

@@ -131,12 +131,13 @@ class TrainingState:
 
 
 def load_rois(cohort: Cohort, preprocessing: Preprocessing, vocabulary: ClinicalVocabulary, *,
-              cache: Optional[Path] = None, progress: Optional[Callable[[int], None]] = None
+              cache: Optional[Path] = None, progress: Optional[Callable[[int], None]] = None, readers: int = 1
               ) -> Tuple[RoiSet, List[str]]:
     """The cohort's ROIs, read once (and kept in `cache`, an .npz, for later runs on the same cohort).
 
-    The cache records the SHA-256 of cases.csv and the preprocessing it was made with and is refused
-    for anything else; clinical rows are always encoded afresh from the cohort with `vocabulary`.
+    `readers` processes read the scans. The cache records the SHA-256 of cases.csv and the
+    preprocessing it was made with and is refused for anything else; clinical rows are always encoded
+    afresh from the cohort with `vocabulary`.
     """
     key = json.dumps([sha256_of(cohort.cases_csv), preprocessing.to_dict()], sort_keys=True)
     if cache is not None and cache.exists():
@@ -146,7 +147,7 @@ def load_rois(cohort: Cohort, preprocessing: Preprocessing, vocabulary: Clinical
             raise OtherRun("{cache} was made from another cases.csv or with other settings; delete it or name "
                            "another {roi_cache}", cache=cache)
         return rois.with_clinical(cohort.clinical, vocabulary), cached.get("problems", [])
-    rois, problems = RoiSet.collect(iter_samples(cohort, preprocessing, vocabulary), progress)
+    rois, problems = RoiSet.collect(iter_samples(cohort, preprocessing, vocabulary, readers=readers), progress)
     reasons = [str(p) for p in problems]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -389,6 +390,7 @@ def train(
     roi_cache: Optional[Path] = None,
     report: Optional[TrainingReport] = None,
     metadata: Optional[Dict[str, Any]] = None,
+    readers: int = 1,
     ranks: Ranks = SINGLE,
 ) -> Dict[str, Any]:
     """Train on a cohort: one train / validation / test split, or `folds`-fold cross-validation.
@@ -405,7 +407,8 @@ def train(
     splits = _splits(labels, settings, folds)
     if ranks.several and roi_cache is not None and not ranks.main:
         barrier(ranks)  # rank 0 writes the ROI cache first; the others then read it
-    rois, problems = load_rois(cohort, preprocessing, ClinicalVocabulary.default(), cache=roi_cache)
+    rois, problems = load_rois(cohort, preprocessing, ClinicalVocabulary.default(), cache=roi_cache,
+                               readers=readers)
     if ranks.several and roi_cache is not None and ranks.main:
         barrier(ranks)
     for problem in problems:

@@ -6,12 +6,15 @@ pass over each feature map fewer. Never used for training: the batch norms are g
 """
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 
+Model = TypeVar("Model", bound=nn.Module)
 
-def fold_batch_norm(model: nn.Module) -> nn.Module:
+
+def fold_batch_norm(model: Model) -> Model:
     """A copy of `model` (in eval mode) with every Conv3d -> BatchNorm3d pair inside a Sequential folded."""
     folded = copy.deepcopy(model).eval()
     for sequence in folded.modules():
