@@ -54,7 +54,7 @@ def assert_same_geometry(read: sitk.Image, written: sitk.Image):
 
 
 def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, first_file: int = 0,
-                       position_decimals: int = 6) -> None:
+                       position_decimals: int = 6, patient_id: str = "") -> None:
     """One file per slice, with the tags a reader needs to rebuild the 3-D geometry."""
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
@@ -79,6 +79,8 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, first_f
             "0028|1052": "0",  # RescaleIntercept
             "0028|1053": "1",  # RescaleSlope
         }
+        if patient_id:
+            tags["0010|0020"] = patient_id
         for tag, value in tags.items():
             slice_.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"IM{first_file + k:04d}.dcm"))
@@ -119,6 +121,23 @@ def test_dicom_series_round_trip_keeps_the_geometry_and_the_nodule_at_the_roi_ce
     assert problems == []
     for roi in (samples[0].t0, samples[0].t1):
         assert np.allclose(bright_centroid(roi, BRIGHT), ROI_CENTRE, atol=0.35)
+
+
+@pytest.mark.parametrize("readers", [1, 2])
+def test_dicom_series_of_two_patients_paired_as_one_nodule_are_warned_of_once(tmp_path, readers):
+    image, centre = sphere_scan()
+    for k, (folder, patient_id) in enumerate((("P1/T0", "ANON-1"), ("P1/T1", "ANON-2"), ("P2/T0", "ANON-3"),
+                                               ("P2/T1", "ANON-3"))):
+        write_dicom_series(image, tmp_path / folder, f"1.2.826.0.1.3680043.8.498.4{k}", patient_id=patient_id)
+    rows = (nodule_rows("P1", "P1/T0", "P1/T1", centre) + nodule_rows("P1", "P1/T0", "P1/T1", centre + 9, nodule="2")
+            + nodule_rows("P2", "P2/T0", "P2/T1", centre))
+    with pytest.warns(UserWarning) as caught:  # from the reader processes too
+        samples, problems = samples_and_problems(
+            iter_samples(read_cohort(write_csv(tmp_path / "c.csv", HEADER, rows)), readers=readers))
+    assert len(samples) == 3 and problems == []  # a warning: some de-identification gives each study its own id
+    (message,) = [str(w.message) for w in caught if "different patients" in str(w.message)]
+    assert "patient P1 nodule 1: the T0 scan (line 2) and the T1 scan (line 3)" in message
+    assert "PatientID 'ANON-1' and 'ANON-2'" in message
 
 
 def test_a_folder_with_two_dicom_series_or_none_is_refused(tmp_path):

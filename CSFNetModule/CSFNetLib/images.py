@@ -129,10 +129,25 @@ def _read_dicom_series(path: Path, files: List[str]) -> sitk.Image:
     except RuntimeError as exc:
         raise ValueError(f"{path}: cannot read the DICOM series: {_sitk_reason(exc)}") from exc
     positions = _slice_positions(reader)
-    if positions is None:
-        return image  # no positions: SimpleITK spaced the slices from their order
-    _check_even_slices(path, image, positions)
-    return _regular(image, positions)
+    if positions is not None:  # else SimpleITK spaced the slices from their order
+        _check_even_slices(path, image, positions)
+        image = _regular(image, positions)
+    for tag in PATIENT_TAGS:
+        if reader.HasMetaDataKey(0, tag) and reader.GetMetaData(0, tag).strip():
+            image.SetMetaData(tag, reader.GetMetaData(0, tag).strip())
+    return image
+
+
+#: The DICOM tags saying whose scan it is, kept on an image read from a series.
+PATIENT_TAGS = {"0010|0020": "PatientID", "0010|0030": "PatientBirthDate", "0010|0040": "PatientSex"}
+
+
+def different_patients(first: sitk.Image, second: sitk.Image) -> str:
+    """How two scans' DICOM patient tags disagree ('' when none that both carry does)."""
+    differ = [f"{name} {first.GetMetaData(tag)!r} and {second.GetMetaData(tag)!r}" for tag, name in PATIENT_TAGS.items()
+              if first.HasMetaDataKey(tag) and second.HasMetaDataKey(tag)
+              and first.GetMetaData(tag) != second.GetMetaData(tag)]
+    return ", ".join(differ)
 
 
 def _slice_positions(reader: sitk.ImageSeriesReader) -> Optional[np.ndarray]:

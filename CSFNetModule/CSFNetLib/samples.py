@@ -1,13 +1,14 @@
 """A cohort's cases as network inputs: each nodule's two ROIs cut from its scans, streamed patient by patient."""
 
+import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
 from .clinical import ClinicalVocabulary
-from .images import read_image
+from .images import different_patients, read_image
 from .parallel import ordered_map
 from .preprocessing import DEFAULT_PREPROCESSING, Preprocessing, extract_roi, lung_mask
 from .records import CaseProblem, Cohort, NoduleCase, Sample, TimepointRow
@@ -37,7 +38,9 @@ def iter_samples(
         by_patient.setdefault(case.pid, []).append(case)
     jobs = (_PatientJob(cases, vocabulary.encode_patient(pid, cohort.clinical.get(pid)), preprocessing, measure,
                         str(cohort.cases_csv)) for pid, cases in by_patient.items())
-    for items in ordered_map(_patient_items, jobs, readers):
+    for items, messages in ordered_map(_patient_items, jobs, readers):
+        for message in messages:  # warnings met in a reader process, shown here
+            warnings.warn(message, stacklevel=2)
         yield from items
 
 
@@ -51,13 +54,21 @@ class _PatientJob(NamedTuple):
     cases_csv: str
 
 
-def _patient_items(job: _PatientJob) -> List[Union[Sample, CaseProblem]]:
-    """The samples (or problems) of one patient's cases, from its scans read once."""
+def _patient_items(job: _PatientJob) -> Tuple[List[Union[Sample, CaseProblem]], List[Warning]]:
+    """The samples (or problems) of one patient's cases, from its scans read once, and the warnings met."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = _read_patient(job)
+    return items, [w.message for w in caught if isinstance(w.message, Warning)]
+
+
+def _read_patient(job: _PatientJob) -> List[Union[Sample, CaseProblem]]:
     if job.measure:
         from .measure.cohort import measure_case
 
     scans = _PatientScans(job.preprocessing)
     measured: Dict[str, List[Dict[str, object]]] = {}  # a nodule's rows at every scan, measured once
+    pairs_checked: Set[Tuple[Path, Path]] = set()
     items: List[Union[Sample, CaseProblem]] = []
     for case in job.cases:
         rois = []
@@ -69,11 +80,25 @@ def _patient_items(job: _PatientJob) -> List[Union[Sample, CaseProblem]]:
                                          case.scans))
                 break
         else:
+            if (case.t0.image, case.t1.image) not in pairs_checked:
+                pairs_checked.add((case.t0.image, case.t1.image))
+                _warn_if_different_patients(case, scans, job.cases_csv)
             if job.measure and case.nodule not in measured:
                 measured[case.nodule] = measure_case(case, scans.image)
             items.append(Sample(case.pid, case.nodule, rois[0], rois[1], list(job.clinical), case.label,
                                 (case.t0.center_lps, case.t1.center_lps), measured.get(case.nodule), case.scans))
     return items
+
+
+def _warn_if_different_patients(case: NoduleCase, scans: "_PatientScans", cases_csv: str) -> None:
+    """Scans paired as one nodule's T0 and T1 whose DICOM headers name different patients: a warning (some
+    de-identification gives each study its own id); nothing is known of image files without such tags."""
+    differ = different_patients(scans.image(case.t0), scans.image(case.t1)) if case.t0.image != case.t1.image else ""
+    if differ:
+        warnings.warn(f"{cases_csv}: patient {case.pid} nodule {case.nodule}: the {case.t0.timepoint} scan (line "
+                      f"{case.t0.row}) and the {case.t1.timepoint} scan (line {case.t1.row}) are DICOM series of "
+                      f"different patients ({differ}): check that cases.csv pairs this patient's own scans",
+                      stacklevel=2)
 
 
 class _PatientScans:
