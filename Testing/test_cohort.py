@@ -427,7 +427,9 @@ def test_bad_images_and_points_outside_the_scan_become_problems_and_the_batch_ca
     assert reads["missing.nrrd"] == 1  # a failed read is not retried for the patient's next nodule
 
     def described(item):
-        return str(item) if isinstance(item, CaseProblem) else (item.pid, item.nodule, item.t0.tobytes(), item.t1.tobytes())
+        if isinstance(item, CaseProblem):
+            return str(item)
+        return item.pid, item.nodule, item.t0.tobytes(), item.t1.tobytes()
 
     # two reader processes: the same items in the same order
     assert [described(i) for i in iter_samples(cohort, readers=2)] == [described(i) for i in items]
