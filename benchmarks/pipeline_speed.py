@@ -1,6 +1,7 @@
 """`csfnet predict` end to end against reading the scans, and every step's time (not a test).
 
     python benchmarks/pipeline_speed.py --cohort DIR [--readers N] [--step-patients 4] [--json out.json]
+                                        [--parts end-to-end split steps]
 
 DIR holds a cohort as `csfnet synth` writes it (cases.csv, clinical.csv, images/); the figures in
 docs/performance.md come from `csfnet synth --out DIR --cases 30 --size full --seed 7` (whole-chest
@@ -45,6 +46,7 @@ from CSFNetLib.parallel import default_workers  # noqa: E402
 from CSFNetLib.preprocessing import extract_roi  # noqa: E402
 from CSFNetLib.records import Sample  # noqa: E402
 
+PARTS = ("end-to-end", "split", "steps")
 CLI = ("import sys; sys.path.insert(0, sys.argv[1]); from CSFNetLib.cli import main; "
        "sys.exit(main(sys.argv[2:]))")
 
@@ -186,9 +188,12 @@ def markdown(report: dict) -> str:
              "| run | wall s | of the reading time |", "|---|---|---|"]
     for name, value in report["predict_s"].items():
         lines.append(f"| {name} | {value:.1f} | {value / read:.2f}x |")
-    lines += ["", "Split of a one-process run (no measuring): "
-              + ", ".join(f"{step} {value} s" for step, value in report["split_s"].items())]
+    if report["split_s"]:
+        lines += ["", "Split of a one-process run (no measuring): "
+                  + ", ".join(f"{step} {value} s" for step, value in report["split_s"].items())]
     steps = report["steps"]
+    if not steps:
+        return "\n".join(lines)
     lines += ["", f"Steps on {steps['patients']} patients ({steps['nodules']} nodules); "
               f"slowest: {steps['slowest']}", "",
               "| step | s per nodule | s per patient |", "|---|---|---|"]
@@ -202,6 +207,7 @@ def main() -> int:
     parser.add_argument("--cohort", type=Path, required=True, help="a folder written by `csfnet synth`")
     parser.add_argument("--readers", type=int, default=default_workers())
     parser.add_argument("--step-patients", type=int, default=4)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cohort = read_cohort(args.cohort / "cases.csv", args.cohort / "clinical.csv")
@@ -209,19 +215,22 @@ def main() -> int:
     report = {"machine": f"{cpu_name()}, {default_workers(most=64)} cores",
               "patients": len({c.pid for c in cohort.cases}),
               "scans": len(paths), "scan_mb": float(np.mean([p.stat().st_size for p in paths])) / 1e6,
-              "nodules": len(cohort.cases), "reading_s": reading_seconds(paths), "predict_s": {}}
+              "nodules": len(cohort.cases), "reading_s": reading_seconds(paths), "predict_s": {}, "split_s": {},
+              "steps": {}}
     print(f"reading: {report['reading_s']:.1f} s", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        for name, options in (("predict --no-measure --readers 1", ("--no-measure", "--readers", "1")),
-                              (f"predict --no-measure --readers {args.readers}",
-                               ("--no-measure", "--readers", str(args.readers))),
-                              ("predict --readers 1 (measuring)", ("--readers", "1")),
-                              (f"predict --readers {args.readers} (measuring)", ("--readers", str(args.readers)))):
+        runs = (("predict --no-measure --readers 1", ("--no-measure", "--readers", "1")),
+                (f"predict --no-measure --readers {args.readers}", ("--no-measure", "--readers", str(args.readers))),
+                ("predict --readers 1 (measuring)", ("--readers", "1")),
+                (f"predict --readers {args.readers} (measuring)", ("--readers", str(args.readers))))
+        for name, options in runs if "end-to-end" in args.parts else ():
             report["predict_s"][name] = predict_seconds(args.cohort, folder / "results.csv", *options)
             print(f"{name}: {report['predict_s'][name]:.1f} s", file=sys.stderr, flush=True)
-        report["split_s"] = split_seconds(cohort)
-        report["steps"] = step_seconds(cohort, folder, args.step_patients)
+        if "split" in args.parts:
+            report["split_s"] = split_seconds(cohort)
+        if "steps" in args.parts:
+            report["steps"] = step_seconds(cohort, folder, args.step_patients)
     print(markdown(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
