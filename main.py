@@ -2,8 +2,10 @@
 
 The demo CSF-net and its three ablations (Resources/models, trained on synthetic phantoms: for
 demonstration and testing, not for clinical use) are evaluated with the Brock and Mayo clinical
-models on a synthetic test cohort. The cohort is generated on first use into `cache/` and reused;
-its seed is neither the training cohort's nor the quality-check cohort's. `CSFNET_CACHE` moves the cache.
+models and the nodules' measured growth (volume, diameter, Lung-RADS category) on a synthetic test
+cohort, and CSF-net is compared with the best growth row. The cohort is generated on first use into
+`cache/` and reused; its seed is neither the training cohort's nor the quality-check cohort's.
+`CSFNET_CACHE` moves the cache.
 """
 
 import os
@@ -17,7 +19,7 @@ sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
 from CSFNetLib.cohort_csv import read_cohort  # noqa: E402
 from CSFNetLib.console import counting_bar  # noqa: E402
-from CSFNetLib.evaluation import evaluate, table_with_intervals  # noqa: E402
+from CSFNetLib.evaluation import evaluate, table_notes, table_with_intervals  # noqa: E402
 from CSFNetLib.options import VARIANTS  # noqa: E402
 from CSFNetLib.paper import REPORTED, format_table  # noqa: E402
 from CSFNetLib.parallel import default_workers  # noqa: E402
@@ -60,6 +62,7 @@ def main() -> int:
     print(f"\nSynthetic test cohort: {report.nodules} nodules of {report.patients} patients "
           f"({report.malignant} malignant); 95 % bootstrap intervals over patients in brackets.\n")
     print(table_with_intervals(report))
+    print(f"\n{table_notes(report)}")
     print("\nFor reference, as reported in the paper (NLST-cmst, 443 real cases, test split):\n")
     print(format_table({k: v for k, v in REPORTED.items() if k == "CSF-Net"}))
     print(f"\nReport (metrics.json, predictions.csv, roc.png): {CACHE / 'main-report'}; "

@@ -93,8 +93,10 @@ def test_evaluate_names_the_nodule_a_clinical_model_cannot_score(synthetic_cohor
         writer.writeheader()
         writer.writerows(rows)
     cohort = read_cohort(tmp_path / "cases.csv", synthetic_cohort / "clinical.csv")
-    with pytest.raises(ValueError, match=r"\['Mayo'\] name the clinical models' rows"):
+    with pytest.raises(ValueError, match=r"\['Mayo'\] name the clinical models' or growth rows"):
         evaluate(cohort, {"Mayo": None}, device="cpu")
+    with pytest.raises(ValueError, match=r"\['Lung-RADS'\] name the clinical models' or growth rows"):
+        evaluate(cohort, {"CSF-net": None, "Lung-RADS": None}, device="cpu")
     report = evaluate(cohort, {"CSF-net": None}, device="cpu", resamples=10)
     reason = f"patient {rows[0]['pid']} nodule {rows[0]['nodule']}: spiculation = 'maybe' is not 0/1"
     assert reason in report.rows["Mayo"]["not_computed"]
@@ -118,7 +120,7 @@ def test_evaluate_measures_the_nodules_whose_diameter_cases_csv_leaves_out(synth
     import csv
 
     from CSFNetLib.cohort_csv import read_cohort
-    from CSFNetLib.evaluation import score_clinical_models
+    from CSFNetLib.evaluation import measure_nodules, score_clinical_models
 
     with open(synthetic_cohort / "cases.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -131,7 +133,8 @@ def test_evaluate_measures_the_nodules_whose_diameter_cases_csv_leaves_out(synth
         writer.writerows(rows)
     given = read_cohort(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
     measured = read_cohort(tmp_path / "cases.csv", synthetic_cohort / "clinical.csv")
-    with_facts, _ = score_clinical_models(given, given.cases)
-    from_scans, unscored = score_clinical_models(measured, measured.cases)
+    sizes = measure_nodules(given.cases)  # the same scans and points in both cases.csv files
+    with_facts, _ = score_clinical_models(given, given.cases, sizes)
+    from_scans, unscored = score_clinical_models(measured, measured.cases, sizes)
     assert not unscored and not np.isnan(from_scans["Brock (PanCan)"]).any()
     assert np.corrcoef(with_facts["Brock (PanCan)"], from_scans["Brock (PanCan)"])[0, 1] > 0.9

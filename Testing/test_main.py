@@ -30,13 +30,17 @@ def test_main_evaluates_the_shipped_weights_on_a_cached_test_cohort(main_module,
     assert main_module.main() == 0
     out = capsys.readouterr().out
     assert "not for clinical use" in out
-    for row in ("CSF-net", "T1 image only", "T0+T1, no clinical", "Concat fusion", "Brock (PanCan)", "Mayo"):
+    for row in ("CSF-net", "T1 image only", "T0+T1, no clinical", "Concat fusion", "Brock (PanCan)", "Mayo",
+                "Volume growth (VDT)", "Diameter growth", "Lung-RADS"):
         assert f"| {row} |" in out
     cohort = tmp_path / f"synthetic-test-seed{main_module.TEST_SEED}-n3"
     assert (cohort / "cases.csv").exists()
     report = json.loads((tmp_path / "main-report" / "metrics.json").read_text())
-    assert list(report) == ["nodules", "patients", "malignant", "rows", "skipped_cases"]
-    assert set(report["rows"]) >= {"CSF-net", "Brock (PanCan)"}
+    assert list(report) == ["nodules", "patients", "malignant", "rows", "comparison", "resolved", "skipped_cases"]
+    assert set(report["rows"]) >= {"CSF-net", "Brock (PanCan)", "Volume growth (VDT)"}
+    table_end = out.index("| Lung-RADS |")
+    verdict = out.index("the best growth row", table_end)  # the paired comparison, in words, under the table
+    assert verdict < out.index("For reference, as reported in the paper")
     assert f"{report['nodules']} nodules of {report['patients']} patients ({report['malignant']} malignant)" in out
     assert (tmp_path / "main-report" / "roc.png").stat().st_size > 0
     stamp = (cohort / "cases.csv").stat().st_mtime

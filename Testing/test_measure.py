@@ -136,7 +136,7 @@ def test_a_nodule_cut_by_the_scan_s_edge_is_flagged():
 
 
 def test_solid_component_cut_off_is_the_stated_one():
-    assert SOLID_HU == -300.0  # the cut-off the README and the method's docstring state
+    assert SOLID_HU == -300.0  # the cut-off docs/cli.md (measure) and the method's docstring state
 
 
 def size(diameter, kind="solid", solid=0.0, volume=None):

@@ -118,7 +118,8 @@ def test_training_hides_some_clinical_values_so_the_missing_and_unknown_rows_are
 def test_evaluate_reports_networks_and_clinical_models_with_intervals(synthetic_cohort, trained, tmp_path):
     cohort = read_cohort(synthetic_cohort / "cases.csv", synthetic_cohort / "clinical.csv")
     report = evaluate(cohort, {"CSF-net": trained[0] / "model.pt"}, out_dir=tmp_path, device="cpu", resamples=50)
-    assert set(report.rows) == {"CSF-net", "Brock (PanCan)", "Mayo"}
+    assert set(report.rows) == {"CSF-net", "Brock (PanCan)", "Mayo", "Volume growth (VDT)", "Diameter growth",
+                                "Lung-RADS"}
     for row in report.rows.values():
         for metric in ("accuracy", "precision", "f1", "auc", "recall"):
             low, high = row["ci95"][metric]
@@ -130,7 +131,7 @@ def test_evaluate_reports_networks_and_clinical_models_with_intervals(synthetic_
     assert metrics["nodules"] == report.nodules
     with open(tmp_path / "predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == report.nodules and {"CSF-net", "Brock (PanCan)", "Mayo"} <= set(rows[0])
+    assert len(rows) == report.nodules and {"CSF-net", "Brock (PanCan)", "Mayo", "Lung-RADS"} <= set(rows[0])
     roc = sitk.ReadImage(str(tmp_path / "roc.png"))
     assert roc.GetNumberOfComponentsPerPixel() == 3
 

@@ -63,6 +63,27 @@ def test_the_legend_gives_each_computed_row_its_auc_and_interval(report):
     assert any(t.get_text().startswith(title) for t in figure.findobj(Text))
 
 
+def test_growth_rows_are_roc_curves_but_not_calibration_curves():
+    from CSFNetLib.baselines import GROWTH_ROWS, LUNG_RADS
+    from CSFNetLib.plots import evaluation_figure
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 20)
+    growth = {row: 2.0 * labels + rng.normal(0, 1, 40) for row in GROWTH_ROWS}  # not probabilities
+    growth[LUNG_RADS] = np.round(np.clip(growth[LUNG_RADS] + 1, 0, 4))
+    scores = {"CSF-net": np.clip(0.3 + 0.4 * labels + rng.normal(0, 0.2, 40), 0, 1), **growth}
+    keys = [(f"P{i}", "1") for i in range(40)]
+    rows = metric_rows(labels, scores, groups=[pid for pid, _ in keys], networks={"CSF-net"},
+                       positive={row: values > 1 for row, values in growth.items()}, resamples=10)
+    figure = evaluation_figure(EvaluationReport(40, 40, 20, rows, [], keys, labels, scores))
+    roc, calibration = ([t.get_text() for t in axes.get_legend().get_texts()] for axes in figure.axes[2:])
+    for row in GROWTH_ROWS:
+        assert any(t.startswith(f"{row}  AUC {rows[row]['auc']:.3f}") for t in roc) and row not in calibration
+    assert "CSF-net" in calibration
+    styles = {line.get_label().split("  ")[0]: line.get_linestyle() for line in figure.axes[0].get_lines()}
+    assert {styles[row] for row in GROWTH_ROWS} == {"-."} and styles["CSF-net"] == "-"
+
+
 def test_the_png_has_the_figures_size(report, tmp_path):
     from CSFNetLib.plots import evaluation_figure, write_evaluation_figure
 
@@ -96,7 +117,7 @@ def test_write_report_writes_metrics_predictions_and_the_figure(report, tmp_path
     write_report(report, tmp_path / "out", title="hand-made scores")
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics == json.loads(json.dumps(report.to_dict()))
-    assert list(metrics) == ["nodules", "patients", "malignant", "rows", "skipped_cases"]
+    assert list(metrics) == ["nodules", "patients", "malignant", "rows", "comparison", "resolved", "skipped_cases"]
     with open(tmp_path / "out" / "predictions.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["pid"], r["nodule"], int(r["label"])) for r in rows] == [

@@ -1,19 +1,26 @@
-"""Clinical risk models that radiologists already use, computed beside the network.
+"""What radiologists already use, computed beside the network: clinical risk models and measured growth.
 
 Brock / PanCan full model with spiculation (McWilliams et al., NEJM 2013) and the Mayo Clinic model
 (Swensen et al., Arch Intern Med 1997). Both return the probability of malignancy.
 `clinical_model_scores` reads their factors from a nodule's cases.csv facts and its patient's
-clinical.csv row (docs/data-formats.md, "Clinical-model facts").
+clinical.csv row (docs/data-formats.md, "Clinical-model facts"). `growth_scores` ranks a nodule by
+its measured growth between two scans: volume (BTS 2015), mean diameter and Lung-RADS v2022 category.
 """
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from .clinical import normalize_code
+from .measure.growth import (
+    GROWTH_CLASSES,
+    LUNG_RADS_GROWTH_MM,
+    LUNG_RADS_ORDER,
+    growth_class,
+    lung_rads,
+    volume_doubling_days,
+)
+from .measure.size import NoduleSize
 from .records import NoduleCase
-
-if TYPE_CHECKING:
-    from .measure.size import NoduleSize
 
 NODULE_TYPES = ("solid", "part-solid", "non-solid")
 _BROCK_TYPE = {"solid": 0.0, "part-solid": 0.3769578, "non-solid": -0.1276173}
@@ -86,7 +93,7 @@ MEASURABLE_FACTS = ("diameter_mm", "nodule_type")  # what measuring the nodule i
 
 
 def clinical_model_scores(case: NoduleCase, clinical: Dict[str, str],
-                          measured: Optional["NoduleSize"] = None) -> Dict[str, float]:
+                          measured: Optional[NoduleSize] = None) -> Dict[str, float]:
     """Brock and Mayo probabilities from a nodule's T0 facts; a ValueError names a fact that is
     missing (diameter_mm) or not understood, rather than a default that would change the risk.
 
@@ -145,3 +152,39 @@ def _choice(facts: Dict[str, str], column: str, table: Dict[str, Any], default: 
 
 def _flag(facts: Dict[str, str], column: str) -> bool:
     return _choice(facts, column, _FLAG, False, "0/1, yes/no or true/false")
+
+
+VOLUME_GROWTH, DIAMETER_GROWTH, LUNG_RADS = "Volume growth (VDT)", "Diameter growth", "Lung-RADS"
+#: The growth rows: what each ranks nodules by, and when it calls one malignant.
+GROWTH_ROWS = {
+    VOLUME_GROWTH: "ranked by 365.25 / VDT (volume doublings a year); malignant at VDT < 400 days with a volume "
+                   "change of 25 % or more (BTS 2015)",
+    DIAMETER_GROWTH: "ranked by the change of mean diameter (mm); malignant above 1.5 mm (Lung-RADS v2022 growth)",
+    LUNG_RADS: "ranked 1 < 2 < 3 < 4A < 4B at the follow-up; malignant at 4A or 4B",
+}
+DAYS_PER_YEAR = 365.25
+
+
+def growth_scores(before: NoduleSize, after: Optional[NoduleSize],
+                  days: Optional[float]) -> Dict[str, Tuple[float, bool]]:
+    """Each growth row's (score, malignant call) for a nodule measured at two scans `days` apart (None: not
+    known, no volume row); `after` None when it has resolved (only lung at its follow-up point), which ranks
+    it below every nodule still there.
+
+    Lung-RADS reads the follow-up as the next screening round: growth counts whatever the interval (the ACR
+    asks for it within 12 months) and a stable nodule of 6 mm or more steps down from its baseline category.
+    """
+    if after is None:
+        scores = {DIAMETER_GROWTH: (-before.diameter_mm, False), LUNG_RADS: (float(LUNG_RADS_ORDER.index("1")), False)}
+        if days is not None:
+            scores[VOLUME_GROWTH] = (-math.inf, False)
+        return scores
+    change_mm = after.diameter_mm - before.diameter_mm
+    category = lung_rads(after, before, prior=lung_rads(before).category).category
+    scores = {DIAMETER_GROWTH: (change_mm, change_mm > LUNG_RADS_GROWTH_MM),
+              LUNG_RADS: (float(LUNG_RADS_ORDER.index(category)), category in ("4A", "4B"))}
+    if days is not None:
+        doublings = DAYS_PER_YEAR / volume_doubling_days(before.volume_mm3, after.volume_mm3, days)
+        suspicious = growth_class(before.volume_mm3, after.volume_mm3, days) == GROWTH_CLASSES[1]  # VDT < 400 d
+        scores[VOLUME_GROWTH] = (doublings, suspicious)
+    return scores

@@ -124,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .cohort_csv import read_cohort
-    from .evaluation import evaluate, table_with_intervals
+    from .evaluation import evaluate, table_notes, table_with_intervals
 
     checkpoints = {"CSF-net": _optional_path(args.checkpoint)}
     if not args.checkpoint and args.compare is None:  # the shipped demo model: with its shipped ablations
@@ -142,6 +142,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{report.nodules} nodules of {report.patients} patients ({report.malignant} malignant); "
           "95 % bootstrap intervals over patients\n")
     print(table_with_intervals(report))
+    print(f"\n{table_notes(report)}")
     for problem in report.skipped_cases:
         print(f"skipped: {problem}", file=sys.stderr)
     return 0
@@ -297,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="metrics with 95 %% intervals beside the clinical models")
+    evaluate = commands.add_parser("evaluate", help="metrics with 95 %% intervals beside the clinical models and "
+                                                       "measured growth")
     evaluate.add_argument("--cases", required=True)
     evaluate.add_argument("--clinical")
     evaluate.add_argument("--checkpoint", help="default: the shipped demo model")

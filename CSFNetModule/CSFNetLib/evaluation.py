@@ -1,13 +1,16 @@
-"""Evaluating CSF-net beside its ablations and the clinical models, in the paper's table form.
+"""Evaluating CSF-net beside its ablations, the clinical models and measured growth, in the paper's table form.
 
 Network rows use p_malignant >= 0.5. The Brock and Mayo rows are computed from the cohort's nodule
 facts at baseline (T0: the models' intended use) and threshold at 10 % (the British Thoracic Society's
-cut-off for further work-up); their AUC does not depend on the threshold. Intervals are 95 %
-percentile bootstrap over patients (a patient's nodules are resampled together).
+cut-off for further work-up); their AUC does not depend on the threshold. The growth rows (volume,
+mean diameter, Lung-RADS category; `baselines.GROWTH_ROWS`) rank each nodule by its growth between the
+two scans, measured by `CSFNetLib.measure`, and call it malignant by the guidelines' rules. Intervals are
+95 % percentile bootstrap over patients (a patient's nodules are resampled together); the first network
+is compared with the best growth row by a paired bootstrap of their AUC difference.
 
-The steps: `score_networks`, `score_clinical_models`, `metric_rows`; `evaluate` runs them and
-`write_report` writes metrics.json, predictions.csv and the figure (plots.py, matplotlib, imported
-only there).
+The steps: `score_networks`, `measure_nodules`, `score_clinical_models`, `score_growth`, `metric_rows`,
+`paired_comparison`; `evaluate` runs them and `write_report` writes metrics.json, predictions.csv and the
+figure (plots.py, matplotlib, imported only there).
 """
 
 import csv
@@ -15,19 +18,26 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Collection, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 
-from .baselines import CLINICAL_MODELS, clinical_model_scores, missing_measurable_facts
+from .baselines import (
+    CLINICAL_MODELS,
+    GROWTH_ROWS,
+    LUNG_RADS,
+    clinical_model_scores,
+    growth_scores,
+    missing_measurable_facts,
+)
 from .dataset import RoiSet
-from .images import read_image
 from .inference import Predictor
-from .measure.segmentation import measure_nodule
+from .measure.cohort import ScanSize, patient_sizes
+from .measure.growth import LUNG_RADS_ORDER
 from .measure.size import NoduleSize
-from .metrics import METRICS, bootstrap_intervals, classification_metrics
+from .metrics import METRICS, bootstrap_intervals, classification_metrics, paired_auc_difference
 from .paper import format_table
+from .parallel import ordered_map
 from .records import Cohort, NoduleCase
 from .samples import iter_samples
 
@@ -37,13 +47,15 @@ NETWORK_THRESHOLD = 0.5
 CLINICAL_THRESHOLD = 0.10
 
 NoduleKey = Tuple[str, str]  # (pid, nodule)
-Row = Dict[str, Any]  # threshold, the METRICS, ci95 {metric: (low, high)}; or only not_computed (the reason)
+Row = Dict[str, Any]  # threshold or rule, the METRICS, ci95 {metric: (low, high)}; or only not_computed (the reason)
+NoduleScans = Dict[str, ScanSize]  # a nodule measured at each of its scans, by timepoint
 
 
 @dataclass
 class EvaluationReport:
-    """What `evaluate` found: the counts, one row of metrics per network and clinical model (in
-    metrics.json's form), the case problems met, and the scores behind the rows."""
+    """What `evaluate` found: the counts, one row of metrics per network, clinical model and growth row (in
+    metrics.json's form), the paired comparison, the nodules counted as resolved, the case problems met, and
+    the scores behind the rows."""
 
     nodules: int
     patients: int
@@ -52,12 +64,15 @@ class EvaluationReport:
     skipped_cases: List[str]
     keys: List[NoduleKey] = field(default_factory=list, repr=False)  # the evaluated nodules, in order
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)  # 1 malignant, per key
-    scores: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # row name -> probability per key
+    scores: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # row name -> score per key
+    comparison: Dict[str, Any] = field(default_factory=dict)  # `paired_comparison`'s; empty when none
+    resolved: List[str] = field(default_factory=list)  # nodules with only lung at their follow-up point
 
     def to_dict(self) -> Dict[str, Any]:
         """metrics.json's content."""
         return {"nodules": self.nodules, "patients": self.patients, "malignant": self.malignant,
-                "rows": self.rows, "skipped_cases": self.skipped_cases}
+                "rows": self.rows, "comparison": self.comparison, "resolved": self.resolved,
+                "skipped_cases": self.skipped_cases}
 
     def computed(self) -> List[str]:
         """The names of the rows that have metrics."""
@@ -75,15 +90,16 @@ def evaluate(
     title: Optional[str] = None,
     readers: int = 1,
 ) -> EvaluationReport:
-    """Score every labelled nodule with each network and clinical model; metrics with intervals.
+    """Score every labelled nodule with each network, clinical model and growth row; metrics with intervals,
+    and the first network against the best growth row.
 
     `checkpoints` maps a row name to a checkpoint (None = the shipped default model). Only labelled
-    nodules that every network could score are evaluated; `readers` processes read the scans. With
-    `out_dir`, `write_report` writes there (`title` heads the figure).
+    nodules that every network could score are evaluated; `readers` processes read and measure the scans.
+    With `out_dir`, `write_report` writes there (`title` heads the figure).
     """
-    clash = sorted(set(checkpoints) & set(CLINICAL_MODELS))
+    clash = sorted(set(checkpoints) & (set(CLINICAL_MODELS) | set(GROWTH_ROWS)))
     if clash:
-        raise ValueError(f"{clash} name the clinical models' rows; give the network another name")
+        raise ValueError(f"{clash} name the clinical models' or growth rows; give the network another name")
     classes = {c.label for c in cohort.cases if c.label is not None}
     if classes != {0, 1}:
         found = (f"every labelled nodule is {'malignant' if classes == {1} else 'benign'}" if classes
@@ -92,14 +108,24 @@ def evaluate(
     by_network, problems = score_networks(cohort, checkpoints, device=device, progress=progress, readers=readers)
     labelled = {(c.pid, c.nodule): c for c in cohort.cases if c.label is not None}
     keys = [k for k in labelled if all(k in s for s in by_network.values())]
+    cases = [labelled[k] for k in keys]
     scores = {name: np.array([by_case[k] for k in keys]) for name, by_case in by_network.items()}
-    clinical_scores, unscored = score_clinical_models(cohort, [labelled[k] for k in keys])
+    if progress is not None:
+        progress(f"measuring {len(cases)} nodules in their scans")
+    measured = measure_nodules(cases, readers=readers)
+    clinical_scores, unscored_clinical = score_clinical_models(cohort, cases, measured)
+    growth = score_growth(cases, measured)
     scores.update(clinical_scores)
-    labels = np.array([labelled[k].label for k in keys])
+    scores.update(growth.scores)
+    labels = np.array([case.label for case in cases])
     groups = [pid for pid, _ in keys]
-    rows = metric_rows(labels, scores, groups=groups, networks=checkpoints, unscored=unscored, resamples=resamples)
+    unscored = {**dict.fromkeys(CLINICAL_MODELS, unscored_clinical), **growth.unscored}
+    rows = metric_rows(labels, scores, groups=groups, networks=checkpoints, unscored=unscored,
+                       positive=growth.calls, resamples=resamples)
+    comparison = paired_comparison(labels, scores, rows, groups=groups, network=next(iter(checkpoints)),
+                                   resamples=resamples)
     report = EvaluationReport(len(keys), len(set(groups)), int(labels.sum()), rows, sorted(set(problems)),
-                              keys, labels, scores)
+                              keys, labels, scores, comparison, growth.resolved)
     if out_dir is not None:
         write_report(report, Path(out_dir), title=title)
     return report
@@ -135,18 +161,33 @@ def score_networks(
     return scores, problems
 
 
-def score_clinical_models(cohort: Cohort, cases: Sequence[NoduleCase]) -> Tuple[Dict[str, np.ndarray], List[str]]:
+def measure_nodules(cases: Sequence[NoduleCase], *, readers: int = 1) -> List[NoduleScans]:
+    """Each case's nodule measured at every scan (`CSFNetLib.measure`), once per nodule, each scan read once;
+    `readers` processes share the patients."""
+    patients: Dict[str, List[NoduleCase]] = {}
+    for case in cases:
+        patients.setdefault(case.pid, []).append(case)
+    measured = ordered_map(patient_sizes, patients.values(), readers)
+    by_nodule = {(pid, nodule): scans for pid, sizes in zip(patients, measured) for nodule, scans in sizes.items()}
+    return [by_nodule[(case.pid, case.nodule)] for case in cases]
+
+
+def score_clinical_models(cohort: Cohort, cases: Sequence[NoduleCase],
+                          measured: Sequence[NoduleScans]) -> Tuple[Dict[str, np.ndarray], List[str]]:
     """Brock and Mayo probabilities per case (NaN where a fact cannot be read), and why, per unscored case.
 
-    A nodule whose T0 row gives no `diameter_mm` or `nodule_type` is measured in its T0 scan for them.
+    The nodule's size in its T0 scan (`measured`, from `measure_nodules`) stands in for a `diameter_mm` or
+    `nodule_type` that its T0 row does not give.
     """
     scores = {name: np.full(len(cases), np.nan) for name in CLINICAL_MODELS}
     unscored = []
-    scans: Dict[Path, sitk.Image] = {}  # the patient at hand's T0 scan, read once for all its nodules
-    for i, case in enumerate(cases):
+    for i, (case, scans) in enumerate(zip(cases, measured)):
+        size = scans[case.t0.timepoint].size
+        if not isinstance(size, NoduleSize) and missing_measurable_facts(case.t0.extra):
+            log.warning("patient %s nodule %s: not measured for the clinical models: %s", case.pid, case.nodule, size)
         try:
-            measured = _measured_if_needed(case, scans)
-            computed = clinical_model_scores(case, cohort.clinical.get(case.pid, {}), measured)
+            computed = clinical_model_scores(case, cohort.clinical.get(case.pid, {}),
+                                             size if isinstance(size, NoduleSize) else None)
         except ValueError as error:
             unscored.append(f"patient {case.pid} nodule {case.nodule}: {error}")
             continue
@@ -155,20 +196,49 @@ def score_clinical_models(cohort: Cohort, cases: Sequence[NoduleCase]) -> Tuple[
     return scores, unscored
 
 
-def _measured_if_needed(case: NoduleCase, scans: Dict[Path, sitk.Image]) -> Optional[NoduleSize]:
-    """The nodule's size in its T0 scan when cases.csv lacks a fact the clinical models read; None otherwise
-    (or when it cannot be measured: the models then say which fact is missing). `scans` keeps the last
-    scan read, for the same patient's next nodules (cases.csv lists a patient's rows together, as a rule)."""
-    if not missing_measurable_facts(case.t0.extra):
-        return None
-    try:
-        if case.t0.image not in scans:
-            scans.clear()
-            scans[case.t0.image] = read_image(case.t0.image)
-        return measure_nodule(scans[case.t0.image], case.t0.center_lps).size
-    except (ValueError, OSError, RuntimeError) as error:
-        log.warning("patient %s nodule %s: not measured for the clinical models: %s", case.pid, case.nodule, error)
-        return None
+class GrowthScores(NamedTuple):
+    """`score_growth`'s answer, by growth row: the score per case (NaN where unscored), the malignant calls,
+    and why, per unscored case; and the nodules counted as resolved."""
+
+    scores: Dict[str, np.ndarray]
+    calls: Dict[str, np.ndarray]
+    unscored: Dict[str, List[str]]
+    resolved: List[str]
+
+
+def score_growth(cases: Sequence[NoduleCase], measured: Sequence[NoduleScans]) -> GrowthScores:
+    """The growth rows for each case, from its nodule measured at the case's two scans (`baselines.growth_scores`).
+
+    A nodule measured at T0 with only lung at its T1 point counts as resolved; one that cannot be measured at
+    either scan is not scored, nor is its volume growth without the days between the scans.
+    """
+    count = len(cases)
+    growth = GrowthScores({row: np.full(count, np.nan) for row in GROWTH_ROWS},
+                          {row: np.zeros(count, bool) for row in GROWTH_ROWS}, {row: [] for row in GROWTH_ROWS}, [])
+    for i, (case, scans) in enumerate(zip(cases, measured)):
+        who = f"patient {case.pid} nodule {case.nodule}"
+        before, after = scans[case.t0.timepoint], scans[case.t1.timepoint]
+        days = after.days - before.days if after.days is not None and before.days is not None else None
+        try:
+            if not isinstance(before.size, NoduleSize):
+                raise ValueError(before.size)
+            if isinstance(after.size, NoduleSize):
+                computed = growth_scores(before.size, after.size, days)
+            elif after.only_lung:
+                computed = growth_scores(before.size, None, days)
+                growth.resolved.append(f"{who} (only lung at its {case.t1.timepoint} point)")
+            else:
+                raise ValueError(after.size)
+        except ValueError as error:
+            for row in GROWTH_ROWS:
+                growth.unscored[row].append(f"{who}: {error}")
+            continue
+        for row in GROWTH_ROWS:
+            if row in computed:
+                growth.scores[row][i], growth.calls[row][i] = computed[row]
+            else:
+                growth.unscored[row].append(f"{who}: no days between its scans (cases.csv's days column)")
+    return growth
 
 
 def metric_rows(
@@ -177,23 +247,42 @@ def metric_rows(
     *,
     groups: Sequence[str],
     networks: Collection[str],
-    unscored: Sequence[str] = (),
+    unscored: Optional[Mapping[str, Sequence[str]]] = None,
+    positive: Optional[Dict[str, np.ndarray]] = None,
     resamples: int = 1000,
 ) -> Dict[str, Row]:
     """One row per score column: metrics at the row's threshold (0.5 for `networks`, 10 % for the clinical
-    models) with intervals over bootstrap resamples of `groups`; `not_computed` when a score is missing."""
+    models) or by its `positive` calls (the growth rows, with their `rule`), with intervals over bootstrap
+    resamples of `groups`; `not_computed` when a score is missing (why: `unscored`, by row)."""
     rows: Dict[str, Row] = {}
     for name, values in scores.items():
-        missing = int((~np.isfinite(values)).sum())
-        if missing and name in CLINICAL_MODELS:
-            rows[name] = {"not_computed": f"{missing} of {len(values)} nodules cannot be scored, e.g. {unscored[0]}"}
+        missing = int(np.isnan(values).sum())
+        reasons = (unscored or {}).get(name)
+        calls = (positive or {}).get(name)
+        if missing and reasons:
+            rows[name] = {"not_computed": f"{missing} of {len(values)} nodules cannot be scored, e.g. {reasons[0]}"}
         elif missing:
             rows[name] = {"not_computed": f"the network gave no probability for {missing} nodules"}
         else:
             threshold = NETWORK_THRESHOLD if name in networks else CLINICAL_THRESHOLD
-            rows[name] = {"threshold": threshold, **classification_metrics(labels, values, threshold),
-                          "ci95": bootstrap_intervals(labels, values, threshold, resamples, groups=groups)}
+            rule = {"threshold": threshold} if calls is None else {"rule": GROWTH_ROWS[name]}
+            rows[name] = {**rule, **classification_metrics(labels, values, threshold, calls),
+                          "ci95": bootstrap_intervals(labels, values, threshold, resamples, groups=groups,
+                                                      positive=calls)}
     return rows
+
+
+def paired_comparison(labels: np.ndarray, scores: Dict[str, np.ndarray], rows: Dict[str, Row], *,
+                      groups: Sequence[str], network: str, resamples: int = 1000) -> Dict[str, Any]:
+    """`network` against the growth row of highest AUC: their AUC difference (network minus growth row) with
+    its 95 % paired bootstrap interval over `groups`; empty when either has no metrics."""
+    growth = [name for name in GROWTH_ROWS if "auc" in rows.get(name, {})]
+    if "auc" not in rows.get(network, {}) or not growth:
+        return {}
+    best = max(growth, key=lambda name: rows[name]["auc"])
+    difference, interval = paired_auc_difference(labels, scores[network], scores[best], resamples, groups=groups)
+    return {"network": network, "against": best, "auc_difference": difference, "ci95": list(interval),
+            "resamples": resamples}
 
 
 def table_with_intervals(report: EvaluationReport) -> str:
@@ -207,9 +296,42 @@ def table_with_intervals(report: EvaluationReport) -> str:
     return format_table(cells)
 
 
+def table_notes(report: EvaluationReport) -> str:
+    """What to print under the table: how the growth rows rank and call nodules, the nodules counted as
+    resolved, the rows not computed and why, and `comparison_verdict`."""
+    lines = ["Growth rows, from the nodules measured in both scans:"]
+    lines += [f"- {name}: {rule}." for name, rule in GROWTH_ROWS.items()]
+    if report.resolved:
+        lines.append(f"Counted as resolved, ranked lowest by the growth rows (check the follow-up point): "
+                     f"{'; '.join(report.resolved)}.")
+    lines += [f"{name}: not computed: {row['not_computed']}" for name, row in report.rows.items()
+              if "not_computed" in row]
+    return "\n".join(lines + ["", comparison_verdict(report)])
+
+
+def comparison_verdict(report: EvaluationReport) -> str:
+    """The paired comparison in plain words: which of the network and the best growth row ranks the nodules
+    better on this cohort, or that their difference is within the noise."""
+    comparison = report.comparison
+    if not comparison:
+        return "No paired comparison: the network's row or every growth row is not computed."
+    network, other = comparison["network"], comparison["against"]
+    low, high = comparison["ci95"]
+    numbers = (f"AUC {report.rows[network]['auc']:.3f} against {report.rows[other]['auc']:.3f}; {network} minus "
+               f"{other} {comparison['auc_difference']:+.3f}, 95 % interval [{low:+.3f}, {high:+.3f}] over "
+               f"{comparison['resamples']} paired bootstrap resamples of the patients")
+    if low > 0:
+        return f"{network} ranks the nodules better than {other}, the best growth row, on this cohort ({numbers})."
+    if high < 0:
+        return f"{other}, the best growth row, ranks the nodules better than {network} on this cohort ({numbers})."
+    return (f"{network} and {other}, the best growth row, differ within the noise on this cohort ({numbers}: "
+            f"the interval holds 0).")
+
+
 def write_report(report: EvaluationReport, out_dir: Path, *, title: Optional[str] = None) -> None:
-    """metrics.json (`report.to_dict()`), predictions.csv (one probability column per row, 6 decimals)
-    and roc.png (ROC and calibration of the computed rows; plots.py)."""
+    """metrics.json (`report.to_dict()`), predictions.csv (one score column per row, 6 decimals: probabilities,
+    the growth rows' scores, the Lung-RADS category) and roc.png (ROC and calibration of the computed rows;
+    plots.py)."""
     from .plots import write_evaluation_figure  # matplotlib: only when a figure is written
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -219,5 +341,12 @@ def write_report(report: EvaluationReport, out_dir: Path, *, title: Optional[str
         writer = csv.writer(handle)
         writer.writerow(["pid", "nodule", "label", *names])
         for i, (key, label) in enumerate(zip(report.keys, report.labels)):
-            writer.writerow([key[0], key[1], int(label), *(f"{report.scores[n][i]:.6f}" for n in names)])
+            writer.writerow([key[0], key[1], int(label), *(_cell(n, report.scores[n][i]) for n in names)])
     write_evaluation_figure(report, out_dir / "roc.png", title=title)
+
+
+def _cell(name: str, score: float) -> str:
+    """A score as predictions.csv writes it: the Lung-RADS row's as its category."""
+    if name == LUNG_RADS and not np.isnan(score):
+        return LUNG_RADS_ORDER[int(score)]
+    return f"{score:.6f}"

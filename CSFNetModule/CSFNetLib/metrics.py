@@ -1,8 +1,12 @@
-"""Binary classification metrics in the paper's terms, with percentile-bootstrap 95 % intervals;
-the ROC curve and calibration bins the evaluation figure draws."""
+"""Binary classification metrics in the paper's terms, with percentile-bootstrap 95 % intervals; a paired
+bootstrap of two scores' AUC difference; the ROC curve and calibration bins the evaluation figure draws.
+
+A score ranks nodules: any real number, -inf and inf included (a nodule that has resolved ranks below every
+other); NaN is no score.
+"""
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -13,17 +17,17 @@ METRICS = ("accuracy", "precision", "f1", "auc", "recall")
 def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Area under the ROC curve: the chance a random positive outscores a random negative (ties half).
 
-    NaN when a class is absent or a score is not finite (a diverged network has no ranking).
+    NaN when a class is absent or a score is NaN (a diverged network has no ranking).
     """
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     positive, negative = scores[labels == 1], scores[labels == 0]
-    if len(positive) == 0 or len(negative) == 0 or not np.all(np.isfinite(scores)):
+    if len(positive) == 0 or len(negative) == 0 or np.any(np.isnan(scores)):
         return float("nan")
     order = np.argsort(np.concatenate([positive, negative]), kind="mergesort")
     ranks = np.empty(len(order))
     values = np.concatenate([positive, negative])[order]
     # average ranks over ties
-    starts = np.r_[0, np.flatnonzero(np.diff(values)) + 1]
+    starts = np.r_[0, _changes(values) + 1]
     ends = np.r_[starts[1:], len(values)]
     for start, end in zip(starts, ends):
         ranks[order[start:end]] = (start + end + 1) / 2.0
@@ -36,12 +40,17 @@ def roc_curve(labels: ArrayLike, scores: ArrayLike) -> Tuple[np.ndarray, np.ndar
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     order = np.argsort(-scores, kind="mergesort")
     labels, scores = labels[order], scores[order]
-    last_of_each_score = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    last_of_each_score = np.r_[_changes(scores), len(scores) - 1]
     true_positives = np.cumsum(labels)[last_of_each_score]
     false_positives = (last_of_each_score + 1) - true_positives
     tpr = np.r_[0.0, true_positives / max(labels.sum(), 1)]
     fpr = np.r_[0.0, false_positives / max(len(labels) - labels.sum(), 1)]
     return fpr, tpr
+
+
+def _changes(sorted_values: np.ndarray) -> np.ndarray:
+    """Where a sorted array's next value differs (an infinity equals itself, where np.diff would give NaN)."""
+    return np.flatnonzero(sorted_values[1:] != sorted_values[:-1])
 
 
 @dataclass(frozen=True)
@@ -80,13 +89,16 @@ def calibration_bins(
     return CalibrationBins(edges, counts, observed, predicted)
 
 
-def classification_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> Dict[str, float]:
-    """Accuracy, precision, F1, AUC and recall; predictions are scores >= threshold (all NaN when a
-    score is not finite: a missing score is no prediction)."""
+def classification_metrics(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5,
+                           positive: Optional[ArrayLike] = None) -> Dict[str, float]:
+    """Accuracy, precision, F1, AUC and recall; predictions are `positive` (a rule that is not a threshold on
+    the score, one bool per nodule) or else scores >= threshold (all NaN when a score is NaN: a missing score
+    is no prediction)."""
     labels = np.asarray(labels).astype(int)
-    if not np.all(np.isfinite(np.asarray(scores, dtype=float))):
+    if np.any(np.isnan(np.asarray(scores, dtype=float))):
         return {m: float("nan") for m in METRICS}
-    predicted = (np.asarray(scores, dtype=float) >= threshold).astype(int)
+    called = np.asarray(scores, dtype=float) >= threshold if positive is None else np.asarray(positive, dtype=bool)
+    predicted = called.astype(int)
     tp = int(np.sum((predicted == 1) & (labels == 1)))
     fp = int(np.sum((predicted == 1) & (labels == 0)))
     fn = int(np.sum((predicted == 0) & (labels == 1)))
@@ -108,22 +120,53 @@ def bootstrap_intervals(
     resamples: int = 1000,
     seed: int = 0,
     groups: Optional[ArrayLike] = None,
+    positive: Optional[ArrayLike] = None,
 ) -> Dict[str, Tuple[float, float]]:
-    """95 % percentile intervals of each metric over bootstrap resamples.
+    """95 % percentile intervals of each metric over bootstrap resamples (predictions as
+    `classification_metrics` makes them).
 
     With `groups` (patient ids) whole patients are resampled, so a patient's nodules stay together.
     """
     labels, scores = np.asarray(labels).astype(int), np.asarray(scores, dtype=float)
+    calls = None if positive is None else np.asarray(positive, dtype=bool)
+    samples: Dict[str, List[float]] = {m: [] for m in METRICS}
+    for picked in _resampled(len(labels), resamples, seed, groups):
+        values = classification_metrics(labels[picked], scores[picked], threshold,
+                                         None if calls is None else calls[picked])
+        for m in METRICS:
+            samples[m].append(values[m])
+    return {m: _interval(v) for m, v in samples.items()}
+
+
+def paired_auc_difference(
+    labels: ArrayLike,
+    scores: ArrayLike,
+    other: ArrayLike,
+    resamples: int = 1000,
+    seed: int = 0,
+    groups: Optional[ArrayLike] = None,
+) -> Tuple[float, Tuple[float, float]]:
+    """AUC of `scores` minus AUC of `other` on the same nodules, and its 95 % percentile interval over paired
+    bootstrap resamples (both scores on each resample; with `groups`, whole patients are resampled)."""
+    labels = np.asarray(labels).astype(int)
+    scores, other = np.asarray(scores, dtype=float), np.asarray(other, dtype=float)
+    differences = [roc_auc(labels[picked], scores[picked]) - roc_auc(labels[picked], other[picked])
+                   for picked in _resampled(len(labels), resamples, seed, groups)]
+    return roc_auc(labels, scores) - roc_auc(labels, other), _interval(differences)
+
+
+def _resampled(count: int, resamples: int, seed: int, groups: Optional[ArrayLike]) -> Iterator[np.ndarray]:
+    """The indices of each bootstrap resample of `count` items, or of their `groups` drawn whole."""
     rng = np.random.default_rng(seed)
     if groups is None:
-        members = [np.array([i]) for i in range(len(labels))]
+        members = [np.array([i]) for i in range(count)]
     else:
         groups = np.asarray(groups)
         members = [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
-    samples: Dict[str, List[float]] = {m: [] for m in METRICS}
     for _ in range(resamples):
-        picked = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
-        values = classification_metrics(labels[picked], scores[picked], threshold)
-        for m in METRICS:
-            samples[m].append(values[m])
-    return {m: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))) for m, v in samples.items()}
+        yield np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+
+
+def _interval(values: List[float]) -> Tuple[float, float]:
+    """The 2.5th and 97.5th percentiles, resamples without a value (a class missing) left out."""
+    return float(np.nanpercentile(values, 2.5)), float(np.nanpercentile(values, 97.5))

@@ -1,4 +1,5 @@
-"""The evaluation figure (roc.png): (a) ROC curves with each row's AUC and 95 % interval, (b) calibration.
+"""The evaluation figure (roc.png): (a) ROC curves with each row's AUC and 95 % interval, (b) calibration of
+the rows that give a probability (the networks and clinical models; the growth rows rank, they do not predict).
 
 matplotlib is imported here only (an object-oriented `Figure` on an Agg canvas: no pyplot, no global
 backend state), so inference, prediction and evaluation load without it.
@@ -11,13 +12,15 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .baselines import CLINICAL_MODELS, GROWTH_ROWS
 from .metrics import CalibrationBins, calibration_bins, roc_curve
 
 if TYPE_CHECKING:
     from .evaluation import EvaluationReport
 
-# Networks in strong colours (CSF-net first, red), clinical models dashed; colour-blind-safe tab10 hues.
-COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
+# Networks in strong colours (CSF-net first, red), clinical models dashed, growth rows dash-dotted; tab10 hues.
+COLOURS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
 FIGURE_SIZE = (11.0, 7.6)  # inches
 DPI = 150
 CALIBRATION_BINS = 10  # equal-width bins over [0, 1] ...
@@ -33,7 +36,7 @@ def evaluation_figure(report: "EvaluationReport", *, title: Optional[str] = None
     names = report.computed()
     styles = {name: _style(i, name) for i, name in enumerate(names)}
     draw_roc(roc_axes, report, names, styles)
-    draw_calibration(calibration_axes, report, names, styles)
+    draw_calibration(calibration_axes, report, [name for name in names if name not in GROWTH_ROWS], styles)
     for axes, panel in zip(legend_row, (roc_axes, calibration_axes)):  # each legend in the row under its panel
         axes.set_axis_off()
         axes.legend(*panel.get_legend_handles_labels(), loc="upper center", ncol=1 if panel is roc_axes else 2,
@@ -101,11 +104,9 @@ def _occupied(bins: CalibrationBins) -> Tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _style(index: int, name: str) -> Dict:
-    from .baselines import CLINICAL_MODELS
-
-    clinical = name in CLINICAL_MODELS
-    return {"color": COLOURS[index % len(COLOURS)], "linestyle": "--" if clinical else "-",
-            "linewidth": 1.8 if clinical else 2.2, "zorder": 20 - index}  # the first row (CSF-net) on top
+    linestyle = "--" if name in CLINICAL_MODELS else "-." if name in GROWTH_ROWS else "-"
+    return {"color": COLOURS[index % len(COLOURS)], "linestyle": linestyle,
+            "linewidth": 2.2 if linestyle == "-" else 1.8, "zorder": 20 - index}  # the first row (CSF-net) on top
 
 
 def _square(axes, xlabel: str, ylabel: str) -> None:

@@ -23,7 +23,8 @@ from ..preprocessing import resample_to_grid
 from ..records import Cohort, NoduleCase, PathLike, TimepointRow
 from ..table_files import write_table
 from .growth import growth_class, lung_rads, volume_doubling_days
-from .segmentation import NoduleMeasurement, measure_nodule
+from .segmentation import NoduleMeasurement, OnlyLungError, measure_nodule
+from .size import NoduleSize
 
 COLUMNS = ("pid", "nodule", "timepoint", "days", "x", "y", "z", "volume_mm3", "solid_volume_mm3", "diameter_mm",
            "long_axis_mm", "short_axis_mm", "solid_diameter_mm", "type", "vdt_days", "growth_mm", "growth_class",
@@ -112,21 +113,51 @@ def measure_scans(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image
     """One nodule measured at every scan (each from `scan_of`), or why it could not be, in time order."""
     scans = []
     for row in case.rows:
+        only_lung = False
         try:
             measurement: Union[NoduleMeasurement, str] = measure_nodule(scan_of(row), row.center_lps)
         except (ValueError, OSError, RuntimeError) as exc:
-            measurement = f"{row.image}: {exc}"
-        scans.append(ScanMeasurement(row.timepoint, row.days, measurement))
+            measurement, only_lung = f"{row.image}: {exc}", isinstance(exc, OnlyLungError)
+        scans.append(ScanMeasurement(row.timepoint, row.days, measurement, only_lung))
     return scans
 
 
 @dataclass(frozen=True)
 class ScanMeasurement:
-    """One nodule at one scan: when (days from the first scan, when known) and its measurement or why there is none."""
+    """One nodule at one scan: when (days from the first scan, when known) and its measurement or why there is none;
+    `only_lung` when nothing but lung lies at its point (after an earlier scan that measured it: it has resolved)."""
 
     timepoint: str
     days: Optional[float]
     result: Union[NoduleMeasurement, str]
+    only_lung: bool = False
+
+
+@dataclass(frozen=True)
+class ScanSize:
+    """A `ScanMeasurement` without the masks (small enough to pass between processes): the size or why none."""
+
+    timepoint: str
+    days: Optional[float]
+    size: Union[NoduleSize, str]
+    only_lung: bool = False
+
+
+def patient_sizes(cases: Sequence[NoduleCase]) -> Dict[str, Dict[str, ScanSize]]:
+    """One patient's nodules, each measured once at every scan (each scan read once): by nodule, by timepoint."""
+    read = PatientScans()
+    sizes: Dict[str, Dict[str, ScanSize]] = {}
+    for case in cases:
+        if case.nodule not in sizes:  # a nodule's assessments (T0-T1, T1-T2, ...) share its scans
+            sizes[case.nodule] = {scan.timepoint: ScanSize(scan.timepoint, scan.days, _size(scan.result),
+                                                           scan.only_lung)
+                                  for scan in measure_scans(case, lambda row: read(row.image))}
+    return sizes
+
+
+def _size(result: Union[NoduleMeasurement, str]) -> Union[NoduleSize, str]:
+    """A measurement's size, or why there is none."""
+    return result.size if isinstance(result, NoduleMeasurement) else result
 
 
 def nodule_rows(pid: str, nodule: str, scans: Sequence[ScanMeasurement]) -> List[Dict[str, object]]:

@@ -3,7 +3,8 @@
 Sources: BTS 2015 guideline (Callister et al., Thorax 2015;70:ii1-ii54) for volume doubling time and its
 classes; ACR Lung-RADS v2022 for the categories (size cut-offs as in v1.1, NCBI NBK568579). Only what
 the measurements decide is categorised: a category that needs the reader (perifissural nodules, airway
-or cystic lesions, 4X features, stepped management of stable 3 / 4A nodules) is left empty with the reason.
+or cystic lesions, 4X features, stepped management of stable 3 / 4A nodules without their prior category)
+is left empty with the reason.
 """
 
 import math
@@ -19,6 +20,10 @@ VDT_GROWTH, VDT_INDETERMINATE = 400.0, 600.0
 #: Lung-RADS v2022: growth is a mean-diameter increase of more than this within 12 months.
 LUNG_RADS_GROWTH_MM = 1.5
 GROWTH_CLASSES = ("stable", "VDT < 400 d", "VDT 400-600 d", "VDT > 600 d", "shrinking")
+#: The categories in order of suspicion ("1": no nodule there any more).
+LUNG_RADS_ORDER = ("1", "2", "3", "4A", "4B")
+#: v2022 stepped management: a nodule stable at follow-up steps down from 3 to 2 and from 4A to 3.
+_STEPPED = {"3": "2", "4A": "3"}
 
 
 def volume_doubling_days(volume0: float, volume1: float, days: float) -> float:
@@ -48,8 +53,11 @@ class LungRads:
     reason: str = ""
 
 
-def lung_rads(size: NoduleSize, previous: Optional[NoduleSize] = None, days: Optional[float] = None) -> LungRads:
-    """The category of one nodule at one scan: a baseline (no `previous`) or a follow-up of `previous`."""
+def lung_rads(size: NoduleSize, previous: Optional[NoduleSize] = None, days: Optional[float] = None,
+              prior: Optional[str] = None) -> LungRads:
+    """The category of one nodule at one scan: a baseline (no `previous`) or a follow-up of `previous`, `days`
+    later (None: not checked against Lung-RADS' 12 months). With `prior`, the category `previous` had, a
+    stable solid or part-solid nodule of 6 mm or more takes stepped management instead of the reader."""
     if previous is None:
         return _baseline(size)
     growing = size.diameter_mm - previous.diameter_mm > LUNG_RADS_GROWTH_MM
@@ -66,8 +74,19 @@ def lung_rads(size: NoduleSize, previous: Optional[NoduleSize] = None, days: Opt
         return LungRads("4A" if size.solid_diameter_mm < 4 else "4B")
     if size.diameter_mm < 6:
         return LungRads("2")
+    if prior is not None:
+        return _stepped(size, prior)
     return LungRads("", "not growing, 6 mm or more: stepped management of a stable 3 / 4A nodule needs its "
                         "prior category")
+
+
+def _stepped(size: NoduleSize, prior: str) -> LungRads:
+    """A stable nodule's category: its size category when that is above `prior` (v2022: a nodule that reaches a
+    higher size category is reclassified by size), else `prior` stepped down (4B is not stepped down)."""
+    by_size = _baseline(size).category
+    if LUNG_RADS_ORDER.index(by_size) > LUNG_RADS_ORDER.index(prior):
+        return LungRads(by_size)
+    return LungRads(_STEPPED.get(prior, prior))
 
 
 def _baseline(size: NoduleSize) -> LungRads:

@@ -67,6 +67,11 @@ class NoNoduleError(ValueError):
     """There is no nodule at the point given (lung, air, a vessel, bone, outside the scan)."""
 
 
+class OnlyLungError(NoNoduleError):
+    """Nothing but lung around the point: at a follow-up of a nodule measured before, it has resolved (or the
+    point misses it)."""
+
+
 @dataclass(frozen=True)
 class NoduleSegmentation:
     """A nodule's masks on its analysis grid (identity direction, `voxel_mm` cubes, scan LPS)."""
@@ -115,7 +120,7 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
     lung = float(np.median(lung_voxels))
     seed = _seed(smooth, grid.lps_to_index_zyx(point), lung)
     if seed is None:
-        raise NoNoduleError(f"no nodule at {_mm(point)}: only lung within {SEARCH_MM:g} mm")
+        raise OnlyLungError(f"no nodule at {_mm(point)}: only lung within {SEARCH_MM:g} mm")
     core = _core_level(smooth, seed)
     if core > BONE_HU:
         raise NoNoduleError(f"no nodule at {_mm(point)}: {core:.0f} HU is bone or contrast, not a nodule")
