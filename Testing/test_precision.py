@@ -17,7 +17,7 @@ from CSFNetLib.dataset import RoiSet
 from CSFNetLib.inference import PRECISIONS, Predictor, predict_rois
 from CSFNetLib.samples import iter_samples
 
-TOLERANCE = 0.01  # the README's documented bound on |p(fp16) - p(fp32)|
+TOLERANCE = 0.01  # the documented bound on |p(fp16) - p(fp32)| (docs/cli.md, --precision fp16)
 NEEDS_CPU_FP16 = pytest.mark.skipif(tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 4),
                                     reason="autocast on the CPU has fp16 from torch 2.4")
 

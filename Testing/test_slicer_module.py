@@ -1,6 +1,6 @@
 """Static checks of the Slicer module (CSFNet.py, its .ui, packaging): the Slicer application cannot run here.
 
-What these cannot check is run inside Slicer by `CSFNetTest` (see the README).
+What these cannot check is run inside Slicer by `CSFNetTest` (see docs/development.md, "Tests that need Slicer").
 """
 
 import ast
