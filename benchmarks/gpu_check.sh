@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmark in one go, for a lent CUDA machine: how far fp16 / bf16 move p_malignant
 # (benchmarks/precision.py), then fp32, fp16 and bf16 autocast timings, each contiguous and
-# channels-last (README, Performance). A JSON and a markdown table per run go to $OUT (or
+# channels-last (docs/performance.md). A JSON and a markdown table per run go to $OUT (or
 # benchmarks/gpu-results).
 #   bash benchmarks/gpu_check.sh
 # SimpleITK comes from .wheels/ when the machine has none: `pip download SimpleITK --only-binary=:all:

@@ -49,9 +49,9 @@ AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 def check_precision(precision: str, device: torch.device) -> None:
     """Refuse a precision that is not offered (options.PRECISIONS), and fp16 off CUDA GPUs.
 
-    bf16's 8-bit mantissa moves p_malignant beyond the tolerance (README, "Reduced precision"). A CPU
-    without native 16-bit 3-D convolutions runs them through torch's slow reference kernel;
-    autocast on Apple MPS is untested.
+    bf16's 8-bit mantissa moves p_malignant beyond the tolerance (docs/performance.md, "Reduced
+    precision"). A CPU without native 16-bit 3-D convolutions runs them through torch's slow
+    reference kernel; autocast on Apple MPS is untested.
     """
     if precision == "bf16":
         raise UnusableOptions("{precision} bf16 moves p_malignant further from fp32 than the {tolerance} this "
