@@ -10,8 +10,9 @@ Reports, as JSON (--json) and as a markdown table on stdout:
 - the forward time per case at batch 1 and at the best batch size, for each configuration, in ms
   and as a fraction of the conv3d peak (both the plain model and the inference fast path);
 - ROI extraction time per nodule from a 512 x 512 x 300 scan;
-- the end-to-end `csfnet predict` time per case on a small synthetic cohort (model load included);
-- the peak memory (RSS) of a one-case prediction, in a fresh process.
+- the end-to-end `csfnet predict` time per case on a small synthetic cohort (model load included,
+  without measuring: benchmarks/pipeline_speed.py times that and the rest on whole-chest scans);
+- the peak memory (RSS) of a one-case prediction (without measuring), in a fresh process.
 How far bf16 / fp16 move p_malignant is benchmarks/precision.py's report.
 """
 
@@ -31,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "CSFNetModule"))
 
 from CSFNetLib.clinical import FIELDS  # noqa: E402
-from CSFNetLib.inference import AUTOCAST, fast_inference_model, reduced_precision  # noqa: E402
+from CSFNetLib.inference import AUTOCAST, CPU_FAST_PATH, fast_inference_model, reduced_precision  # noqa: E402
 from CSFNetLib.model import build_model  # noqa: E402
 
-BATCH_SIZES = (1, 2, 4, 8, 16)
+BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 CONV_SHAPES = ((8, 64, 64, 8, 32, 32), (2, 128, 128, 8, 16, 16), (4, 32, 32, 16, 64, 64))  # N, Cin, Cout, D, H, W
 
 
@@ -103,7 +104,9 @@ def model_report(name: str, device: torch.device, repeats: int, peak: float, pre
                  channels_last: bool) -> dict:
     plain = build_model(name).to(device).eval()
     flops = flops_per_case(plain, device)
-    fast = fast_inference_model(plain, channels_last=channels_last)
+    # the fast path as `Predictor` runs it: on a CPU its measured layout and passes (CPU_FAST_PATH)
+    fast = fast_inference_model(plain, **(CPU_FAST_PATH[name] if device.type == "cpu" else
+                                          {"channels_last": channels_last}))
     report = {"gflop_per_case": round(flops / 1e9, 2)}
     for label, model in (("plain", plain), ("fast", fast)):
         times = forward_times(model, device, repeats, precision)
@@ -138,14 +141,14 @@ def pipeline_report(folder: Path, device: str) -> dict:
     write_cohort(cohort, 4, 11, "small", workers=1)
     start = time.perf_counter()
     done, _ = predict_cohort(cohort / "cases.csv", folder / "results.csv", clinical_csv=cohort / "clinical.csv",
-                             device=device)
+                             device=device, measure=False)
     per_case = (time.perf_counter() - start) / done
     lines = (cohort / "cases.csv").read_text(encoding="utf-8").splitlines()
     header, first_case = lines[0], [line for line in lines[1:] if line.split(",")[:2] == lines[1].split(",")[:2]]
     (cohort / "one.csv").write_text("\n".join([header, *first_case]) + "\n", encoding="utf-8")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
             "from CSFNetLib.prediction import predict_cohort; "
-            "predict_cohort(Path(sys.argv[2]), Path(sys.argv[3]), device=sys.argv[4]); "
+            "predict_cohort(Path(sys.argv[2]), Path(sys.argv[3]), device=sys.argv[4], measure=False); "
             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
     # VmHWM (KiB): this process's own peak; ru_maxrss would carry the parent's over fork and exec
     child = subprocess.run([sys.executable, "-c", code, str(ROOT / "CSFNetModule"), str(cohort / "one.csv"),
