@@ -21,7 +21,7 @@ def ordered_map(function: Callable[[Job], Result], jobs: Iterable[Job], workers:
     """function(job) for every job, yielded in the jobs' order.
 
     With `workers` > 1 the jobs run in that many spawned processes (`function` must be importable and
-    its jobs and results picklable), at most `ahead` (default 2 x workers) at a time: results wait for
+    its jobs and results picklable), at most `ahead` (default 4 x workers) at a time: results wait for
     the consumer, not pile up. With one worker everything runs here, one job at a time.
     """
     if workers <= 1:
@@ -30,7 +30,7 @@ def ordered_map(function: Callable[[Job], Result], jobs: Iterable[Job], workers:
     todo = iter(jobs)
     context = multiprocessing.get_context("spawn")  # not fork: the parent may hold threads (torch, ITK)
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        first = itertools.islice(todo, ahead or 2 * workers)
+        first = itertools.islice(todo, ahead or 4 * workers)
         pending: Deque[Future] = deque(pool.submit(function, job) for job in first)
         try:
             while pending:
