@@ -23,6 +23,7 @@ import argparse
 import csv
 import datetime
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from CSFNetLib.measure.cohort import measure_case  # noqa: E402
 from CSFNetLib.options import ATTENTION_METHODS  # noqa: E402
 from CSFNetLib.parallel import default_workers  # noqa: E402
 from CSFNetLib.preprocessing import extract_roi  # noqa: E402
-from CSFNetLib.records import Sample  # noqa: E402
+from CSFNetLib.records import Sample, cases_by_patient  # noqa: E402
 
 PARTS = ("end-to-end", "split", "steps")
 CLI = ("import sys; sys.path.insert(0, sys.argv[1]); from CSFNetLib.cli import main; "
@@ -98,8 +99,7 @@ def split_seconds(cohort) -> dict:
     predictor = Predictor(device="cpu")
     split = {"start-up (import, model load)": startup, "read": 0.0, "ROI": 0.0}
     samples = []
-    for pid in dict.fromkeys(case.pid for case in cohort.cases):
-        cases = [case for case in cohort.cases if case.pid == pid]
+    for cases in cases_by_patient(cohort.cases).values():
         start = time.perf_counter()
         scans = {path: read_image(path) for path in dict.fromkeys(row.image for case in cases for row in case.rows)}
         split["read"] += time.perf_counter() - start
@@ -123,8 +123,9 @@ def step_seconds(cohort, folder: Path, patients: int) -> dict:
     from CSFNetLib.inference import Predictor
     from CSFNetLib.match.cases import match_cases
 
-    pids = list(dict.fromkeys(case.pid for case in cohort.cases))[:patients]
-    cases = [case for case in cohort.cases if case.pid in pids]
+    chosen = list(cases_by_patient(cohort.cases).items())[:patients]
+    pids = [pid for pid, _ in chosen]
+    cases = [case for _, their_cases in chosen for case in their_cases]
     nodules = len(cases)
     scans = {path: read_image(path) for path in dict.fromkeys(row.image for case in cases for row in case.rows)}
     steps = {"segmentation and measurement": seconds(lambda: [measure_case(case, lambda row: scans[row.image])
@@ -216,7 +217,7 @@ def main() -> int:
     args = parser.parse_args()
     cohort = read_cohort(args.cohort / "cases.csv", args.cohort / "clinical.csv")
     paths = scan_paths(cohort)
-    report = {"machine": f"{cpu_name()}, {default_workers(most=64)} cores",
+    report = {"machine": f"{cpu_name()}, {os.cpu_count()} cores",
               "patients": len({c.pid for c in cohort.cases}),
               "scans": len(paths), "scan_mb": float(np.mean([p.stat().st_size for p in paths])) / 1e6,
               "nodules": len(cohort.cases), "reading_s": reading_seconds(paths), "predict_s": {}, "split_s": {},

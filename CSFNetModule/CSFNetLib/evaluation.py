@@ -38,7 +38,7 @@ from .measure.size import NoduleSize
 from .metrics import METRICS, bootstrap_intervals, classification_metrics, paired_auc_difference
 from .paper import format_table
 from .parallel import ordered_map
-from .records import Cohort, NoduleCase
+from .records import Cohort, NoduleCase, cases_by_patient
 from .samples import iter_samples
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,7 @@ def score_networks(
 def measure_nodules(cases: Sequence[NoduleCase], *, readers: int = 1) -> List[NoduleScans]:
     """Each case's nodule measured at every scan (`CSFNetLib.measure`), once per nodule, each scan read once;
     `readers` processes share the patients."""
-    patients: Dict[str, List[NoduleCase]] = {}
-    for case in cases:
-        patients.setdefault(case.pid, []).append(case)
+    patients = cases_by_patient(cases)
     measured = ordered_map(patient_sizes, patients.values(), readers)
     by_nodule = {(pid, nodule): scans for pid, sizes in zip(patients, measured) for nodule, scans in sizes.items()}
     return [by_nodule[(case.pid, case.nodule)] for case in cases]

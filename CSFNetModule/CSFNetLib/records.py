@@ -6,7 +6,7 @@ scene logic use them without depending on any reader.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -73,6 +73,14 @@ class NoduleCase:
     def rows(self) -> Tuple[TimepointRow, ...]:
         """Every scan of the nodule, in time order."""
         return self.history or (self.t0, self.t1)
+
+
+def cases_by_patient(cases: Iterable[NoduleCase]) -> Dict[str, List[NoduleCase]]:
+    """The cases grouped by patient: patients in the order of their first case, each one's cases in order."""
+    patients: Dict[str, List[NoduleCase]] = {}
+    for case in cases:
+        patients.setdefault(case.pid, []).append(case)
+    return patients
 
 
 @dataclass

@@ -11,7 +11,7 @@ from .clinical import ClinicalVocabulary
 from .images import different_patients, read_image
 from .parallel import ordered_map
 from .preprocessing import DEFAULT_PREPROCESSING, Preprocessing, extract_roi, lung_mask
-from .records import CaseProblem, Cohort, NoduleCase, Sample, TimepointRow
+from .records import CaseProblem, Cohort, NoduleCase, Sample, TimepointRow, cases_by_patient
 
 
 def iter_samples(
@@ -33,11 +33,8 @@ def iter_samples(
     """
     vocabulary = vocabulary or ClinicalVocabulary.default()
     yield from cohort.problems
-    by_patient: Dict[str, List[NoduleCase]] = {}
-    for case in cohort.cases:
-        by_patient.setdefault(case.pid, []).append(case)
     jobs = (_PatientJob(cases, vocabulary.encode_patient(pid, cohort.clinical.get(pid)), preprocessing, measure,
-                        str(cohort.cases_csv)) for pid, cases in by_patient.items())
+                        str(cohort.cases_csv)) for pid, cases in cases_by_patient(cohort.cases).items())
     for items, messages in ordered_map(_patient_items, jobs, readers):
         for message in messages:  # warnings met in a reader process, shown here
             warnings.warn(message, stacklevel=2)
