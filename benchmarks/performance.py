@@ -9,6 +9,7 @@ Reports, as JSON (--json) and as a markdown table on stdout:
   3-D convolutions (the network's own kind of work), with the same thread count as the model runs;
 - the forward time per case at batch 1 and at the best batch size, for each configuration, in ms
   and as a fraction of the conv3d peak (both the plain model and the inference fast path);
+- the backbone alone, ms per ROI in passes of 1 to 16 ROIs (why it takes a few per pass on a CPU);
 - ROI extraction time per nodule from a 512 x 512 x 300 scan;
 - the end-to-end `csfnet predict` time per case on a small synthetic cohort (model load included,
   without measuring: benchmarks/pipeline_speed.py times that and the rest on whole-chest scans);
@@ -36,6 +37,7 @@ from CSFNetLib.inference import AUTOCAST, CPU_FAST_PATH, fast_inference_model, r
 from CSFNetLib.model import build_model  # noqa: E402
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+PASS_SIZES = (1, 2, 4, 6, 8, 16)
 CONV_SHAPES = ((8, 64, 64, 8, 32, 32), (2, 128, 128, 8, 16, 16), (4, 32, 32, 16, 64, 64))  # N, Cin, Cout, D, H, W
 
 
@@ -100,14 +102,26 @@ def forward_times(model, device: torch.device, repeats: int, precision: str = "f
     return result
 
 
+def backbone_times(model, device: torch.device, repeats: int) -> dict:
+    """ms per ROI of one backbone pass over 1 to 16 ROIs: why the backbone takes a few ROIs per pass."""
+    result = {}
+    with torch.inference_mode():
+        for count in PASS_SIZES:
+            rois = torch.rand(count, 1, *model.config.input_size_zyx, device=device)
+            result[str(count)] = round(best_seconds(lambda r=rois: model.backbone(r), device, repeats) / count * 1e3, 1)
+    return result
+
+
 def model_report(name: str, device: torch.device, repeats: int, peak: float, precision: str,
                  channels_last: bool) -> dict:
     plain = build_model(name).to(device).eval()
     flops = flops_per_case(plain, device)
-    # the fast path as `Predictor` runs it: on a CPU its measured layout and passes (CPU_FAST_PATH)
-    fast = fast_inference_model(plain, **(CPU_FAST_PATH[name] if device.type == "cpu" else
-                                          {"channels_last": channels_last}))
-    report = {"gflop_per_case": round(flops / 1e9, 2)}
+    # the fast path as `Predictor` runs it (on a CPU the passes and layout of CPU_FAST_PATH), or channels-last
+    options = {**(CPU_FAST_PATH[name] if device.type == "cpu" else {}), **({"channels_last": True} if channels_last
+                                                                          else {})}
+    fast = fast_inference_model(plain, **options)
+    report = {"gflop_per_case": round(flops / 1e9, 2), "fast_options": options,
+              "backbone_ms_per_roi_by_pass": backbone_times(fast, device, repeats)}
     for label, model in (("plain", plain), ("fast", fast)):
         times = forward_times(model, device, repeats, precision)
         best = min(times, key=times.get)
@@ -171,6 +185,10 @@ def markdown(report: dict) -> str:
             p = r[path]
             lines.append(f"| {name} | {r['gflop_per_case']} | {path} | {p['batch1_ms']} | {p['batch1_of_peak']:.0%} | "
                          f"{p['best_batch']} | {p['best_ms']} | {p['best_of_peak']:.0%} |")
+    lines += ["", "Backbone alone (fast path), ms per ROI by ROIs per pass:", "",
+              "| config | " + " | ".join(map(str, PASS_SIZES)) + " |", "|---" * (len(PASS_SIZES) + 1) + "|"]
+    for name, r in report["models"].items():
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in r["backbone_ms_per_roi_by_pass"].values()) + " |")
     if "roi_ms_per_nodule" in report:
         lines += ["", f"ROI extraction from a 512 x 512 x 300 scan: {report['roi_ms_per_nodule']} ms per nodule"]
     if "pipeline" in report:
