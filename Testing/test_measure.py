@@ -6,11 +6,14 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import Phantom, rotation
 from CSFNetLib.cli import main as csfnet
+from CSFNetLib.measure import segmentation
 from CSFNetLib.measure.growth import growth_class, lung_rads, volume_doubling_days
-from CSFNetLib.measure.segmentation import SOLID_HU, NoNoduleError, measure_nodule
+from CSFNetLib.measure.segmentation import FIRST_REACH_MM, REACH_MM, SOLID_HU, VOXEL_MM, NoNoduleError, measure_nodule
 from CSFNetLib.measure.size import NoduleSize
 
 LUNG_HU = -850.0
@@ -49,6 +52,53 @@ def test_a_solid_nodule_is_measured_in_any_geometry(diameter, spacing, tilt):
     assert abs(size.diameter_mm - diameter) <= 1.0 and abs(size.long_axis_mm - size.short_axis_mm) <= 1.0
     assert np.linalg.norm(measured.segmentation.centre_lps - centre) < 0.5
     assert measured.segmentation.flags == ()
+
+
+@pytest.mark.parametrize("diameter, attached", [(6.0, False), (11.0, True), (26.0, False)])
+def test_a_nodule_measures_alike_in_the_cube_it_fits_and_in_the_largest(diameter, attached):
+    """Nodules are analysed in the smallest cube their findings fit (for speed); the largest cube, the one
+    every nodule once had, must give the same measurement."""
+    phantom = chest((0.7, 0.7, 1.25))
+    centre = phantom.centre_lps
+    phantom.paint_sphere(centre, diameter / 2, 30.0)
+    if attached:  # a vessel running off the nodule: blocked rays, a neighbours' median
+        phantom.paint_box(centre + [0.0, -1.0, -1.0], centre + [30.0, 1.0, 1.0], 40.0)
+    image, point = scan(phantom), centre + np.array([0.6, -0.4, 0.3])
+    quick = segmentation.segment_nodule(image, point)
+    full = segmentation._segment_in_cube(image, np.asarray(point), REACH_MM, must_fit=False)
+    first_cube = int(round(2 * FIRST_REACH_MM / VOXEL_MM)) + 1
+    assert (quick.grid.size_xyz[0] == first_cube) == (diameter < 8)  # larger ones need a larger cube
+    assert quick.volume_mm3 == pytest.approx(full.volume_mm3, rel=0.02)
+    assert np.linalg.norm(quick.centre_lps - full.centre_lps) < 0.1
+    assert quick.flags == full.flags
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 1799), st.floats(0.02, 0.45), st.integers(0, 2 ** 31))
+def test_a_blocked_ray_takes_the_median_of_its_48_nearest_free_rays(axis, blocked_share, seed):
+    """The neighbours looked up in a table of each ray's nearest rays are the ones a search of every free
+    ray finds, even when a large cap of rays is blocked (a wall)."""
+    rng = np.random.default_rng(seed)
+    directions = segmentation._directions()
+    edges = rng.uniform(3.0, 4.0, len(directions))
+    cap = directions @ directions[axis] > 1.0 - 2.0 * blocked_share  # the rays within a cap of that share
+    edges[cap] = rng.uniform(10.0, 20.0, cap.sum())
+    result, free = segmentation._unblocked(edges)
+    assert np.array_equal(free, ~cap)
+    for ray in np.flatnonzero(cap)[:: max(1, cap.sum() // 40)]:
+        closeness = directions[free] @ directions[ray]
+        expected = np.median(edges[free][np.argsort(-closeness)[:48]])
+        assert result[ray] == pytest.approx(expected)
+    assert np.array_equal(result[free], edges[free])
+
+
+def test_ray_samples_are_itk_s_linear_interpolation():
+    rng = np.random.default_rng(3)
+    volume = rng.normal(0.0, 100.0, (9, 11, 13)).astype(np.float32)
+    points = rng.uniform(0.0, [8.0, 10.0, 12.0], (200, 3))
+    image = sitk.GetImageFromArray(volume)
+    expected = [image.EvaluateAtContinuousIndex(tuple(p[::-1]), sitk.sitkLinear) for p in points]
+    assert segmentation._sample(volume, points) == pytest.approx(expected, abs=1e-3)
 
 
 def test_part_solid_and_ground_glass_nodules_are_typed_with_their_solid_part():

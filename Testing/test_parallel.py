@@ -23,3 +23,14 @@ def test_a_consumer_may_stop_early():
     results = ordered_map(math.factorial, range(100), 2)
     assert [next(results) for _ in range(3)] == [1, 1, 2]
     results.close()  # drops the jobs not started; nothing hangs
+
+
+def _itk_threads(_job) -> int:
+    import SimpleITK as sitk
+
+    return sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+
+
+def test_workers_share_the_cores_for_itk(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)  # read in the parent, before the workers start
+    assert set(ordered_map(_itk_threads, range(4), 2)) == {4}

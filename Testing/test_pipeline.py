@@ -15,6 +15,7 @@ from CSFNetLib.cli import main
 from CSFNetLib.cohort_csv import read_cohort
 from CSFNetLib.dataset import RoiSet, augment_pairs
 from CSFNetLib.evaluation import evaluate, table_with_intervals
+from CSFNetLib.inference import threads_beside_readers
 from CSFNetLib.model import CONFIGS
 from CSFNetLib.options import CONFIG_NAMES, VARIANTS, Variant
 from CSFNetLib.training import TrainSettings, train
@@ -238,3 +239,19 @@ def test_k_fold_training_tests_every_patient_once(synthetic_cohort, tmp_path):
         if not split["validation"]:  # too few patients to validate on: the last epoch, said so
             assert fold["selected_by"] == "the last epoch (no validation patients)"
             assert fold["best_epoch"] == settings.epochs - 1
+
+
+def test_the_network_takes_the_cores_the_readers_leave(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(6)
+        with threads_beside_readers(3):
+            assert torch.get_num_threads() == 5
+        with threads_beside_readers(8):
+            assert torch.get_num_threads() == 1
+        with threads_beside_readers(1):  # reading in this process, between the network's batches
+            assert torch.get_num_threads() == 6
+        assert torch.get_num_threads() == 6
+    finally:
+        torch.set_num_threads(before)

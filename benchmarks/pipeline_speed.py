@@ -1,7 +1,7 @@
 """`csfnet predict` end to end against reading the scans, and every step's time (not a test).
 
-    python benchmarks/pipeline_speed.py --cohort DIR [--readers N] [--step-patients 4] [--json out.json]
-                                        [--parts end-to-end split steps]
+    python benchmarks/pipeline_speed.py --cohort DIR [--readers N] [--repeats 3] [--step-patients 4]
+                                        [--json out.json] [--parts end-to-end split steps]
 
 DIR holds a cohort as `csfnet synth` writes it (cases.csv, clinical.csv, images/); the figures in
 docs/performance.md come from `csfnet synth --out DIR --cases 30 --size full --seed 7` (whole-chest
@@ -9,7 +9,8 @@ docs/performance.md come from `csfnet synth --out DIR --cases 30 --size full --s
 1. reading: every scan of cases.csv read once, one after another, in this process (after a first
    pass that fills the page cache, so that every run below reads from memory alike);
 2. `csfnet predict` end to end in a fresh process (start-up and model load included), with one
-   reader and with `--readers`, without and with measuring, as a fraction of that reading time;
+   reader and with `--readers`, without and with measuring, as a fraction of that reading time
+   (the reading and every run `--repeats` times in turn; the medians, and their ranges);
 3. the split of a one-process run: start-up (import and model load), read, ROI, network, write;
 4. the steps around the prediction, per nodule and per patient, on the first `--step-patients`
    patients: segmentation and measurement, attention maps (each method but occlusion, whose 20 s or
@@ -68,7 +69,6 @@ def reading_seconds(paths) -> float:
         for path in paths:
             read_image(path)
 
-    read_all()  # fills the page cache
     return seconds(read_all)
 
 
@@ -189,10 +189,12 @@ def markdown(report: dict) -> str:
     read = report["reading_s"]
     lines = [f"Machine: {report['machine']}; cohort: {report['patients']} patients, {report['scans']} scans "
              f"({report['scan_mb']:.0f} MB each on average), {report['nodules']} nodules", "",
-             f"Reading every scan once, one after another, in one process: {read:.1f} s", "",
+             f"Reading every scan once, one after another, in one process: {read:.1f} s "
+             f"({_range(report['reading_runs_s'])})", "",
+             f"Each run {len(report['reading_runs_s'])} times, in turn with the reading: the median (the range)", "",
              "| run | wall s | of the reading time |", "|---|---|---|"]
     for name, value in report["predict_s"].items():
-        lines.append(f"| {name} | {value:.1f} | {value / read:.2f}x |")
+        lines.append(f"| {name} | {value:.1f} ({_range(report['predict_runs_s'][name])}) | {value / read:.2f}x |")
     if report["split_s"]:
         lines += ["", "Split of a one-process run (no measuring): "
                   + ", ".join(f"{step} {value} s" for step, value in report["split_s"].items())]
@@ -207,12 +209,19 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _range(values) -> str:
+    return f"{min(values):.1f}-{max(values):.1f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, required=True, help="a folder written by `csfnet synth`")
     parser.add_argument("--readers", type=int, default=default_workers())
     parser.add_argument("--step-patients", type=int, default=4)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="time the reading and each run this many times, in turn (this machine is shared: "
+                             "the median of several is steadier than one)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cohort = read_cohort(args.cohort / "cases.csv", args.cohort / "clinical.csv")
@@ -220,18 +229,24 @@ def main() -> int:
     report = {"machine": f"{cpu_name()}, {os.cpu_count()} cores",
               "patients": len({c.pid for c in cohort.cases}),
               "scans": len(paths), "scan_mb": float(np.mean([p.stat().st_size for p in paths])) / 1e6,
-              "nodules": len(cohort.cases), "reading_s": reading_seconds(paths), "predict_s": {}, "split_s": {},
-              "steps": {}}
-    print(f"reading: {report['reading_s']:.1f} s", file=sys.stderr, flush=True)
+              "nodules": len(cohort.cases), "reading_s": 0.0, "reading_runs_s": [], "predict_s": {},
+              "predict_runs_s": {}, "split_s": {}, "steps": {}}
+    reading_seconds(paths)  # fills the page cache, so that every run reads from memory alike
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         runs = (("predict --no-measure --readers 1", ("--no-measure", "--readers", "1")),
                 (f"predict --no-measure --readers {args.readers}", ("--no-measure", "--readers", str(args.readers))),
                 ("predict --readers 1 (measuring)", ("--readers", "1")),
                 (f"predict --readers {args.readers} (measuring)", ("--readers", str(args.readers))))
-        for name, options in runs if "end-to-end" in args.parts else ():
-            report["predict_s"][name] = predict_seconds(args.cohort, folder / "results.csv", *options)
-            print(f"{name}: {report['predict_s'][name]:.1f} s", file=sys.stderr, flush=True)
+        for _ in range(args.repeats):
+            report["reading_runs_s"].append(reading_seconds(paths))
+            print(f"reading: {report['reading_runs_s'][-1]:.1f} s", file=sys.stderr, flush=True)
+            for name, options in runs if "end-to-end" in args.parts else ():
+                wall = predict_seconds(args.cohort, folder / "results.csv", *options)
+                report["predict_runs_s"].setdefault(name, []).append(wall)
+                print(f"{name}: {wall:.1f} s", file=sys.stderr, flush=True)
+        report["reading_s"] = float(np.median(report["reading_runs_s"]))
+        report["predict_s"] = {name: float(np.median(walls)) for name, walls in report["predict_runs_s"].items()}
         if "split" in args.parts:
             report["split_s"] = split_seconds(cohort)
         if "steps" in args.parts:

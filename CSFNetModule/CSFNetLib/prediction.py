@@ -22,7 +22,7 @@ from .cohort_csv import read_cohort
 from .dataset import RoiSet
 from .distributed import SINGLE, Ranks, barrier, gather
 from .errors import ResultsExist, UnusableOptions
-from .inference import Predictor
+from .inference import Predictor, threads_beside_readers
 from .measure.cohort import write_measurements
 from .nlst_cmst import iter_nlst_cmst
 from .options import DEFAULT_ATTENTION_METHOD, AttentionMethod, Precision
@@ -122,8 +122,16 @@ def predict_cohort(
         warnings.warn("no clinical data given: every patient's clinical values count as missing (pass "
                       "the clinical file, or a model without the clinical branch)", stacklevel=2)
     job = _Job(predictor, batch_size, attention, measure and nlst_cmst_rois is None, measurements, readers)
-    if ranks.several:
-        return _predict_shared(read_cohort(cases_csv, clinical_csv), out, job, overwrite=overwrite, ranks=ranks)
+    with threads_beside_readers(readers):
+        if ranks.several:
+            return _predict_shared(read_cohort(cases_csv, clinical_csv), out, job, overwrite=overwrite, ranks=ranks)
+        return _predict_here(cases_csv, clinical_csv, nlst_cmst_rois, out, job, overwrite=overwrite, resume=resume)
+
+
+def _predict_here(cases_csv: Path, clinical_csv: Optional[Path], nlst_cmst_rois: Optional[Path], out: Path,
+                  job: _Job, *, overwrite: bool, resume: bool) -> Counts:
+    """predict_cohort in this one process."""
+    predictor = job.predictor
     run = {"cases": fingerprint(cases_csv), "clinical": fingerprint(clinical_csv),
            "nlst_cmst_rois": str(Path(nlst_cmst_rois).resolve()) if nlst_cmst_rois else ""}
     cohort = read_cohort(cases_csv, clinical_csv) if nlst_cmst_rois is None else None  # refused before any file

@@ -40,6 +40,7 @@ from .size import NoduleSize, nodule_size
 
 VOXEL_MM = 0.5  # the analysis grid's voxel
 REACH_MM = 24.0  # the analysis cube's half-size: a 40 mm nodule and the lung around it
+FIRST_REACH_MM = 12.0  # the cube tried first: a nodule up to about 12 mm across and the lung around it
 SEARCH_MM = 3.0  # how far from the given point the nodule's core is looked for
 SOLID_HU = -300.0  # the solid component: Lung-RADS / Fleischner's soft-tissue attenuation starts about here
 GROUND_GLASS_RISE_HU = 100.0  # a seed must be this far above the lung to be a nodule at all
@@ -58,9 +59,13 @@ VESSEL_RADIUS_MM = 2.5  # a tube up to this thick, running on both ways, is a ve
                         # a vessel's axis are taken for the vessel: say so in the docs)
 _RAY_STEP_MM = 0.25
 _ESCAPE = 1.5  # a ray is blocked (vessel, wall) when its edge lies beyond this times the median edge
-_NEIGHBOURS = 48
+_RAYS = 1800
+_NEIGHBOURS = 48  # a blocked ray's edge is the median of this many free rays nearest it
+_NEAR_RAYS = 240  # each ray's nearest rays kept in order, where its free neighbours are looked for first
 _OPENING_MM = 1.0  # attachments thinner than twice this are cut off (vessel stubs)
 _PARTIAL_VOLUME_MM = 1.5  # how far beyond the edge, towards the lung, partial volume is counted
+_LOCAL_LUNG_MM = (2.0, 2.0)  # the lung around the nodule is read from this far beyond its edge, over this length
+_CUBE_MARGIN_MM = 2.0  # what a result must keep clear of its cube's faces (the smoothing's reach, and more)
 
 
 class NoNoduleError(ValueError):
@@ -105,9 +110,41 @@ def measure_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleMeasuremen
 
 
 def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentation:
-    """The nodule at `point_lps`; NoNoduleError when there is none there."""
+    """The nodule at `point_lps`; NoNoduleError when there is none there.
+
+    Segmented first in a cube of FIRST_REACH_MM (8 times fewer voxels than the largest: most nodules and
+    the lung around them fit in it). A nodule whose findings (its edges, the lung read around it, how far
+    its blocked rays run) come near that cube's faces is segmented again in a cube as large as they need,
+    and in the largest, of REACH_MM, when they still do not fit or nothing was found.
+    """
     point = as_lps_point(point_lps, "nodule point")
-    n = int(round(2 * REACH_MM / VOXEL_MM)) + 1
+    reach = FIRST_REACH_MM
+    for _attempt in range(2):
+        try:
+            return _segment_in_cube(image, point, reach, must_fit=True)
+        except _BeyondCube as beyond:
+            reach = beyond.reach_needed_mm + _CUBE_MARGIN_MM  # room for the findings to move a little
+        except OnlyLungError:  # the same in any cube
+            raise
+        except NoNoduleError:  # in a larger cube there may be enough lung, or room for a large nodule's rays
+            break
+        if reach >= REACH_MM:
+            break
+    return _segment_in_cube(image, point, REACH_MM, must_fit=False)
+
+
+class _BeyondCube(Exception):
+    """The nodule's findings reach too near the analysis cube's faces."""
+
+    def __init__(self, reach_needed_mm: float):
+        super().__init__(f"a cube of half-size {reach_needed_mm:.1f} mm is needed")
+        self.reach_needed_mm = reach_needed_mm
+
+
+def _segment_in_cube(image: sitk.Image, point: np.ndarray, reach_mm: float, must_fit: bool) -> NoduleSegmentation:
+    """The nodule at `point` segmented in the cube of half-size `reach_mm` around it; with `must_fit`,
+    _BeyondCube when what the segmentation reads of the scan comes within _CUBE_MARGIN_MM of its faces."""
+    n = int(round(2 * reach_mm / VOXEL_MM)) + 1
     grid = VoxelGrid.centred(point, (n, n, n), (VOXEL_MM,) * 3)
     hu, in_scan = sample_in_scan(image, grid)
     if not in_scan[n // 2, n // 2, n // 2]:
@@ -126,16 +163,26 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
         raise NoNoduleError(f"no nodule at {_mm(point)}: {core:.0f} HU is bone or contrast, not a nodule")
 
     for _pass in range(2):  # the second pass casts the rays from the first mask's centroid
-        whole, edge_hu, ground_glass, free_share, shell, local_lung, tube = _star_mask(smooth, seed, lung, core)
-        if free_share < 0.25:
+        rays = _cast_rays(smooth, seed, lung, core, reach_mm)
+        if np.isnan(rays.edge_hu):
+            raise NoNoduleError(f"no nodule at {_mm(point)} that this measures: its edge lies beyond "
+                                f"{reach_mm - 1.0:g} mm of its centre")
+        if rays.free.mean() < 0.25:
             raise NoNoduleError(f"no separable nodule at {_mm(point)}: most of what is there is vessel or wall")
-        if tube:
+        if _is_tube(rays):
             raise NoNoduleError(f"no nodule at {_mm(point)}: a vessel (tissue runs on both ways, "
                                 f"at most {2 * VESSEL_RADIUS_MM:g} mm across)")
-        seed = np.argwhere(whole).mean(axis=0)
+        reach_needed = rays.extent_mm + float(np.abs(seed - n // 2).max()) * VOXEL_MM + _CUBE_MARGIN_MM
+        if must_fit and reach_needed > reach_mm:
+            raise _BeyondCube(reach_needed)
+        whole, shell = _star_masks(smooth, seed, rays)
+        if not whole.any():
+            raise NoNoduleError(f"no nodule at {_mm(point)}: nothing around it stands above its edge level")
+        seed = _centroid(whole)
         # the core's level read again at the nodule's centre: a click a millimetre off a small nodule, or off
         # a small solid core, lands on its edge
         core = max(core, _core_level(smooth, seed))
+    edge_hu, ground_glass, local_lung, free_share = rays.edge_hu, rays.ground_glass, rays.local_lung, rays.free.mean()
     small = _equivalent_diameter(whole) < SMALL_MM
     solid_core = core >= SOLID_HU or (core >= SMALL_SOLID_HU and small)
     solid = _solid_part(whole, smooth, seed, solid_core, ground_glass, _solid_level(core, ground_glass))
@@ -149,9 +196,8 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
     share = np.clip((smooth[whole | tail] - local_lung) / max(inner - local_lung, 1.0), 0.0, 1.0)
     volume = float(share.sum()) * VOXEL_MM ** 3
     flags = []
-    beyond_scan = ~_eroded(in_scan, 2 * VOXEL_MM)  # the scan's last millimetre and what lies past it
-    if np.any(whole & beyond_scan) or np.any(_touches_border(whole)):
-        flags.append("cut by the scan's edge: volume and diameters are too small")
+    if np.any(_touches_border(whole)) or (not in_scan.all() and np.any(whole & ~_eroded(in_scan, 2 * VOXEL_MM))):
+        flags.append("cut by the scan's edge: volume and diameters are too small")  # within its last millimetre
     if free_share < 0.9:
         flags.append(f"attached ({100 * (1 - free_share):.0f} % of its surface to a vessel or the wall)")
     return NoduleSegmentation(grid, whole, solid, grid.index_zyx_to_lps(seed), (lung, ground_glass, core),
@@ -194,28 +240,51 @@ def _equivalent_diameter(mask: np.ndarray) -> float:
     return float((6.0 * mask.sum() * VOXEL_MM ** 3 / np.pi) ** (1.0 / 3.0))
 
 
-def _star_mask(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float):
-    """The whole nodule as seen by rays from `seed`, the edge and ground-glass levels, the free rays' share."""
+@dataclass(frozen=True)
+class _Rays:
+    """What the rays cast from a seed found."""
+
+    directions: np.ndarray  # (rays, 3) unit vectors, z y x
+    edges: np.ndarray  # mm from the seed to each ray's edge (a blocked ray: its free neighbours' median)
+    free: np.ndarray  # bool: the rays that reach the lung, not a vessel or the wall
+    edge_hu: float  # the whole nodule's edge level
+    ground_glass: float  # nan when the nodule has none
+    local_lung: float  # the lung just around the nodule (at most the edge level)
+    extent_mm: float  # how far from the seed what they read of the scan reaches
+
+
+def _cast_rays(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float, reach_mm: float) -> _Rays:
+    """Rays from `seed`, each to its edge: the edge and ground-glass levels, the free rays, the lung around."""
     directions = _directions()
-    radii = np.arange(0.0, REACH_MM - 1.0, _RAY_STEP_MM)
+    radii = np.arange(0.0, reach_mm - 1.0, _RAY_STEP_MM)
     profiles = _sample(smooth, seed[None, None, :] + directions[:, None, :] * radii[None, :, None] / VOXEL_MM)
     edge_hu, ground_glass = _edge_level(profiles, radii, lung, core, directions)
-    edges, free = _unblocked(_first_below(profiles, edge_hu, radii), directions)
-    whole = _opened(_inside_rays(seed, edges, directions, smooth.shape) & (smooth >= edge_hu), _OPENING_MM)
-    shell = _inside_rays(seed, np.where(free, edges + _PARTIAL_VOLUME_MM, edges), directions, smooth.shape)
-    around = _windows(profiles[free], edges[free] + 2.0, 2.0)  # the lung just around the nodule
+    edges, free = _unblocked(_first_below(profiles, edge_hu, radii))
+    beyond, length = _LOCAL_LUNG_MM
+    around = _windows(profiles[free], edges[free] + beyond, length)  # the lung just around the nodule
     local_lung = float(np.nanmedian(around)) if np.isfinite(around).any() else lung
-    return (_connected_to(whole, seed), edge_hu, ground_glass, float(free.mean()), shell, min(local_lung, edge_hu),
-            _is_tube(edges, free, directions))
+    free_edges = edges[free]
+    extent = (max(float(free_edges.max()) + beyond + length, _ESCAPE * float(np.median(free_edges)))
+              if len(free_edges) else np.inf)  # the lung read beyond the edge; how far a ray runs to be blocked
+    return _Rays(directions, edges, free, edge_hu, ground_glass, min(local_lung, edge_hu), extent)
 
 
-def _is_tube(edges: np.ndarray, free: np.ndarray, directions: np.ndarray) -> bool:
+def _star_masks(smooth: np.ndarray, seed: np.ndarray, rays: _Rays) -> Tuple[np.ndarray, np.ndarray]:
+    """The whole nodule (inside the rays' edges, above the edge level, connected to the seed), and the shell
+    of its partial volume (the free rays' edges moved out by _PARTIAL_VOLUME_MM)."""
+    shell_edges = np.where(rays.free, rays.edges + _PARTIAL_VOLUME_MM, rays.edges)
+    inside, shell = _inside_rays(seed, (rays.edges, shell_edges), smooth.shape)
+    whole = _connected_to(_opened(inside & (smooth >= rays.edge_hu), _OPENING_MM), seed)
+    return whole, shell
+
+
+def _is_tube(rays: _Rays) -> bool:
     """A vessel rather than a nodule: thin (free edges within VESSEL_RADIUS_MM) with the blocked rays in
     opposite pairs (tissue runs on both ways). A nodule on a vessel is thicker than the vessel, or blocked one way."""
-    blocked = ~free
-    if blocked.mean() < 0.05 or np.median(edges[free]) > VESSEL_RADIUS_MM:
+    blocked = ~rays.free
+    if blocked.mean() < 0.05 or np.median(rays.edges[rays.free]) > VESSEL_RADIUS_MM:
         return False
-    opposite = np.argmax(-directions[blocked] @ directions.T, axis=1)
+    opposite = np.argmax(-rays.directions[blocked] @ rays.directions.T, axis=1)
     return bool(np.mean(blocked[opposite]) >= 0.7)
 
 
@@ -270,11 +339,11 @@ def _opened(mask: np.ndarray, radius_mm: float) -> np.ndarray:
 def _morphology(mask: np.ndarray, radius_mm: float, operation) -> np.ndarray:
     """A binary ball `operation` applied to the part of `mask` around its voxels (the whole cube costs 10x more)."""
     radius = int(round(radius_mm / VOXEL_MM))
-    index = np.argwhere(mask)
-    if len(index) == 0:
+    bounds = _bounds(mask)
+    if bounds is None:
         return mask.copy()
-    low = np.maximum(index.min(axis=0) - radius - 1, 0)
-    high = np.minimum(index.max(axis=0) + radius + 2, mask.shape)
+    low = np.maximum(bounds[0] - radius - 1, 0)
+    high = np.minimum(bounds[1] + radius + 2, mask.shape)
     box = tuple(slice(a, b) for a, b in zip(low, high))
     result = np.zeros_like(mask)
     part = operation(sitk.GetImageFromArray(mask[box].astype(np.uint8)), (radius,) * 3)
@@ -282,30 +351,68 @@ def _morphology(mask: np.ndarray, radius_mm: float, operation) -> np.ndarray:
     return result
 
 
-@lru_cache(maxsize=2)
-def _directions(count: int = 1800) -> np.ndarray:
-    """Nearly uniform unit vectors (z, y, x) on the sphere (a Fibonacci lattice)."""
-    i = np.arange(count) + 0.5
-    z = 1.0 - 2.0 * i / count
+def _bounds(mask: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """The lowest and highest (z, y, x) index of `mask`'s voxels; None when it has none."""
+    spans = []
+    for axis in range(3):
+        along = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if len(along) == 0:
+            return None
+        spans.append((along[0], along[-1]))
+    low, high = zip(*spans)
+    return np.array(low), np.array(high)
+
+
+def _centroid(mask: np.ndarray) -> np.ndarray:
+    """The mean (z, y, x) index of `mask`'s voxels."""
+    bounds = _bounds(mask)
+    if bounds is None:
+        raise ValueError("no voxels: an empty mask has no centroid")
+    box = tuple(slice(a, b + 1) for a, b in zip(*bounds))
+    return np.argwhere(mask[box]).mean(axis=0) + bounds[0]
+
+
+@lru_cache(maxsize=1)
+def _directions() -> np.ndarray:
+    """_RAYS nearly uniform unit vectors (z, y, x) on the sphere (a Fibonacci lattice)."""
+    i = np.arange(_RAYS) + 0.5
+    z = 1.0 - 2.0 * i / _RAYS
     azimuth = np.pi * (1.0 + 5.0 ** 0.5) * i
     r = np.sqrt(1.0 - z * z)
     return np.stack([z, r * np.sin(azimuth), r * np.cos(azimuth)], axis=1)
 
 
+@lru_cache(maxsize=1)
+def _rays_by_nearness() -> np.ndarray:
+    """For each ray, the _NEAR_RAYS rays nearest its direction, nearest first (itself first)."""
+    directions = _directions()
+    closeness = directions @ directions.T
+    near = np.argpartition(-closeness, _NEAR_RAYS - 1, axis=1)[:, :_NEAR_RAYS]
+    order = np.argsort(-np.take_along_axis(closeness, near, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(near, order, axis=1)
+
+
 def _sample(volume: np.ndarray, points_zyx: np.ndarray) -> np.ndarray:
     """Trilinear samples of `volume` at fractional (z, y, x) positions (clamped to the volume)."""
-    high = np.asarray(volume.shape) - 1
-    p = np.clip(points_zyx, 0, high - 1e-6)
-    low = np.floor(p).astype(int)
-    t = p - low
-    out = np.zeros(p.shape[:-1], dtype=np.float32)
-    for dz in (0, 1):
-        for dy in (0, 1):
-            for dx in (0, 1):
-                weight = ((t[..., 0] if dz else 1 - t[..., 0]) * (t[..., 1] if dy else 1 - t[..., 1])
-                          * (t[..., 2] if dx else 1 - t[..., 2]))
-                out += weight * volume[low[..., 0] + dz, low[..., 1] + dy, low[..., 2] + dx]
-    return out
+    shape = np.asarray(volume.shape)
+    p = np.clip(points_zyx, 0, shape - 1 - 1e-6)
+    low = p.astype(np.intp)  # the floor: p is not negative
+    tz, ty, tx = np.moveaxis((p - low).astype(np.float32), -1, 0)
+    strides = np.array([shape[1] * shape[2], shape[2], 1])
+    base = low @ strides
+    flat = np.ravel(volume)
+
+    def along_x(offset: int) -> np.ndarray:
+        at = base + offset
+        left = flat[at]
+        return left + tx * (flat[at + 1] - left)
+
+    def along_y(offset: int) -> np.ndarray:
+        near = along_x(offset)
+        return near + ty * (along_x(offset + strides[1]) - near)
+
+    front = along_y(0)
+    return (front + tz * (along_y(strides[0]) - front)).astype(np.float32)
 
 
 def _first_below(profiles: np.ndarray, level: float, radii: np.ndarray) -> np.ndarray:
@@ -390,6 +497,8 @@ def _shoulder(profiles: np.ndarray, inner_edges: np.ndarray, outer_edges: np.nda
     """The ground-glass level: where the rays' median profile, from the core's edge to the nodule's, falls
     slowest (its flattest third; a thin rim's blur lowers a plain median of it)."""
     finite = np.isfinite(inner_edges) & np.isfinite(outer_edges)
+    if not finite.any():
+        return float("nan")  # no ray crosses both within its reach: the nodule is larger than the rays
     length = max(float(np.median(outer_edges[finite] - inner_edges[finite])), 2 * _RAY_STEP_MM)
     outward = np.nanmedian(_windows(profiles[finite], inner_edges[finite], length), axis=0)
     slope = np.abs(np.diff(outward))
@@ -405,7 +514,7 @@ def _windows(profiles: np.ndarray, starts_mm: np.ndarray, length_mm: float) -> n
     return np.where(inside, values, np.nan)
 
 
-def _unblocked(edges: np.ndarray, directions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _unblocked(edges: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Edges with the blocked rays (into a vessel or the wall) given their free neighbours' median; which are free."""
     finite = edges[np.isfinite(edges)]
     if len(finite) == 0:
@@ -413,57 +522,77 @@ def _unblocked(edges: np.ndarray, directions: np.ndarray) -> Tuple[np.ndarray, n
     free = edges <= _ESCAPE * max(float(np.median(finite)), 1.0)
     if free.sum() < _NEIGHBOURS:
         return edges, free
-    free_directions = directions[free]
-    nearest = np.argsort(-(directions[~free] @ free_directions.T), axis=1)[:, :_NEIGHBOURS]
+    blocked = np.flatnonzero(~free)
+    near = _rays_by_nearness()[blocked]
+    near_free = free[near]
+    counted = np.cumsum(near_free, axis=1)
+    found = counted[:, -1] >= _NEIGHBOURS  # among the nearest rays kept; the others look at every free ray
+    nearest = np.empty((len(blocked), _NEIGHBOURS), dtype=int)
+    nearest[found] = near[found][near_free[found] & (counted[found] <= _NEIGHBOURS)].reshape(-1, _NEIGHBOURS)
+    if not found.all():
+        directions, free_index = _directions(), np.flatnonzero(free)
+        closeness = directions[blocked[~found]] @ directions[free].T
+        nearest[~found] = free_index[np.argpartition(-closeness, _NEIGHBOURS - 1, axis=1)[:, :_NEIGHBOURS]]
     result = edges.copy()
-    result[~free] = np.median(edges[free][nearest], axis=1)
+    result[blocked] = np.median(edges[nearest], axis=1)
     return result, free
 
 
-def _inside_rays(seed: np.ndarray, edges: np.ndarray, directions: np.ndarray, shape) -> np.ndarray:
-    """Voxels whose distance from the seed is within the edge of the ray nearest their direction."""
-    reach = float(edges.max()) + VOXEL_MM
+def _inside_rays(seed: np.ndarray, edges: Tuple[np.ndarray, ...], shape) -> Tuple[np.ndarray, ...]:
+    """For each set of ray edges (mm, one per `_directions()` ray), the voxels whose distance from the seed
+    is within the edge of the ray nearest their direction."""
+    reach = max(float(e.max()) for e in edges) + VOXEL_MM
     low = np.maximum(np.floor(seed - reach / VOXEL_MM).astype(int), 0)
     high = np.minimum(np.ceil(seed + reach / VOXEL_MM).astype(int) + 1, np.asarray(shape))
     z, y, x = np.meshgrid(*[(np.arange(lo, hi) - c) * VOXEL_MM for lo, hi, c in zip(low, high, seed)], indexing="ij")
     distance = np.sqrt(z * z + y * y + x * x)
-    inside = distance <= edges[_nearest_ray(z, y, x, distance, len(directions))]
-    mask = np.zeros(shape, dtype=bool)
-    mask[low[0]:high[0], low[1]:high[1], low[2]:high[2]] = inside
-    return mask
+    nearest = _nearest_ray(z, y, x, distance)
+    masks = []
+    for ray_edges in edges:
+        mask = np.zeros(shape, dtype=bool)
+        mask[low[0]:high[0], low[1]:high[1], low[2]:high[2]] = distance <= ray_edges[nearest]
+        masks.append(mask)
+    return tuple(masks)
 
 
 _POLAR, _AZIMUTHAL = 90, 180  # the direction lookup table's cells
 
 
-@lru_cache(maxsize=2)
-def _ray_table(count: int) -> np.ndarray:
-    """For each (polar, azimuth) cell of the sphere, the index of the nearest of `_directions(count)`."""
+@lru_cache(maxsize=1)
+def _ray_table() -> np.ndarray:
+    """For each (polar, azimuth) cell of the sphere, the index of the nearest of `_directions()`."""
     polar = (np.arange(_POLAR) + 0.5) * np.pi / _POLAR
     azimuth = (np.arange(_AZIMUTHAL) + 0.5) * 2 * np.pi / _AZIMUTHAL - np.pi
     p, a = np.meshgrid(polar, azimuth, indexing="ij")
     cells = np.stack([np.cos(p), np.sin(p) * np.sin(a), np.sin(p) * np.cos(a)], axis=-1).reshape(-1, 3)
-    return np.argmax(cells @ _directions(count).T, axis=1).reshape(_POLAR, _AZIMUTHAL)
+    return np.argmax(cells.astype(np.float32) @ _directions().T.astype(np.float32), axis=1).reshape(_POLAR, _AZIMUTHAL)
 
 
-def _nearest_ray(z: np.ndarray, y: np.ndarray, x: np.ndarray, distance: np.ndarray, count: int) -> np.ndarray:
+def _nearest_ray(z: np.ndarray, y: np.ndarray, x: np.ndarray, distance: np.ndarray) -> np.ndarray:
     """The index of the ray nearest each offset's direction (z, y, x in mm), by table lookup."""
     polar = np.arccos(np.clip(z / np.maximum(distance, 1e-9), -1.0, 1.0))
     azimuth = np.arctan2(y, x)
     i = np.minimum((polar * _POLAR / np.pi).astype(int), _POLAR - 1)
     j = np.minimum(((azimuth + np.pi) * _AZIMUTHAL / (2 * np.pi)).astype(int), _AZIMUTHAL - 1)
-    return _ray_table(count)[i, j]
+    return _ray_table()[i, j]
 
 
 def _connected_to(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """The part of `mask` connected to the seed voxel (or to the mask's largest part if the seed is off it)."""
-    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8))))
-    label = labels[tuple(np.round(seed).astype(int))]
+    result = np.zeros_like(mask)
+    bounds = _bounds(mask)
+    if bounds is None:
+        return result
+    box = tuple(slice(a, b + 1) for a, b in zip(*bounds))
+    labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask[box].astype(np.uint8))))
+    at = np.round(seed).astype(int) - bounds[0]
+    label = labels[tuple(at)] if np.all((at >= 0) & (at < labels.shape)) else 0
     if label == 0:
         counts = np.bincount(labels.ravel())
         counts[0] = 0
         label = int(np.argmax(counts))
-    return labels == label
+    result[box] = labels == label
+    return result
 
 
 def _touches_border(mask: np.ndarray) -> np.ndarray:
