@@ -65,7 +65,9 @@ def test_a_nodule_measures_alike_in_the_cube_it_fits_and_in_the_largest(diameter
         phantom.paint_box(centre + [0.0, -1.0, -1.0], centre + [30.0, 1.0, 1.0], 40.0)
     image, point = scan(phantom), centre + np.array([0.6, -0.4, 0.3])
     quick = segmentation.segment_nodule(image, point)
-    full = segmentation._segment_in_cube(image, np.asarray(point), REACH_MM, must_fit=False)
+    point = np.asarray(point)
+    full = segmentation._segment_in_cube(image, point, segmentation._lung_level(image, point), REACH_MM,
+                                         must_fit=False)
     first_cube = int(round(2 * FIRST_REACH_MM / VOXEL_MM)) + 1
     assert (quick.grid.size_xyz[0] == first_cube) == (diameter < 8)  # larger ones need a larger cube
     assert quick.volume_mm3 == pytest.approx(full.volume_mm3, rel=0.02)

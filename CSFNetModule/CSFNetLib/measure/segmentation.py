@@ -3,8 +3,11 @@
 Method (every length in mm, every level in HU, so any spacing, orientation or slice thickness; the
 full account, with its figures, is docs/measurement.md):
 1. The scan around the point is resampled (linear) onto an analysis grid of 0.5 mm cubes aligned with
-   the patient's axes, and lightly smoothed (sigma 0.5 mm) against noise.
-2. Levels: the lung's (the median of what is below -600 HU around the point) and the nodule's core (the
+   the patient's axes, and lightly smoothed (sigma 0.5 mm) against noise. The grid is a 24 mm cube
+   first; when what the rays find (the nodule's edges, the lung read beyond them, how far a blocked ray
+   runs) comes within 2 mm of its faces, the nodule is segmented again in a cube as large as that needs
+   (48 mm at most): the same result, at an eighth of the cost for most nodules.
+2. Levels: the lung's (the median of what is below -600 HU within 24 mm of the point) and the nodule's core (the
    median within 1 mm of the seed: the point when it is on tissue, else the nearest tissue within 3 mm).
    Only lung there means no nodule; a core above 200 HU is bone or contrast.
 3. Rays from the seed in 1,800 directions: each ray's edge is where its profile falls below the
@@ -65,6 +68,7 @@ _NEAR_RAYS = 240  # each ray's nearest rays kept in order, where its free neighb
 _OPENING_MM = 1.0  # attachments thinner than twice this are cut off (vessel stubs)
 _PARTIAL_VOLUME_MM = 1.5  # how far beyond the edge, towards the lung, partial volume is counted
 _LOCAL_LUNG_MM = (2.0, 2.0)  # the lung around the nodule is read from this far beyond its edge, over this length
+_LUNG_SAMPLE_MM = 1.0  # the lung level's sampling
 _CUBE_MARGIN_MM = 2.0  # what a result must keep clear of its cube's faces (the smoothing's reach, and more)
 
 
@@ -118,19 +122,34 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
     and in the largest, of REACH_MM, when they still do not fit or nothing was found.
     """
     point = as_lps_point(point_lps, "nodule point")
+    lung = _lung_level(image, point)
     reach = FIRST_REACH_MM
     for _attempt in range(2):
         try:
-            return _segment_in_cube(image, point, reach, must_fit=True)
+            return _segment_in_cube(image, point, lung, reach, must_fit=True)
         except _BeyondCube as beyond:
             reach = beyond.reach_needed_mm + _CUBE_MARGIN_MM  # room for the findings to move a little
         except OnlyLungError:  # the same in any cube
             raise
-        except NoNoduleError:  # in a larger cube there may be enough lung, or room for a large nodule's rays
+        except NoNoduleError:  # in a larger cube there may be room for a large nodule's rays
             break
         if reach >= REACH_MM:
             break
-    return _segment_in_cube(image, point, REACH_MM, must_fit=False)
+    return _segment_in_cube(image, point, lung, REACH_MM, must_fit=False)
+
+
+def _lung_level(image: sitk.Image, point: np.ndarray) -> float:
+    """The lung's level around `point`: the median of what is below -600 HU in the largest cube, sampled
+    at 1 mm (the same whichever cube the nodule is segmented in: in a cube little larger than a
+    ground-glass nodule, the ground glass would pass for lung)."""
+    n = int(round(2 * REACH_MM / _LUNG_SAMPLE_MM)) + 1
+    hu, in_scan = sample_in_scan(image, VoxelGrid.centred(point, (n, n, n), (_LUNG_SAMPLE_MM,) * 3))
+    if not in_scan[n // 2, n // 2, n // 2]:
+        raise NoNoduleError(f"the point {_mm(point)} lies outside the scan")
+    lung_voxels = hu[in_scan & (hu < -600.0)]
+    if lung_voxels.size < 0.05 * hu.size:
+        raise NoNoduleError(f"the point {_mm(point)} is not in the lung (little lung around it)")
+    return float(np.median(lung_voxels))
 
 
 class _BeyondCube(Exception):
@@ -141,20 +160,14 @@ class _BeyondCube(Exception):
         self.reach_needed_mm = reach_needed_mm
 
 
-def _segment_in_cube(image: sitk.Image, point: np.ndarray, reach_mm: float, must_fit: bool) -> NoduleSegmentation:
+def _segment_in_cube(image: sitk.Image, point: np.ndarray, lung: float, reach_mm: float,
+                     must_fit: bool) -> NoduleSegmentation:
     """The nodule at `point` segmented in the cube of half-size `reach_mm` around it; with `must_fit`,
     _BeyondCube when what the segmentation reads of the scan comes within _CUBE_MARGIN_MM of its faces."""
     n = int(round(2 * reach_mm / VOXEL_MM)) + 1
     grid = VoxelGrid.centred(point, (n, n, n), (VOXEL_MM,) * 3)
     hu, in_scan = sample_in_scan(image, grid)
-    if not in_scan[n // 2, n // 2, n // 2]:
-        raise NoNoduleError(f"the point {_mm(point)} lies outside the scan")
     smooth = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(grid.image(hu), 0.5))
-
-    lung_voxels = smooth[in_scan & (smooth < -600.0)]
-    if lung_voxels.size < 0.05 * smooth.size:
-        raise NoNoduleError(f"the point {_mm(point)} is not in the lung (little lung around it)")
-    lung = float(np.median(lung_voxels))
     seed = _seed(smooth, grid.lps_to_index_zyx(point), lung)
     if seed is None:
         raise OnlyLungError(f"no nodule at {_mm(point)}: only lung within {SEARCH_MM:g} mm")
