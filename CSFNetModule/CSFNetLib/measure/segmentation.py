@@ -69,6 +69,7 @@ _OPENING_MM = 1.0  # attachments thinner than twice this are cut off (vessel stu
 _PARTIAL_VOLUME_MM = 1.5  # how far beyond the edge, towards the lung, partial volume is counted
 _LOCAL_LUNG_MM = (2.0, 2.0)  # the lung around the nodule is read from this far beyond its edge, over this length
 _LUNG_SAMPLE_MM = 1.0  # the lung level's sampling
+_RUN_ON_SHARE = 0.1  # rays running on past a cube (into a vessel or the wall) it may leave out of the median edge
 _CUBE_MARGIN_MM = 2.0  # what a result must keep clear of its cube's faces (the smoothing's reach, and more)
 
 
@@ -187,7 +188,7 @@ def _segment_in_cube(image: sitk.Image, point: np.ndarray, lung: float, reach_mm
                                 f"at most {2 * VESSEL_RADIUS_MM:g} mm across)")
         reach_needed = rays.extent_mm + float(np.abs(seed - n // 2).max()) * VOXEL_MM + _CUBE_MARGIN_MM
         if must_fit and reach_needed > reach_mm:
-            raise _BeyondCube(reach_needed)
+            raise _BeyondCube(min(reach_needed, REACH_MM))
         whole, shell = _star_masks(smooth, seed, rays)
         if not whole.any():
             raise NoNoduleError(f"no nodule at {_mm(point)}: nothing around it stands above its edge level")
@@ -263,7 +264,7 @@ class _Rays:
     edge_hu: float  # the whole nodule's edge level
     ground_glass: float  # nan when the nodule has none
     local_lung: float  # the lung just around the nodule (at most the edge level)
-    extent_mm: float  # how far from the seed what they read of the scan reaches
+    extent_mm: float  # how far from the seed what they read of the scan reaches (inf: beyond their length)
 
 
 def _cast_rays(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float, reach_mm: float) -> _Rays:
@@ -272,13 +273,16 @@ def _cast_rays(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float, r
     radii = np.arange(0.0, reach_mm - 1.0, _RAY_STEP_MM)
     profiles = _sample(smooth, seed[None, None, :] + directions[:, None, :] * radii[None, :, None] / VOXEL_MM)
     edge_hu, ground_glass = _edge_level(profiles, radii, lung, core, directions)
-    edges, free = _unblocked(_first_below(profiles, edge_hu, radii))
+    crossings = _first_below(profiles, edge_hu, radii)
+    edges, free = _unblocked(crossings)
     beyond, length = _LOCAL_LUNG_MM
     around = _windows(profiles[free], edges[free] + beyond, length)  # the lung just around the nodule
     local_lung = float(np.nanmedian(around)) if np.isfinite(around).any() else lung
     free_edges = edges[free]
     extent = (max(float(free_edges.max()) + beyond + length, _ESCAPE * float(np.median(free_edges)))
               if len(free_edges) else np.inf)  # the lung read beyond the edge; how far a ray runs to be blocked
+    if np.mean(~np.isfinite(crossings)) > _RUN_ON_SHARE:  # where the rays that run on end tells blocked rays
+        extent = np.inf                                     # (the median edge) too much to be left unknown
     return _Rays(directions, edges, free, edge_hu, ground_glass, min(local_lung, edge_hu), extent)
 
 
