@@ -191,10 +191,14 @@ def markdown(report: dict) -> str:
              f"({report['scan_mb']:.0f} MB each on average), {report['nodules']} nodules", "",
              f"Reading every scan once, one after another, in one process: {read:.1f} s "
              f"({_range(report['reading_runs_s'])})", "",
-             f"Each run {len(report['reading_runs_s'])} times, in turn with the reading: the median (the range)", "",
+             f"Each run {len(report['reading_runs_s'])} times, in turn with the reading: the median (the range); "
+             "each run's fraction is of the reading timed just before it", "",
              "| run | wall s | of the reading time |", "|---|---|---|"]
     for name, value in report["predict_s"].items():
-        lines.append(f"| {name} | {value:.1f} ({_range(report['predict_runs_s'][name])}) | {value / read:.2f}x |")
+        walls = report["predict_runs_s"][name]
+        fractions = [wall / reading for wall, reading in zip(walls, report["reading_runs_s"])]
+        lines.append(f"| {name} | {value:.1f} ({_range(walls)}) | {np.median(fractions):.2f}x "
+                     f"({min(fractions):.2f}-{max(fractions):.2f}) |")
     if report["split_s"]:
         lines += ["", "Split of a one-process run (no measuring): "
                   + ", ".join(f"{step} {value} s" for step, value in report["split_s"].items())]

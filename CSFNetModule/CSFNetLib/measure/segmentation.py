@@ -6,7 +6,8 @@ full account, with its figures, is docs/measurement.md):
    the patient's axes, and lightly smoothed (sigma 0.5 mm) against noise. The grid is a 24 mm cube
    first; when what the rays find (the nodule's edges, the lung read beyond them, how far a blocked ray
    runs) comes within 2 mm of its faces, the nodule is segmented again in a cube as large as that needs
-   (48 mm at most): the same result, at an eighth of the cost for most nodules.
+   (48 mm at most; 48 mm when more than a tenth of its rays run on past the first cube): the same
+   result, at an eighth of the cost for most nodules.
 2. Levels: the lung's (the median of what is below -600 HU within 24 mm of the point) and the nodule's core (the
    median within 1 mm of the seed: the point when it is on tissue, else the nearest tissue within 3 mm).
    Only lung there means no nodule; a core above 200 HU is bone or contrast.
@@ -119,8 +120,9 @@ def segment_nodule(image: sitk.Image, point_lps: PointsLike) -> NoduleSegmentati
 
     Segmented first in a cube of FIRST_REACH_MM (8 times fewer voxels than the largest: most nodules and
     the lung around them fit in it). A nodule whose findings (its edges, the lung read around it, how far
-    its blocked rays run) come near that cube's faces is segmented again in a cube as large as they need,
-    and in the largest, of REACH_MM, when they still do not fit or nothing was found.
+    its blocked rays run) come near that cube's faces is segmented again in a cube as large as they need;
+    in the largest, of REACH_MM, when they still do not fit, when more than _RUN_ON_SHARE of its rays run
+    on past the first cube, or when nothing was found there. The lung level is read once, for all.
     """
     point = as_lps_point(point_lps, "nodule point")
     lung = _lung_level(image, point)
