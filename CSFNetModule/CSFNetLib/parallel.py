@@ -47,7 +47,6 @@ def ordered_map(function: Callable[[Job], Result], jobs: Iterable[Job], workers:
                 future.cancel()
 
 
-
 def _prepare_worker(threads: int) -> None:
     """A worker's share of the cores for ITK's filters (each would otherwise run as many threads as the
     machine has cores, and the workers would crowd each other out), and its memory kept for reuse."""
@@ -60,8 +59,8 @@ def _prepare_worker(threads: int) -> None:
 def _keep_freed_memory() -> None:
     """Where the C library is glibc: serve large blocks from the heap and keep what is freed, instead of
     mapping each scan's buffer afresh from the system and handing it back (the pages of every new scan
-    were zeroed and faulted in again: 15 % of reading time). A worker holds one patient's scans at a time,
-    so its memory stays what its largest patient needs."""
+    were zeroed and faulted in again: 16 whole-chest scans took 7.3 s to read instead of 6.3 s). A worker
+    holds one patient's scans at a time, so its memory stays what its largest patient needs."""
     if not sys.platform.startswith("linux"):
         return
     try:

@@ -20,7 +20,7 @@ from ..geometry import VoxelGrid
 from ..images import PatientScans
 from ..output_paths import check_output_file
 from ..preprocessing import resample_to_grid
-from ..records import Cohort, NoduleCase, PathLike, TimepointRow
+from ..records import Cohort, NoduleCase, PathLike, TimepointRow, cases_by_patient
 from ..table_files import write_table
 from .growth import growth_class, lung_rads, volume_doubling_days
 from .segmentation import NoduleMeasurement, OnlyLungError, measure_nodule
@@ -95,18 +95,25 @@ class MeasuredPatient:
 
 def measured_patients(cohort: Cohort, progress: Optional[Callable[[str], None]] = None) -> Iterator[MeasuredPatient]:
     """Every patient of `cohort` in turn, each nodule measured at every scan (as `measure_cohort` does)."""
-    patients: Dict[str, Dict[str, NoduleCase]] = {}
-    for case in cohort.cases:
-        patients.setdefault(case.pid, {}).setdefault(case.nodule, case)
     read = PatientScans()
-    for pid, nodules in patients.items():
+    for pid, cases in cases_by_patient(cohort.cases).items():
         read.clear()
         if progress is not None:
             progress(f"patient {pid}")
-        scans = {nodule: measure_scans(case, lambda row: read(row.image)) for nodule, case in nodules.items()}
+        nodules = each_nodule_once(cases)
+        scans = {case.nodule: measure_scans(case, lambda row: read(row.image)) for case in nodules}
         rows = {nodule: {str(row["timepoint"]): row for row in nodule_rows(pid, nodule, scans[nodule])}
-                for nodule in nodules}
-        yield MeasuredPatient(pid, list(nodules.values()), scans, rows, read)
+                for nodule in scans}
+        yield MeasuredPatient(pid, nodules, scans, rows, read)
+
+
+def each_nodule_once(cases: Sequence[NoduleCase]) -> List[NoduleCase]:
+    """One patient's cases, each nodule's first only, in order: a nodule's assessments (T0-T1, T1-T2, ...)
+    share its scans, and it is measured once at every scan."""
+    first: Dict[str, NoduleCase] = {}
+    for case in cases:
+        first.setdefault(case.nodule, case)
+    return list(first.values())
 
 
 def measure_scans(case: NoduleCase, scan_of: Callable[[TimepointRow], sitk.Image]) -> List["ScanMeasurement"]:
@@ -146,13 +153,9 @@ class ScanSize:
 def patient_sizes(cases: Sequence[NoduleCase]) -> Dict[str, Dict[str, ScanSize]]:
     """One patient's nodules, each measured once at every scan (each scan read once): by nodule, by timepoint."""
     read = PatientScans()
-    sizes: Dict[str, Dict[str, ScanSize]] = {}
-    for case in cases:
-        if case.nodule not in sizes:  # a nodule's assessments (T0-T1, T1-T2, ...) share its scans
-            sizes[case.nodule] = {scan.timepoint: ScanSize(scan.timepoint, scan.days, _size(scan.result),
-                                                           scan.only_lung)
-                                  for scan in measure_scans(case, lambda row: read(row.image))}
-    return sizes
+    return {case.nodule: {scan.timepoint: ScanSize(scan.timepoint, scan.days, _size(scan.result), scan.only_lung)
+                          for scan in measure_scans(case, lambda row: read(row.image))}
+            for case in each_nodule_once(cases)}
 
 
 def _size(result: Union[NoduleMeasurement, str]) -> Union[NoduleSize, str]:

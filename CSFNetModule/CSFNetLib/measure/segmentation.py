@@ -260,7 +260,6 @@ def _equivalent_diameter(mask: np.ndarray) -> float:
 class _Rays:
     """What the rays cast from a seed found."""
 
-    directions: np.ndarray  # (rays, 3) unit vectors, z y x
     edges: np.ndarray  # mm from the seed to each ray's edge (a blocked ray: its free neighbours' median)
     free: np.ndarray  # bool: the rays that reach the lung, not a vessel or the wall
     edge_hu: float  # the whole nodule's edge level
@@ -285,7 +284,7 @@ def _cast_rays(smooth: np.ndarray, seed: np.ndarray, lung: float, core: float, r
               if len(free_edges) else np.inf)  # the lung read beyond the edge; how far a ray runs to be blocked
     if np.mean(~np.isfinite(crossings)) > _RUN_ON_SHARE:  # where the rays that run on end tells blocked rays
         extent = np.inf                                     # (the median edge) too much to be left unknown
-    return _Rays(directions, edges, free, edge_hu, ground_glass, min(local_lung, edge_hu), extent)
+    return _Rays(edges, free, edge_hu, ground_glass, min(local_lung, edge_hu), extent)
 
 
 def _star_masks(smooth: np.ndarray, seed: np.ndarray, rays: _Rays) -> Tuple[np.ndarray, np.ndarray]:
@@ -303,7 +302,8 @@ def _is_tube(rays: _Rays) -> bool:
     blocked = ~rays.free
     if blocked.mean() < 0.05 or np.median(rays.edges[rays.free]) > VESSEL_RADIUS_MM:
         return False
-    opposite = np.argmax(-rays.directions[blocked] @ rays.directions.T, axis=1)
+    directions = _directions()
+    opposite = np.argmax(-directions[blocked] @ directions.T, axis=1)
     return bool(np.mean(blocked[opposite]) >= 0.7)
 
 
