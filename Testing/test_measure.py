@@ -164,6 +164,15 @@ def test_a_point_on_no_nodule_is_refused_with_the_reason(where, hu, message):
         measure_nodule(scan(phantom), point)
 
 
+def test_a_nodule_larger_than_the_rays_reach_is_refused_with_the_reason():
+    """A 50 mm ground-glass nodule around a solid core: its edge lies beyond every ray (it crashed before)."""
+    phantom = chest((0.8, 0.8, 1.25))
+    centre = phantom.centre_lps
+    phantom.paint_sphere(centre, 25.0, -600.0).paint_sphere(centre, 5.0, 30.0)
+    with pytest.raises(NoNoduleError, match="larger than this measures: its edge lies beyond 23 mm"):
+        measure_nodule(scan(phantom), centre)
+
+
 def test_a_point_on_a_vessel_is_refused_but_a_nodule_on_a_vessel_is_measured():
     phantom = chest((0.7, 0.7, 1.25))
     centre = phantom.centre_lps

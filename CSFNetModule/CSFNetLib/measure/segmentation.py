@@ -181,8 +181,8 @@ def _segment_in_cube(image: sitk.Image, point: np.ndarray, lung: float, reach_mm
     for _pass in range(2):  # the second pass casts the rays from the first mask's centroid
         rays = _cast_rays(smooth, seed, lung, core, reach_mm)
         if np.isnan(rays.edge_hu):
-            raise NoNoduleError(f"no nodule at {_mm(point)} that this measures: its edge lies beyond "
-                                f"{reach_mm - 1.0:g} mm of its centre")
+            raise NoNoduleError(f"the nodule at {_mm(point)} is larger than this measures: its edge lies "
+                                f"beyond {reach_mm - 1.0:g} mm of its centre")
         if rays.free.mean() < 0.25:
             raise NoNoduleError(f"no separable nodule at {_mm(point)}: most of what is there is vessel or wall")
         if _is_tube(rays):
